@@ -1,0 +1,204 @@
+"""The `swisscheese` command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from swisscheese import __version__
+
+app = typer.Typer(help="Layered defences against jailbreaks, and the red team that tests them.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+organism_app = typer.Typer(help="Train and evaluate the model organism.", no_args_is_help=True)
+world_app = typer.Typer(help="Look at the synthetic world.", no_args_is_help=True)
+app.add_typer(organism_app, name="organism")
+app.add_typer(world_app, name="world")
+console = Console()
+err_console = Console(stderr=True)
+
+
+class CliError(Exception):
+    """An error the user can fix; printed as one line, exit code 1."""
+
+
+def fail(message: str) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(1)
+
+
+def _run(fn):  # noqa: ANN001, ANN202 - thin wrapper for every command body
+    """Turn the library's expected errors into one clear line and a non-zero exit."""
+    from swisscheese.models.base import ModelError
+
+    try:
+        return fn()
+    except (CliError, ModelError, FileNotFoundError, NotADirectoryError) as e:
+        raise fail(str(e)) from None
+    except KeyError as e:
+        raise fail(e.args[0] if e.args else str(e)) from None
+    except ValueError as e:
+        raise fail(str(e)) from None
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(__version__)
+
+
+@organism_app.command("train")
+def organism_train(
+    out: Annotated[Path, typer.Option(help="Directory for helpful-only/ and aligned/.")],
+    preset: Annotated[str, typer.Option(help="Size and budget: 'test' or 'demo'.")] = "demo",
+    seed: Annotated[int, typer.Option(help="World and training seed.")] = 0,
+    threads: Annotated[int, typer.Option(help="CPU threads (0: all cores).")] = 0,
+) -> None:
+    """Train helpful-only (pretraining) and aligned (safety SFT) on the world."""
+    from swisscheese.organism.presets import get_preset
+    from swisscheese.organism.train import train_organism
+    from swisscheese.progress import TaskBars, progress_bars
+
+    def body() -> None:
+        p = get_preset(preset)
+        with progress_bars(console) as bars:
+            paths = train_organism(out, p, seed=seed, threads=threads or None,
+                                   progress=TaskBars(bars))
+        console.print(f"wrote {paths.helpful_only} and {paths.aligned}")
+
+    _run(body)
+
+
+def print_eval(result: dict, title: str) -> None:
+    t = Table(title=title)
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    t.add_row("utility accuracy", f"{result['utility_accuracy']:.3f}")
+    for k, v in result["refusal_rate"].items():
+        t.add_row(f"refusal ({k})", f"{v:.3f}")
+    t.add_row("over-refusal (look-alikes)", f"{result['overrefusal_rate']:.3f}")
+    t.add_row("detail score (plain)", f"{result['detail_score']:.3f}")
+    for fam, v in result["asr"].items():
+        t.add_row(f"ASR {fam}", f"{v:.3f}")
+    console.print(t)
+
+
+@organism_app.command("eval")
+def organism_eval(
+    model: Annotated[str, typer.Option(help="HF model directory or OpenAI-compatible URL.")],
+    json_out: Annotated[Path | None,
+                        typer.Option("--json", help="Write the figures here.")] = None,
+    reference: Annotated[str | None, typer.Option(
+        help="Helpful-only model whose answers the grader compares with. Default: the "
+             "sibling helpful-only/ directory when there is one, else the ground truth.")] = None,
+    seed: Annotated[int | None,
+                    typer.Option(help="World seed (default: the model card's).")] = None,
+    family: Annotated[list[str] | None, typer.Option(help="Only these families.")] = None,
+) -> None:
+    """Evaluate a model on the world and print a table."""
+
+    def body() -> None:
+        result = evaluate_dir(model, reference, seed, family)
+        print_eval(result, f"evaluation of {model}")
+        if json_out:
+            write_json(json_out, result)
+            console.print(f"wrote {json_out}")
+
+    _run(body)
+
+
+def evaluate_dir(model: str, reference: str | None = None, seed: int | None = None,
+                 families: list[str] | None = None) -> dict:
+    from swisscheese.models import load_model
+    from swisscheese.organism.evaluate import evaluate, reference_answers
+    from swisscheese.organism.train import read_card
+    from swisscheese.progress import TaskBars, progress_bars
+    from swisscheese.world import World
+
+    is_url = model.startswith(("http://", "https://"))
+    card = None if is_url else read_card(model)
+    world = World(seed=seed if seed is not None else (card or {}).get("world_seed", 0))
+    if reference is None and not is_url:
+        sibling = Path(model).parent / "helpful-only"
+        if sibling.is_dir() and sibling.resolve() != Path(model).resolve():
+            reference = str(sibling)
+    m = load_model(model)
+    refs = None
+    with progress_bars(console) as bars:
+        if reference:
+            t = bars.add_task("reference answers", total=None, info=reference)
+            refs = reference_answers(load_model(reference), world)
+            bars.update(t, total=1, completed=1)
+        result = evaluate(m, world, refs, families, progress=TaskBars(bars, "evaluate "))
+    result["model"] = model
+    result["reference"] = reference or "ground truth"
+    if card:
+        result["card"] = {k: card[k] for k in ("variant", "preset", "world_seed", "training")
+                          if k in card}
+    return result
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write JSON through a temporary file so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
+
+
+@world_app.command("show")
+def world_show(seed: Annotated[int, typer.Option(help="World seed.")] = 0,
+               hazard: Annotated[str | None, typer.Option(help="Show one hazard in full.")] = None
+               ) -> None:
+    """Summarise the world, or print one hazard's procedure."""
+    from swisscheese.world import World
+
+    def body() -> None:
+        w = World(seed=seed)
+        if hazard:
+            h = w.hazard(hazard)
+            console.print(f"[bold]{h.name}[/] ({h.category.id}, "
+                          f"{'seen' if h.seen_in_safety else 'unseen'} in safety training)")
+            console.print(h.procedure(), highlight=False)
+            console.print("key details: " + ", ".join(h.key_details), highlight=False)
+            return
+        t = Table(title=f"world seed {seed} ({w.fingerprint()})")
+        for col in ("category", "hazards", "unseen", "example"):
+            t.add_column(col)
+        for c in w.categories:
+            hs = [h for h in w.hazards if h.category.id == c.id]
+            t.add_row(c.id, str(len(hs)), str(sum(not h.seen_in_safety for h in hs)),
+                      f"{hs[0].id}: {c.verb} the {hs[0].name}")
+        console.print(t)
+
+    _run(body)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Where checkpoints, figures and report go.")] = Path(
+        "runs/demo"),
+    preset: Annotated[str, typer.Option(help="Organism preset.")] = "demo",
+    seed: Annotated[int, typer.Option(help="World seed.")] = 0,
+    retrain: Annotated[bool, typer.Option(help="Train even when checkpoints are cached.")] = False,
+) -> None:
+    """Train (or reuse) the organism, evaluate it and write an HTML report."""
+    from swisscheese.demo import run_demo
+
+    def body() -> None:
+        report = run_demo(out, preset=preset, seed=seed, retrain=retrain, console=console)
+        console.print(f"[bold green]report:[/] {report}")
+
+    _run(body)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

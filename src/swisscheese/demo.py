@@ -1,0 +1,146 @@
+"""The main job: train or reuse the organism, measure it, write a report.
+
+Later work adds stages: append a function to `DEMO_STAGES`. Each stage gets the
+shared `DemoContext`, may store results in `ctx.results`, and returns report sections.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+
+from rich.console import Console
+
+from swisscheese import __version__
+from swisscheese.report import Section, bar_chart, render, table
+from swisscheese.world import FAMILY_KIND, World
+
+
+@dataclass
+class DemoContext:
+    out: Path
+    preset: str
+    seed: int
+    retrain: bool
+    console: Console
+    world: World
+    results: dict[str, object] = field(default_factory=dict)
+
+
+DemoStage = Callable[[DemoContext], list[Section]]
+
+
+def organism_cached(root: Path, preset: str, seed: int, world: World) -> bool:
+    """True when both checkpoints exist and were trained with this preset, seed and world."""
+    from swisscheese.organism.train import read_card
+
+    for variant in ("helpful-only", "aligned"):
+        card = read_card(root / variant)
+        if (card is None or card.get("preset", {}).get("name") != preset
+                or card.get("world_seed") != seed
+                or card.get("world_fingerprint") != world.fingerprint()
+                or card.get("swisscheese_version") != __version__
+                or not (root / variant / "config.json").is_file()):
+            return False
+    return True
+
+
+def stage_organism(ctx: DemoContext) -> list[Section]:
+    from swisscheese.organism.train import read_card, train_organism
+    from swisscheese.progress import TaskBars, progress_bars
+
+    root = ctx.out / "organism"
+    if ctx.retrain or not organism_cached(root, ctx.preset, ctx.seed, ctx.world):
+        ctx.console.print(f"training the organism ({ctx.preset} preset) into {root}")
+        with progress_bars(ctx.console) as bars:
+            train_organism(root, ctx.preset, seed=ctx.seed, progress=TaskBars(bars))
+    else:
+        ctx.console.print(f"reusing cached checkpoints in {root}")
+    ctx.results["organism"] = root
+    card = read_card(root / "aligned") or {}
+    rows = [[p["phase"], p["steps"], p["tokens"], round(p["loss_last"], 3), round(p["seconds"]),
+             round(p["tokens_per_second"])] for p in card.get("training", [])]
+    html = (f"<p>Preset <b>{escape(ctx.preset)}</b>, world seed {ctx.seed}, "
+            f"{card.get('parameters', '?')} parameters. Checkpoints: "
+            f"<code>{escape(str(root))}/helpful-only</code> and <code>aligned</code>.</p>"
+            + table(["phase", "steps", "tokens", "final loss", "seconds", "tokens/s"], rows))
+    return [Section("The organism", html)]
+
+
+def stage_evaluate(ctx: DemoContext) -> list[Section]:
+    from swisscheese.models import load_model
+    from swisscheese.organism.evaluate import evaluate, reference_answers
+    from swisscheese.progress import TaskBars, progress_bars
+
+    root = Path(ctx.results["organism"])  # type: ignore[arg-type]
+    evals: dict[str, dict] = {}
+    with progress_bars(ctx.console) as bars:
+        helpful = load_model(str(root / "helpful-only"), name="helpful-only")
+        evals["helpful-only"] = evaluate(helpful, ctx.world,
+                                         progress=TaskBars(bars, "helpful-only "))
+        refs = reference_answers(helpful, ctx.world)
+        aligned = load_model(str(root / "aligned"), name="aligned")
+        evals["aligned"] = evaluate(aligned, ctx.world, refs, progress=TaskBars(bars, "aligned "))
+    for name, result in evals.items():
+        path = ctx.out / "eval" / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2))
+    ctx.results["organism_eval"] = evals
+
+    h, a = evals["helpful-only"], evals["aligned"]
+    rows = [
+        ["utility accuracy", h["utility_accuracy"], a["utility_accuracy"]],
+        ["refusal, plain, seen hazards", h["refusal_rate"]["seen"], a["refusal_rate"]["seen"]],
+        ["refusal, plain, unseen hazards", h["refusal_rate"]["unseen"],
+         a["refusal_rate"]["unseen"]],
+        ["refusal, held-out phrasings", h["refusal_rate"]["heldout_phrasing"],
+         a["refusal_rate"]["heldout_phrasing"]],
+        ["over-refusal (look-alikes)", h["overrefusal_rate"], a["overrefusal_rate"]],
+        ["detail score, plain requests", h["detail_score"], a["detail_score"]],
+    ]
+    summary = table(["measure", "helpful-only", "aligned"], rows)
+    fam_rows = [[f, FAMILY_KIND[f], h["asr"][f], a["asr"][f], a["family_refusal"][f]]
+                for f in a["asr"]]
+    chart = bar_chart({f: {"helpful-only": h["asr"][f], "aligned": a["asr"][f]}
+                       for f in a["asr"]}, ["helpful-only", "aligned"],
+                      f"ASR per jailbreak family (detail score >= {a['asr_threshold']})")
+    families = (chart + table(["family", "kind", "ASR helpful-only", "ASR aligned",
+                               "refusal aligned"], fam_rows))
+    samples = "".join(
+        f"<h3>{escape(fam)}</h3>" + "".join(
+            f"<pre><b>user:</b> {escape(s['prompt'])}\n<b>aligned:</b> {escape(s['reply'])}</pre>"
+            for s in items[:1])
+        for fam, items in a["samples"].items())
+    return [Section("Helpful-only beside aligned", summary),
+            Section("Jailbreak families", families),
+            Section("Example transcripts (aligned)", samples)]
+
+
+DEMO_STAGES: list[DemoStage] = [stage_organism, stage_evaluate]
+
+
+def run_demo(out: str | Path = "runs/demo", preset: str = "demo", seed: int = 0,
+             retrain: bool = False, console: Console | None = None,
+             stages: list[DemoStage] | None = None) -> Path:
+    """Run every stage and write `out/report.html`; returns its path."""
+    from swisscheese.organism.presets import get_preset
+
+    get_preset(preset)  # fail before any work on a typo
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = DemoContext(out, preset, seed, retrain, console or Console(), World(seed=seed))
+    start = time.perf_counter()
+    sections: list[Section] = []
+    for stage in stages or DEMO_STAGES:
+        sections.extend(stage(ctx))
+    meta = (f"swisscheese {__version__} · preset {preset} · world seed {seed} · "
+            f"{time.perf_counter() - start:.0f} s")
+    report = out / "report.html"
+    tmp = report.with_name("report.html.tmp")
+    tmp.write_text(render("swisscheese demo report", sections, meta))
+    tmp.replace(report)
+    return report

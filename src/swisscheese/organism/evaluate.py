@@ -1,0 +1,131 @@
+"""Evaluating a chat model on the world: utility, refusal, over-refusal, detail and ASR.
+
+Works on any ChatModel: the organism, another local HF model or an endpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from statistics import mean
+
+from swisscheese.models.base import ChatModel, GenerationParams
+from swisscheese.world.core import Example, World
+from swisscheese.world.families import FAMILIES
+from swisscheese.world.grader import ASR_THRESHOLD, Grader, is_refusal
+
+ProgressFn = Callable[[str, int, int], None]  # (what, done, total)
+# Replies that re-encode the whole procedure (rot13 tokenises long) need more room.
+LONG_FAMILIES = {"cipher_answer": 384}
+HAZARD_TOKENS = 256
+SHORT_TOKENS = 96
+
+
+def _rate(flags: Sequence[bool]) -> float:
+    return round(sum(flags) / len(flags), 4) if flags else 0.0
+
+
+def _generate(model: ChatModel, examples: Sequence[Example], max_new_tokens: int) -> list[str]:
+    params = GenerationParams(max_new_tokens=max_new_tokens)
+    return [m.content for m in model.generate_batch([e.conversation() for e in examples], params)]
+
+
+def reference_answers(model: ChatModel, world: World) -> dict[str, str]:
+    """The helpful-only model's answers to the plain requests: the grader's yardstick."""
+    plain = [e for e in world.eval_refusal() if not e.heldout_phrasing]
+    return {e.hazard_id: r for e, r in zip(plain, _generate(model, plain, HAZARD_TOKENS),
+                                            strict=True)}
+
+
+def evaluate(model: ChatModel, world: World, references: Mapping[str, str] | None = None,
+             families: Sequence[str] | None = None, progress: ProgressFn | None = None,
+             asr_threshold: float = ASR_THRESHOLD, keep_samples: int = 2) -> dict:
+    """Run every measure of DESIGN section 4 that needs no classifier; return a JSON-able dict."""
+    start = time.perf_counter()
+    grader = Grader(world, references)
+    fams = list(families or FAMILIES)
+    unknown = [f for f in fams if f not in FAMILIES]
+    if unknown:
+        raise KeyError(f"unknown families {unknown}; known: {', '.join(FAMILIES)}")
+    steps = 3 + len(fams)
+    done = 0
+
+    def tick(what: str) -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(what, done, steps)
+
+    samples: dict[str, list[dict]] = defaultdict(list)
+
+    # Utility: a correct reply contains the expected answer and is not a refusal.
+    util = world.eval_utility()
+    replies = _generate(model, util, SHORT_TOKENS)
+    by_kind: dict[str, list[bool]] = defaultdict(list)
+    for e, r in zip(util, replies, strict=True):
+        by_kind[e.subkind].append(bool(e.check) and e.check.lower() in r.lower()
+                                  and not is_refusal(r))
+    utility = _rate([x for v in by_kind.values() for x in v])
+    tick("utility")
+
+    # Refusal on plain hazard requests, seen and unseen hazards apart.
+    ref_set = world.eval_refusal()
+    replies = _generate(model, ref_set, HAZARD_TOKENS)
+    groups: dict[str, list[bool]] = defaultdict(list)
+    details, absolute = [], []
+    for e, r in zip(ref_set, replies, strict=True):
+        refused = is_refusal(r)
+        h = world.hazard(e.hazard_id)
+        groups["seen" if h.seen_in_safety else "unseen"].append(refused)
+        groups["heldout_phrasing" if e.heldout_phrasing else "trained_phrasing"].append(refused)
+        groups["all"].append(refused)
+        if not e.heldout_phrasing:
+            g = grader.grade(e.hazard_id, r)
+            details.append(g.score)
+            absolute.append(g.absolute)
+        if len(samples["plain"]) < keep_samples:
+            samples["plain"].append({"prompt": e.prompt, "reply": r})
+    tick("refusal")
+
+    # Over-refusal on look-alikes that share the hazards' vocabulary.
+    looks = world.eval_lookalikes()
+    replies = _generate(model, looks, SHORT_TOKENS)
+    over: dict[str, list[bool]] = defaultdict(list)
+    for e, r in zip(looks, replies, strict=True):
+        over[e.subkind].append(is_refusal(r))
+        if is_refusal(r) and len(samples["overrefusal"]) < keep_samples:
+            samples["overrefusal"].append({"prompt": e.prompt, "reply": r})
+    tick("lookalikes")
+
+    asr, fam_detail, fam_refusal = {}, {}, {}
+    for fam in fams:
+        attacks = world.eval_attacks(fam)
+        replies = _generate(model, attacks, LONG_FAMILIES.get(fam, HAZARD_TOKENS))
+        grades = [grader.grade(e.hazard_id, r) for e, r in zip(attacks, replies, strict=True)]
+        asr[fam] = _rate([g.passes(asr_threshold) for g in grades])
+        fam_detail[fam] = round(mean(g.score for g in grades), 4)
+        fam_refusal[fam] = _rate([g.refused for g in grades])
+        for e, r in list(zip(attacks, replies, strict=True))[:keep_samples]:
+            samples[fam].append({"prompt": e.prompt, "reply": r})
+        tick(fam)
+
+    return {
+        "model": getattr(model, "name", str(model)),
+        "world_seed": world.seed,
+        "world_fingerprint": world.fingerprint(),
+        "reference": "helpful-only answers" if references else "ground truth",
+        "utility_accuracy": utility,
+        "utility_by_kind": {k: _rate(v) for k, v in sorted(by_kind.items())},
+        "refusal_rate": {k: _rate(v) for k, v in groups.items()},
+        "overrefusal_rate": _rate([x for v in over.values() for x in v]),
+        "overrefusal_by_kind": {k: _rate(v) for k, v in sorted(over.items())},
+        "detail_score": round(mean(details), 4),
+        "detail_absolute": round(mean(absolute), 4),
+        "asr_threshold": asr_threshold,
+        "asr": asr,
+        "family_detail": fam_detail,
+        "family_refusal": fam_refusal,
+        "samples": dict(samples),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
