@@ -111,3 +111,40 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
             if i != -1:
                 cut = min(cut, i)
     return text[:cut], cut < len(text)
+
+
+
+def stop_filtered(deltas: Iterator[str], stop: Sequence[str]) -> Iterator[str]:
+    """Pass deltas through, ending at the first stop string even when it spans deltas.
+
+    Text that might be the start of a stop string is held back until it is clear,
+    so a streamed reply never shows what a whole reply would have cut.
+    """
+    stops = [s for s in stop if s]
+    if not stops:
+        yield from deltas
+        return
+    pending = ""
+    for delta in deltas:
+        pending += delta
+        kept, found = cut_at_stop(pending, stops)
+        if found:
+            if kept:
+                yield kept
+            return
+        hold = _partial_stop_len(pending, stops)
+        if len(pending) > hold:
+            yield pending[: len(pending) - hold]
+            pending = pending[len(pending) - hold:]
+    if pending:
+        yield pending
+
+
+def _partial_stop_len(text: str, stops: Sequence[str]) -> int:
+    best = 0
+    for s in stops:
+        for n in range(min(len(s) - 1, len(text)), best, -1):
+            if text.endswith(s[:n]):
+                best = n
+                break
+    return best

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -13,6 +14,7 @@ from swisscheese.models.base import (
     ModelLoadError,
     as_messages,
     cut_at_stop,
+    stop_filtered,
 )
 
 # Used only when a tokenizer ships without a chat template of its own.
@@ -80,6 +82,9 @@ class HFChatModel:
         if self.tokenizer.eos_token_id is not None:
             eos_ids.add(self.tokenizer.eos_token_id)
         self.eos_ids = sorted(eos_ids)
+        # transformers 5 renamed the cache argument; older releases only know the old name.
+        fwd = inspect.signature(self.model.forward).parameters
+        self._cache_kw = "cache" if "cache" in fwd else "past_key_values"
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", 2048))
 
     # ---- prompts ------------------------------------------------------------------------
@@ -133,41 +138,33 @@ class HFChatModel:
     def stream(self, conversation: ConversationLike,
                params: GenerationParams | None = None) -> Iterator[str]:
         """Yield text deltas token by token, with a KV cache: constant work per token."""
+        params = params or GenerationParams()
+        return stop_filtered(self._deltas(conversation, params), params.stop)
+
+    def _deltas(self, conversation: ConversationLike, params: GenerationParams) -> Iterator[str]:
         import torch
 
-        params = params or GenerationParams()
         gen = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
         ids = torch.tensor([self.prompt_ids(conversation, params.max_new_tokens)],
                            device=self.device)
         past = None
         tokens: list[int] = []
         prefix_off = read_off = 0
-        emitted = ""
         with torch.no_grad():
             for _ in range(params.max_new_tokens):
-                out = self.model(input_ids=ids, past_key_values=past, use_cache=True)
+                out = self.model(input_ids=ids, **{self._cache_kw: past}, use_cache=True)
                 past = out.past_key_values
-                logits = out.logits[0, -1].float()
-                nxt = self._pick(logits, params, gen)
+                nxt = self._pick(out.logits[0, -1].float(), params, gen)
                 if nxt in self.eos_ids:
-                    break
+                    return
                 tokens.append(nxt)
                 ids = torch.tensor([[nxt]], device=self.device)
                 # Decode a sliding window so multi-byte characters are only sent whole.
                 prev = self.tokenizer.decode(tokens[prefix_off:read_off], skip_special_tokens=True)
                 new = self.tokenizer.decode(tokens[prefix_off:], skip_special_tokens=True)
-                if len(new) <= len(prev) or new.endswith("\ufffd"):
-                    continue
-                delta = new[len(prev):]
-                prefix_off, read_off = read_off, len(tokens)
-                if params.stop:
-                    cut, hit = cut_at_stop(emitted + delta, params.stop)
-                    if hit:
-                        if len(cut) > len(emitted):
-                            yield cut[len(emitted):]
-                        return
-                emitted += delta
-                yield delta
+                if len(new) > len(prev) and not new.endswith("\ufffd"):
+                    prefix_off, read_off = read_off, len(tokens)
+                    yield new[len(prev):]
 
     @staticmethod
     def _pick(logits, params: GenerationParams, gen) -> int:

@@ -26,6 +26,7 @@ from swisscheese.models.base import (
     Message,
     as_messages,
     cut_at_stop,
+    stop_filtered,
 )
 
 __all__ = ["OpenAIChatModel", "ping"]
@@ -212,7 +213,7 @@ class OpenAIChatModel:
                 if text:
                     yield text
                 return
-            yield from _stop_filtered(_sse_deltas(url, response), stop)
+            yield from stop_filtered(_sse_deltas(url, response), stop)
         finally:
             response.close()
 
@@ -391,39 +392,6 @@ def _sse_deltas(url: str, response: httpx.Response) -> Iterator[str]:
         raise EndpointError(
             f"{url}: stream was cut before it finished (no finish_reason or [DONE])"
         )
-
-
-def _stop_filtered(deltas: Iterator[str], stop: Sequence[str]) -> Iterator[str]:
-    """Pass deltas through, ending at the first stop string even when it spans deltas."""
-    stops = [s for s in stop if s]
-    if not stops:
-        yield from deltas
-        return
-    pending = ""
-    for delta in deltas:
-        pending += delta
-        kept, found = cut_at_stop(pending, stops)
-        if found:
-            if kept:
-                yield kept
-            return
-        # Hold back a tail that could still grow into a stop string.
-        hold = _partial_stop_len(pending, stops)
-        if len(pending) > hold:
-            yield pending[: len(pending) - hold]
-            pending = pending[len(pending) - hold :]
-    if pending:
-        yield pending
-
-
-def _partial_stop_len(text: str, stops: Sequence[str]) -> int:
-    best = 0
-    for s in stops:
-        for n in range(min(len(s) - 1, len(text)), best, -1):
-            if text.endswith(s[:n]):
-                best = n
-                break
-    return best
 
 
 def _raise_if_error_payload(url: str, data: Any) -> None:

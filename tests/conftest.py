@@ -1,0 +1,49 @@
+"""Shared fixtures: a tiny trained organism for the slow tests, a tiny random model for the rest."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def world():
+    from swisscheese.world import World
+
+    return World(seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, world) -> Path:
+    """A barely trained tiny Llama with the organism's tokenizer: fast, for backend plumbing.
+
+    A few steps are enough for it to emit ordinary text rather than end-of-turn at once.
+    """
+    import torch
+
+    from swisscheese.organism.presets import get_preset
+    from swisscheese.organism.tokenizer import train_tokenizer
+    from swisscheese.organism.train import build_model, train_phase
+
+    d = tmp_path_factory.mktemp("tiny") / "model"
+    tok = train_tokenizer((e.prompt + "\n" + e.reply for e in world.corpus("pretrain", 400)), 400)
+    p = replace(get_preset("test"), hidden_size=32, layers=1, heads=2, intermediate_size=64,
+                batch_size=8)
+    torch.manual_seed(0)
+    model = build_model(p, tok)
+    train_phase(model, tok, world, "pretrain", p, steps=30, lr=3e-3, seed=0)
+    model.save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def organism_dir(tmp_path_factory) -> Path:
+    """The `test` preset organism, trained once per session (about a minute and a half)."""
+    from swisscheese.organism.train import train_organism
+
+    root = tmp_path_factory.mktemp("organism") / "organism"
+    train_organism(root, "test", seed=0)
+    return root
