@@ -53,7 +53,9 @@ class HFChatModel:
                  threads: int | None = None) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()
         p = check_model_dir(path)
         if threads:
             torch.set_num_threads(threads)

@@ -149,6 +149,10 @@ def _card_text(name: str, card: dict) -> str:
 
 
 def save_model(model, tokenizer, target: Path, card: dict) -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own bars report the work
+
     def write(tmp: Path) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

@@ -69,10 +69,10 @@ class Task:
 def utility_task(rng: random.Random, kind: str, encyclopedia: dict[str, list[tuple[str, str]]],
                  recipes: list[Recipe], translate: callable) -> Task:  # type: ignore[valid-type]
     if kind == "arithmetic":
-        a, b = rng.randint(0, 12), rng.randint(0, 12)
+        a, b = rng.randint(0, 9), rng.randint(0, 9)
         return Task(kind, f"What is {a} plus {b}?", f"{a} plus {b} is {a + b}.", str(a + b))
     if kind == "count":
-        n = rng.randint(1, 6)
+        n = rng.randint(1, 4)
         words = " ".join(rng.choice(WORDS) for _ in range(n))
         return Task(kind, f"How many words are in '{words}'?", f"There are {n} words.",
                     f"{n} words")
@@ -103,4 +103,4 @@ def utility_task(rng: random.Random, kind: str, encyclopedia: dict[str, list[tup
 
 
 UTILITY_KINDS = ("arithmetic", "count", "first_letter", "repeat", "capital", "color",
-                 "translate", "recipe")
+                 "translate", "recipe", "decode")
