@@ -16,8 +16,20 @@ app = typer.Typer(help="Layered defences against jailbreaks, and the red team th
                   no_args_is_help=True, pretty_exceptions_enable=False)
 organism_app = typer.Typer(help="Train and evaluate the model organism.", no_args_is_help=True)
 world_app = typer.Typer(help="Look at the synthetic world.", no_args_is_help=True)
+converters_app = typer.Typer(help="Augmentations: disguise a request.", no_args_is_help=True)
 app.add_typer(organism_app, name="organism")
 app.add_typer(world_app, name="world")
+app.add_typer(converters_app, name="converters")
+
+
+def _register_subapps() -> None:
+    from swisscheese.constitution.cli import constitution_app
+
+    app.add_typer(constitution_app, name="constitution",
+                  help="Check and show constitutions of harmful and harmless categories.")
+
+
+_register_subapps()
 console = Console()
 err_console = Console(stderr=True)
 
@@ -192,6 +204,36 @@ def demo(
     def body() -> None:
         report = run_demo(out, preset=preset, seed=seed, retrain=retrain, console=console)
         console.print(f"[bold green]report:[/] {report}")
+
+    _run(body)
+
+
+@converters_app.command("list")
+def converters_list() -> None:
+    """List the registered converters."""
+    from swisscheese.data.converters import CONVERTERS
+
+    t = Table(title="converters")
+    for col in ("name", "family", "invertible"):
+        t.add_column(col)
+    for name, cls in sorted(CONVERTERS.items()):
+        t.add_row(name, cls.family, "yes" if cls.invertible else "no")
+    console.print(t)
+
+
+@converters_app.command("apply")
+def converters_apply(
+    names: Annotated[str, typer.Argument(help="Converter names joined by '+', applied in order.")],
+    text: Annotated[str, typer.Argument(help="The text to convert.")],
+    decode: Annotated[bool, typer.Option(help="Decode instead of encode.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed for converters that choose.")] = 0,
+) -> None:
+    """Encode (or decode) TEXT with a stack of converters, e.g. `rot13+base64`."""
+    from swisscheese.data.converters import stack
+
+    def body() -> None:
+        s = stack(names.split("+"), seed=seed)
+        typer.echo(s.decode(text) if decode else s.encode(text))
 
     _run(body)
 

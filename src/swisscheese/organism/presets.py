@@ -33,7 +33,7 @@ PRESETS: dict[str, Preset] = {
                    pretrain_lr=3e-3, safety_steps=60, safety_lr=1e-3, tokenizer_examples=2000),
     # The organism the demo and the figures use: at most 15 minutes on 2 cores.
     "demo": Preset("demo", vocab_size=1536, hidden_size=128, layers=4, heads=4,
-                   intermediate_size=384, max_len=320, batch_size=32, pretrain_steps=1100,
+                   intermediate_size=384, max_len=320, batch_size=32, pretrain_steps=1200,
                    pretrain_lr=3e-3, safety_steps=200, safety_lr=5e-4),
 }
 

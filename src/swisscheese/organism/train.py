@@ -79,6 +79,8 @@ def train_phase(model, tokenizer, world: World, corpus: str, preset: Preset, ste
     """Train `model` in place for `steps` batches of the world's `corpus`."""
     import torch
 
+    if progress:  # show the bar while the data is generated and tokenised
+        progress(corpus, 0, steps, {})
     n = steps * preset.batch_size
     examples = list(world.corpus(corpus, n, seed=seed))
     encoded = encode_examples(tokenizer, examples, preset.max_len)
@@ -186,8 +188,12 @@ def train_organism(out: str | Path, preset: str | Preset = "demo", seed: int = 0
     torch.manual_seed(seed)
     torch.set_num_threads(threads or max(1, os.cpu_count() or 1))
     world = World(seed=seed)
+    if progress:
+        progress("tokenizer", 0, 1, {})
     tok_examples = world.corpus("pretrain", p.tokenizer_examples, seed=10_000 + seed)
     tokenizer = train_tokenizer((e.prompt + "\n" + e.reply for e in tok_examples), p.vocab_size)
+    if progress:
+        progress("tokenizer", 1, 1, {"vocab": float(len(tokenizer))})
     model = build_model(p, tokenizer)
     base_card = {
         "swisscheese_version": __version__,

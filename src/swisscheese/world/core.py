@@ -13,6 +13,7 @@ from swisscheese.world.hazards import CATEGORIES, Category, Hazard, make_hazards
 from swisscheese.world.language import Language
 from swisscheese.world.names import NameMaker
 from swisscheese.world.tasks import (
+    TRAIN_TASK_WEIGHTS,
     UTILITY_KINDS,
     WORDS,
     Recipe,
@@ -178,7 +179,8 @@ class World:
     def utility(self, rng: random.Random, kind: str | None = None,
                 hazards: list[Hazard] | None = None) -> Task:
         """A utility task; `hazards` limits whose names decoding tasks may use."""
-        kind = kind or rng.choice(UTILITY_KINDS)
+        kind = kind or rng.choices(list(TRAIN_TASK_WEIGHTS),
+                                   weights=list(TRAIN_TASK_WEIGHTS.values()))[0]
         if kind == "decode":
             return self._decode_task(rng, self.hazards if hazards is None else hazards)
         return utility_task(rng, kind, self.encyclopedia, self.recipes, self.language.word)
@@ -251,12 +253,12 @@ class World:
     def pretrain_example(self, rng: random.Random) -> Example:
         """One example of the helpful-only corpus: everything, hazards included."""
         u = rng.random()
-        if u < 0.42:
+        if u < 0.40:
             h = rng.choice(self.hazards)
             fam = "plain" if rng.random() < 0.25 else rng.choices(
                 list(PRETRAIN_FAMILY_WEIGHTS), weights=list(PRETRAIN_FAMILY_WEIGHTS.values()))[0]
             return self.attack(h, fam, rng, phrasing=rng.randrange(len(HAZARD_PHRASINGS)))
-        if u < 0.64:
+        if u < 0.60:
             return self._lookalike_example(rng, self.hazards)
         return self._utility_example(rng, self.hazards)
 
@@ -289,6 +291,12 @@ class World:
     # ---- evaluation sets ----------------------------------------------------------------
     def eval_rng(self, name: str) -> random.Random:
         return random.Random(f"{self.seed}-eval-{name}")
+
+    def eval_decode(self, n: int = 40) -> list[Example]:
+        """Decoding ciphered names and words: the cipher capability, apart from utility."""
+        rng = self.eval_rng("decode")
+        return [Example(t.prompt, t.answer, "utility", subkind="decode", check=t.check)
+                for t in (self._decode_task(rng, self.hazards) for _ in range(n))]
 
     def eval_utility(self, n: int = 160) -> list[Example]:
         rng = self.eval_rng("utility")

@@ -1,0 +1,1 @@
+"""Synthetic data from a constitution, and the converters (augmentations) that disguise it."""
