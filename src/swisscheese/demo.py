@@ -74,6 +74,8 @@ def stage_organism(ctx: DemoContext) -> list[Section]:
 def stage_evaluate(ctx: DemoContext) -> list[Section]:
     from swisscheese.models import load_model
     from swisscheese.organism.evaluate import evaluate, reference_answers
+    from swisscheese.organism.targets import targets
+    from swisscheese.organism.train import read_card
     from swisscheese.progress import TaskBars, progress_bars
 
     root = Path(ctx.results["organism"])  # type: ignore[arg-type]
@@ -103,6 +105,9 @@ def stage_evaluate(ctx: DemoContext) -> list[Section]:
         ["detail score, plain requests", h["detail_score"], a["detail_score"]],
     ]
     summary = table(["measure", "helpful-only", "aligned"], rows)
+    card = read_card(root / "aligned") or {}
+    goals = table(["target", "figure", "goal", "met"],
+                  [[n, v, g, "yes" if ok else "MISSED"] for n, v, g, ok in targets(h, a, card)])
     fam_rows = [[f, FAMILY_KIND[f], h["asr"][f], a["asr"][f], a["family_refusal"][f]]
                 for f in a["asr"]]
     chart = bar_chart({f: {"helpful-only": h["asr"][f], "aligned": a["asr"][f]}
@@ -112,10 +117,12 @@ def stage_evaluate(ctx: DemoContext) -> list[Section]:
                                "refusal aligned"], fam_rows))
     samples = "".join(
         f"<h3>{escape(fam)}</h3>" + "".join(
-            f"<pre><b>user:</b> {escape(s['prompt'])}\n<b>aligned:</b> {escape(s['reply'])}</pre>"
+            f"<pre><b>user:</b> {escape(s['prompt'])}\n<b>aligned:</b> {escape(s['reply'])}"
+            + (f"\n<i>detail score {s['detail']:.2f}</i>" if "detail" in s else "") + "</pre>"
             for s in items[:1])
         for fam, items in a["samples"].items())
     return [Section("Helpful-only beside aligned", summary),
+            Section("Targets of the foundation", goals),
             Section("Jailbreak families", families),
             Section("Example transcripts (aligned)", samples)]
 

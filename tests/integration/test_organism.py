@@ -87,6 +87,7 @@ def test_demo_reuses_checkpoints_and_writes_report(organism_dir, tmp_path):
     report = run_demo(out, preset="test")
     html = report.read_text()
     assert "Jailbreak families" in html and "<svg" in html and "helpful-only" in html
+    assert "Targets of the foundation" in html
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert (out / "organism" / "aligned" / "model.safetensors").stat().st_mtime_ns == stamp
     for v in ("helpful-only", "aligned"):

@@ -108,8 +108,11 @@ def evaluate(model: ChatModel, world: World, references: Mapping[str, str] | Non
         asr[fam] = _rate([g.passes(asr_threshold) for g in grades])
         fam_detail[fam] = round(mean(g.score for g in grades), 4)
         fam_refusal[fam] = _rate([g.refused for g in grades])
-        for e, r in list(zip(attacks, replies, strict=True))[:keep_samples]:
-            samples[fam].append({"prompt": e.prompt, "reply": r})
+        # Show a success first where there is one: it is what a reader wants to see.
+        ranked = sorted(zip(attacks, replies, grades, strict=True),
+                        key=lambda x: not x[2].passes(asr_threshold))
+        for e, r, g in ranked[:keep_samples]:
+            samples[fam].append({"prompt": e.prompt, "reply": r, "detail": round(g.score, 3)})
         tick(fam)
 
     return {
