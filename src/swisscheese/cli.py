@@ -23,7 +23,10 @@ app.add_typer(converters_app, name="converters")
 
 
 def _register_subapps() -> None:
+    from swisscheese.classifiers.cli import classify
     from swisscheese.constitution.cli import constitution_app
+
+    app.command("classify")(classify)
 
     app.add_typer(constitution_app, name="constitution",
                   help="Check and show constitutions of harmful and harmless categories.")
