@@ -25,8 +25,10 @@ app.add_typer(converters_app, name="converters")
 def _register_subapps() -> None:
     from swisscheese.classifiers.cli import classify
     from swisscheese.constitution.cli import constitution_app
+    from swisscheese.data.cli import data_app
 
     app.command("classify")(classify)
+    app.add_typer(data_app, name="data", help="Synthetic training data from a constitution.")
 
     app.add_typer(constitution_app, name="constitution",
                   help="Check and show constitutions of harmful and harmless categories.")
@@ -242,7 +244,15 @@ def converters_apply(
 
 
 def main() -> None:
-    app()
+    """Entry point: sub-apps raise the library's errors; print them as one line, exit 1."""
+    from swisscheese.models.base import ModelError
+
+    try:
+        app()
+    except (ModelError, ValueError, KeyError, FileNotFoundError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        err_console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

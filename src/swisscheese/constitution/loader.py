@@ -355,9 +355,9 @@ class _Parser:
         out: dict[str, str] = {}
         ok = len(f) == len(node.value)  # unknown keys were reported by fields()
         for name, (key, value) in f.items():
-            if WORLD_KEYS[name] != section:
-                self.report(key, f"world.{name} belongs in a {WORLD_KEYS[name]} category, "
-                                 f"not in {label}")
+            if section not in WORLD_KEYS[name]:
+                self.report(key, f"world.{name} belongs in a {' or '.join(WORLD_KEYS[name])} "
+                                 f"category, not in {label}")
                 ok = False
                 continue
             ref = self.string((key, value), f"world.{name} of {label}")

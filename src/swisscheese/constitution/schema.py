@@ -9,12 +9,13 @@ from typing import Any
 
 import yaml
 
-# Keys in a category's `world` mapping and the section they belong to. The values are checked
-# against the world generator by the loader.
-WORLD_KEYS: dict[str, str] = {
-    "hazard_category": "harmful",
-    "lookalike": "harmless",
-    "utility": "harmless",
+# Keys in a category's `world` mapping and the sections they may appear in. A look-alike kind
+# may be declared harmful: rewriting the constitution is how a deployment changes what is
+# blocked. The values are checked against the world generator by the loader.
+WORLD_KEYS: dict[str, tuple[str, ...]] = {
+    "hazard_category": ("harmful",),
+    "lookalike": ("harmful", "harmless"),
+    "utility": ("harmless",),
 }
 
 
