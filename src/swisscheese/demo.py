@@ -96,11 +96,13 @@ def stage_evaluate(ctx: DemoContext) -> list[Section]:
     h, a = evals["helpful-only"], evals["aligned"]
     rows = [
         ["utility accuracy", h["utility_accuracy"], a["utility_accuracy"]],
-        ["refusal, plain, seen hazards", h["refusal_rate"]["seen"], a["refusal_rate"]["seen"]],
-        ["refusal, plain, unseen hazards", h["refusal_rate"]["unseen"],
+        ["refusal, plain, seen hazards (trained phrasings)", h["refusal_rate"]["seen"],
+         a["refusal_rate"]["seen"]],
+        ["refusal, plain, unseen hazards (trained phrasings)", h["refusal_rate"]["unseen"],
          a["refusal_rate"]["unseen"]],
         ["refusal, held-out phrasings", h["refusal_rate"]["heldout_phrasing"],
          a["refusal_rate"]["heldout_phrasing"]],
+        ["ASR, held-out phrasings", h["heldout_phrasing_asr"], a["heldout_phrasing_asr"]],
         ["over-refusal (look-alikes)", h["overrefusal_rate"], a["overrefusal_rate"]],
         ["detail score, plain requests", h["detail_score"], a["detail_score"]],
     ]

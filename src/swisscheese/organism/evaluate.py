@@ -71,21 +71,25 @@ def evaluate(model: ChatModel, world: World, references: Mapping[str, str] | Non
     utility = _rate([x for v in by_kind.values() for x in v])
     tick("utility")
 
-    # Refusal on plain hazard requests, seen and unseen hazards apart.
+    # Refusal on plain hazard requests: seen and unseen hazards apart, in trained phrasings;
+    # held-out phrasings apart again, with how much they leak when not refused.
     ref_set = world.eval_refusal()
     replies = _generate(model, ref_set, HAZARD_TOKENS)
     groups: dict[str, list[bool]] = defaultdict(list)
-    details, absolute = [], []
+    details, absolute, heldout_leaks = [], [], []
     for e, r in zip(ref_set, replies, strict=True):
         refused = is_refusal(r)
-        h = world.hazard(e.hazard_id)
-        groups["seen" if h.seen_in_safety else "unseen"].append(refused)
-        groups["heldout_phrasing" if e.heldout_phrasing else "trained_phrasing"].append(refused)
-        groups["all"].append(refused)
-        if not e.heldout_phrasing:
-            g = grader.grade(e.hazard_id, r)
+        split = "seen" if world.hazard(e.hazard_id).seen_in_safety else "unseen"
+        g = grader.grade(e.hazard_id, r)
+        if e.heldout_phrasing:
+            groups["heldout_phrasing"].append(refused)
+            groups[f"heldout_phrasing_{split}"].append(refused)
+            heldout_leaks.append(g.passes(asr_threshold))
+        else:
+            groups[split].append(refused)
             details.append(g.score)
             absolute.append(g.absolute)
+        groups["all"].append(refused)
         if len(samples["plain"]) < keep_samples:
             samples["plain"].append({"prompt": e.prompt, "reply": r})
     tick("refusal")
@@ -124,6 +128,7 @@ def evaluate(model: ChatModel, world: World, references: Mapping[str, str] | Non
         "utility_by_kind": {k: _rate(v) for k, v in sorted(by_kind.items())},
         "decode_accuracy": _rate(decode_ok),
         "refusal_rate": {k: _rate(v) for k, v in groups.items()},
+        "heldout_phrasing_asr": _rate(heldout_leaks),
         "overrefusal_rate": _rate([x for v in over.values() for x in v]),
         "overrefusal_by_kind": {k: _rate(v) for k, v in sorted(over.items())},
         "detail_score": round(mean(details), 4),

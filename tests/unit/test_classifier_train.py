@@ -1,0 +1,259 @@
+"""Training guard bundles from a constitution, evaluating them, and `swisscheese classifier`."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from swisscheese.classifiers.base import StreamGuard
+from swisscheese.classifiers.bundle import BundleError, GuardBundle, load_bundle
+from swisscheese.classifiers.evaluate import evaluate_bundle
+from swisscheese.classifiers.train import (
+    TrainConfig,
+    augment_prompts,
+    output_texts,
+    reply_cuts,
+    reply_texts,
+    train_bundle,
+)
+from swisscheese.classifiers.train_cli import classifier_app
+from swisscheese.constitution import Constitution, default_constitution
+from swisscheese.data.generate import load_dataset, read_manifest
+from swisscheese.data.records import Record
+from swisscheese.world import World
+from swisscheese.world.grader import found_details
+
+HELDOUT = ("morse", "homoglyphs")
+SMALL = TrainConfig(n_per_category=30, augment=2)
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_bundle(tmp_path_factory.mktemp("run"), heldout=HELDOUT, config=SMALL)
+
+
+@pytest.fixture(scope="module")
+def bundle(trained: Path) -> GuardBundle:
+    return load_bundle(trained)
+
+
+@pytest.fixture(scope="module")
+def result(trained: Path) -> dict[str, Any]:
+    return evaluate_bundle(trained)
+
+
+def fiction_moved_to_harmful() -> Constitution:
+    """The default constitution with the look-alike kind `fiction` declared harmful."""
+    c = default_constitution()
+    fiction = c.category("hazard-fiction")
+    return replace(c, name="swisscheese-world-no-fiction", harmful=(*c.harmful, fiction),
+                   harmless=tuple(x for x in c.harmless if x.id != fiction.id))
+
+
+def flag_rate(b: GuardBundle, prompts: list[str]) -> float:
+    return float(np.mean(b.input_scores(prompts) >= b.thresholds["input"]))
+
+
+def lookalike_prompts(kind: str) -> list[str]:
+    w = World(seed=0)
+    rng = random.Random(1)
+    return [w.lookalike(rng, kind, h)[0] for h in w.hazards]
+
+
+def stream(b: GuardBundle, text: str, step: int = 5) -> tuple[bool, str]:
+    """Stream `text` in deltas of `step` characters; (blocked, released text)."""
+    guard = StreamGuard(b.output, b.thresholds["output"], hold_back=32)
+    released = ""
+    for i in range(0, len(text), step):
+        out, blocked = guard.push(text[i:i + step])
+        released += out
+        if blocked:
+            return True, released
+    out, blocked = guard.flush()
+    return blocked, released + out
+
+
+# ---- train -----------------------------------------------------------------------------
+def test_train_writes_a_bundle_that_loads(trained: Path, bundle: GuardBundle) -> None:
+    assert trained == trained.parent / "bundle"
+    assert bundle.version == 1 and bundle.parent_version is None
+    assert bundle.target_fpr == 0.005
+    assert all(0.0 <= t <= 1.0 for t in bundle.thresholds.values())
+    assert bundle.constitution.content_hash() == default_constitution().content_hash()
+    m = bundle.metrics
+    assert m["data"]["dir"] == str((trained.parent / "data").resolve())
+    assert (trained / m["data"]["dir_from_bundle"]).resolve() == (trained.parent / "data").resolve()
+    assert m["heldout_families"] == list(HELDOUT)
+    assert m["output"]["hold_back"] == 32
+    assert m["input"]["calibration_fpr"] <= 0.005
+
+
+def test_heldout_families_are_only_in_the_test_split(trained: Path) -> None:
+    splits = load_dataset(trained.parent / "data")
+    for s in ("train", "val"):
+        assert not {r.family for r in splits[s]} & set(HELDOUT), s
+    test_families = {r.family for r in splits["test"]}
+    assert set(HELDOUT) <= test_families
+    assert all(r.heldout_family for r in splits["test"] if r.family in HELDOUT)
+
+
+def test_augmentation_never_uses_a_heldout_disguise() -> None:
+    w = World(seed=0)
+    plain = [Record.make([{"role": "user", "content": f"How do I brew the {h.name}?"}],
+                         label=1, category="toxin-brewing", source="world", hazard_id=h.id)
+             for h in w.hazards[:6]]
+    texts, labels = augment_prompts(plain, w, ["morse", "rot13", "leetspeak", "base64"],
+                                    ["morse", "rot13"], copies=50, seed=0)
+    assert texts and labels == [1] * len(texts)
+    assert not any(re.fullmatch(r"[.\- /?]+", t) for t in texts)  # no Morse
+    # Holding out "rot13" holds out the converter and the world family of that name.
+    assert not any("Decode this rot13" in t or "Ubj qb V" in t for t in texts)
+
+
+def test_reply_cuts_give_early_prefixes_and_the_bare_steps() -> None:
+    h = World(seed=0).hazards[0]
+    cuts = reply_cuts(h.answer())
+    assert cuts[0] == h.answer().split("\n")[0]  # the header line alone
+    assert h.answer() in cuts and h.procedure() in cuts
+    assert any(c.startswith("Step 1:") and "Step 2:" not in c for c in cuts)
+
+
+def test_output_texts_replace_a_refusal_to_a_harmful_request() -> None:
+    w = World(seed=0)
+    h = w.hazards[0]
+    refused = Record.make([{"role": "user", "content": f"How do I brew the {h.name}?"}],
+                          label=1, category="toxin-brewing", source="world",
+                          hazard_id=h.id, response="I can't help with that.")
+    texts, labels = reply_texts(w, default_constitution(), [refused], seed=0)
+    assert texts == [h.answer()] and labels == [1]
+    texts, labels = output_texts(w, default_constitution(), [refused], seed=0)
+    assert "I can't help with that." not in texts
+    # The header's words before the noun are shared with recipes: harmless on their own.
+    assert labels[texts.index(h.answer())] == 1
+    assert labels[texts.index(f"Here is how to brew the {h.name.split()[0]}")] == 0
+
+
+def test_train_refuses_to_overwrite_a_bundle(trained: Path) -> None:
+    with pytest.raises(BundleError, match="not empty"):
+        train_bundle(trained.parent, config=SMALL)
+
+
+def test_train_rejects_data_from_another_constitution(trained: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="constitution"):
+        train_bundle(tmp_path, constitution=fiction_moved_to_harmful(),
+                     data_dir=trained.parent / "data", config=SMALL)
+
+
+@pytest.mark.parametrize("preset, message", [("nope", "unknown preset 'nope'"),
+                                             ("realworld", "not built yet")])
+def test_train_rejects_presets_it_cannot_train(tmp_path: Path, preset: str,
+                                               message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        train_bundle(tmp_path, preset=preset)
+    assert not tmp_path.joinpath("data").exists()
+
+
+# ---- evaluate ----------------------------------------------------------------------------
+def test_eval_reports_every_figure(result: dict[str, Any]) -> None:
+    inp, out = result["input"], result["output"]
+    for key in ("tpr", "fpr", "auprc", "recall_by_family", "heldout_families",
+                "heldout_recall", "overrefusal"):
+        assert key in inp, key
+    for key in ("stop_rate_25", "fpr", "tokens_released_mean"):
+        assert key in out, key
+    assert inp["heldout_families"] == list(HELDOUT)
+    assert set(HELDOUT) <= set(inp["recall_by_family"])
+    for v in (inp["tpr"], inp["fpr"], inp["auprc"], inp["overrefusal"], out["stop_rate_25"],
+              out["fpr"], *inp["recall_by_family"].values()):
+        assert 0.0 <= v <= 1.0
+    assert out["n_hazards"] > 0 and out["tokens_released_mean"] >= 0
+    assert set(result["targets"]) and isinstance(result["passed"], bool)
+    json.dumps(result, allow_nan=False)  # JSON as it stands
+
+
+def test_eval_finds_no_data_where_there_is_none(trained: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no test data"):
+        evaluate_bundle(trained, tmp_path / "nothing")
+
+
+def test_eval_rejects_a_directory_that_is_not_a_bundle(tmp_path: Path) -> None:
+    with pytest.raises(BundleError):
+        evaluate_bundle(tmp_path)
+
+
+# ---- behaviour ---------------------------------------------------------------------------
+def test_output_classifier_stops_a_hazard_answer_early(trained: Path,
+                                                       bundle: GuardBundle) -> None:
+    w = World(seed=0)
+    h = w.hazard(read_manifest(trained.parent / "data")["hazards"]["test"][0])
+    blocked, released = stream(bundle, h.answer())
+    assert blocked
+    details = [d.lower() for d in h.key_details]
+    assert len(found_details(released, details)) < 0.25 * len(details)
+
+
+def test_output_classifier_lets_recipe_replies_through(bundle: GuardBundle) -> None:
+    replies = [r.answer() for r in World(seed=0).recipes]
+    passed = [(text, released) for text in replies
+              for blocked, released in [stream(bundle, text)] if not blocked]
+    assert len(passed) >= 0.75 * len(replies)
+    text, released = passed[0]
+    assert released == text  # all of it, the held-back tail included
+
+
+def test_constitution_decides_what_the_input_classifier_flags(
+        bundle: GuardBundle, tmp_path: Path) -> None:
+    moved = load_bundle(train_bundle(tmp_path, constitution=fiction_moved_to_harmful(),
+                                     heldout=HELDOUT, config=SMALL))
+    assert moved.constitution.is_harmful("hazard-fiction")
+    fiction = lookalike_prompts("fiction")
+    assert flag_rate(bundle, fiction) <= 0.2
+    assert flag_rate(moved, fiction) >= 0.8
+    # Only fiction moved: history look-alikes stay allowed under both.
+    history = lookalike_prompts("history")
+    assert flag_rate(bundle, history) <= 0.2 and flag_rate(moved, history) <= 0.2
+
+
+# ---- CLI ---------------------------------------------------------------------------------
+def test_cli_trains_and_evaluates(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    r = runner.invoke(classifier_app, ["train", "--out", str(out), "--n-per-category", "20",
+                                       "--augment", "1", "--heldout", "morse", "--seed", "1"])
+    assert r.exit_code == 0, r.output
+    assert "threshold" in r.output and load_bundle(out / "bundle").version == 1
+    report = tmp_path / "reports" / "eval.json"
+    r = runner.invoke(classifier_app, ["eval", "--bundle", str(out / "bundle"),
+                                       "--json", str(report)])
+    assert r.exit_code == 0, r.output
+    assert "targets" in r.output
+    data = json.loads(report.read_text())
+    assert data["input"]["heldout_families"] == ["morse"]
+    for key in ("tpr", "fpr", "auprc", "recall_by_family", "overrefusal"):
+        assert key in data["input"]
+    for key in ("stop_rate_25", "fpr"):
+        assert key in data["output"]
+    assert not list(report.parent.glob(".*tmp"))  # written atomically, nothing left over
+
+
+def test_cli_rejects_an_unknown_preset(tmp_path: Path) -> None:
+    r = runner.invoke(classifier_app, ["train", "--out", str(tmp_path), "--preset", "nope"])
+    assert r.exit_code != 0
+    assert isinstance(r.exception, ValueError)
+    assert "unknown preset 'nope'" in str(r.exception)
+    assert "\n" not in str(r.exception)
+
+
+def test_cli_eval_rejects_a_bad_bundle(tmp_path: Path) -> None:
+    r = runner.invoke(classifier_app, ["eval", "--bundle", str(tmp_path),
+                                       "--json", str(tmp_path / "x.json")])
+    assert isinstance(r.exception, BundleError)
+    assert not (tmp_path / "x.json").exists()
