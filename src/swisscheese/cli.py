@@ -24,10 +24,13 @@ app.add_typer(converters_app, name="converters")
 
 def _register_subapps() -> None:
     from swisscheese.classifiers.cli import classify
+    from swisscheese.classifiers.train_cli import classifier_app
     from swisscheese.constitution.cli import constitution_app
     from swisscheese.data.cli import data_app
 
     app.command("classify")(classify)
+    app.add_typer(classifier_app, name="classifier",
+                  help="Train and evaluate guard bundles (input and streaming output classifiers).")
     app.add_typer(data_app, name="data", help="Synthetic training data from a constitution.")
 
     app.add_typer(constitution_app, name="constitution",

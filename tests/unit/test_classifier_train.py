@@ -26,13 +26,13 @@ from swisscheese.classifiers.train import (
 )
 from swisscheese.classifiers.train_cli import classifier_app
 from swisscheese.constitution import Constitution, default_constitution
-from swisscheese.data.generate import load_dataset, read_manifest
+from swisscheese.data.generate import generate_dataset, load_dataset, read_manifest
 from swisscheese.data.records import Record
 from swisscheese.world import World
 from swisscheese.world.grader import found_details
 
 HELDOUT = ("morse", "homoglyphs")
-SMALL = TrainConfig(n_per_category=30, augment=2)
+SMALL = TrainConfig(n_per_category=40, augment=1)
 runner = CliRunner()
 
 
@@ -224,24 +224,32 @@ def test_constitution_decides_what_the_input_classifier_flags(
 
 
 # ---- CLI ---------------------------------------------------------------------------------
-def test_cli_trains_and_evaluates(tmp_path: Path) -> None:
+def test_cli_trains_on_given_data_and_evaluates(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    generate_dataset(default_constitution(), "world", data, n_per_category=12,
+                     heldout_converters=HELDOUT, seed=1)
     out = tmp_path / "run"
-    r = runner.invoke(classifier_app, ["train", "--out", str(out), "--n-per-category", "20",
-                                       "--augment", "1", "--heldout", "morse", "--seed", "1"])
+    r = runner.invoke(classifier_app, ["train", "--out", str(out), "--data", str(data),
+                                       "--augment", "0", "--seed", "1"])
     assert r.exit_code == 0, r.output
-    assert "threshold" in r.output and load_bundle(out / "bundle").version == 1
+    assert "threshold" in r.output
+    b = load_bundle(out / "bundle")
+    assert b.metrics["data"]["dir"] == str(data.resolve())
+    assert b.metrics["heldout_families"] == list(HELDOUT)  # the data's own
+    assert not (out / "data").exists()
     report = tmp_path / "reports" / "eval.json"
     r = runner.invoke(classifier_app, ["eval", "--bundle", str(out / "bundle"),
                                        "--json", str(report)])
     assert r.exit_code == 0, r.output
     assert "targets" in r.output
-    data = json.loads(report.read_text())
-    assert data["input"]["heldout_families"] == ["morse"]
+    result = json.loads(report.read_text())
+    assert result["data"] == str(data.resolve())
+    assert result["input"]["heldout_families"] == list(HELDOUT)
     for key in ("tpr", "fpr", "auprc", "recall_by_family", "overrefusal"):
-        assert key in data["input"]
+        assert key in result["input"]
     for key in ("stop_rate_25", "fpr"):
-        assert key in data["output"]
-    assert not list(report.parent.glob(".*tmp"))  # written atomically, nothing left over
+        assert key in result["output"]
+    assert [p.name for p in report.parent.iterdir()] == ["eval.json"]  # nothing left over
 
 
 def test_cli_rejects_an_unknown_preset(tmp_path: Path) -> None:

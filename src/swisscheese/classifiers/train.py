@@ -15,12 +15,16 @@ to `OUT/bundle`:
   harmless one the world's look-alike or utility reply of the record's kind. Every reply
   also enters as its prefixes (cut at line and sentence ends) and with and without its
   header line, so the streaming score rises on the first step of a procedure, not at its
-  end: the guard must stop a completion before it has given much away;
+  end: the guard must stop a completion before it has given much away. The openings a
+  harmless reply shares with a harmful one ("Here is how to brew the") enter as harmless,
+  so that the threshold need not clear a coin toss on every recipe;
 - both thresholds are calibrated on the VAL split's harmless prompts and replies at
   `target_fpr` (`bundle.build_bundle`).
 
-The bundle's metrics record where the data is (`metrics["data"]`), so
-`evaluate.evaluate_bundle` finds the test split without being told.
+With `data_dir`, an existing dataset (from `swisscheese data generate`, made from the same
+constitution) is used instead of generating one. The bundle's metrics record where the
+data is (`metrics["data"]`), so `evaluate.evaluate_bundle` finds the test split without
+being told. The `realworld` preset is not built yet.
 """
 
 from __future__ import annotations
@@ -352,7 +356,7 @@ def train_bundle(
     preset: str = "organism",
     constitution: Constitution | str | os.PathLike[str] | None = None,
     data_dir: str | os.PathLike[str] | None = None,
-    heldout: Sequence[str] | None = DEFAULT_HELDOUT,
+    heldout: Sequence[str] | None = None,
     target_fpr: float = 0.005,
     responder: ChatModel | None = None,
     seed: int = 0,
@@ -365,11 +369,12 @@ def train_bundle(
     version-1 guard bundle to `out/bundle`; returns that directory.
 
     `constitution`: a Constitution, a YAML path, or None for the default. `heldout`:
-    converters or world families whose records go to the test split only (when
-    `data_dir` is given, its manifest's held-out families are used, plus any named here,
-    whose training records are then left out). `responder` answers every generated
-    record; its replies train the output classifier. `overwrite` replaces an existing
-    `out/data` and `out/bundle`.
+    converters or world families whose records go to the test split only (None:
+    DEFAULT_HELDOUT; () holds out nothing). With `data_dir`, the data's own held-out
+    families count, plus any named here, whose training records are then left out.
+    `responder` answers the records (all of them when data is generated, the train and
+    val splits of `data_dir`); its replies train and calibrate the output classifier.
+    `overwrite` replaces an existing `out/data` and `out/bundle`.
     """
     check_preset(preset)
     cfg = config or TrainConfig()
@@ -389,7 +394,7 @@ def train_bundle(
     if data_dir is None:
         data = out_dir / DATA_DIR
         check_out_dir(data, overwrite)
-        names, held = resolve_converters(None, heldout or ())
+        names, held = resolve_converters(None, DEFAULT_HELDOUT if heldout is None else heldout)
         world = World(seed=cfg.world_seed)
         manifest = generate_dataset(
             const, "world", data, n_per_category=cfg.n_per_category, converters=names,
@@ -416,7 +421,9 @@ def train_bundle(
     if responder is not None and data_dir is not None:
         from swisscheese.data.generate import respond
 
-        splits = {s: respond(rs, responder) for s, rs in splits.items()}
+        # The test split keeps its own responses: evaluation regenerates what it needs.
+        splits = {s: respond(rs, responder) if s != "test" else rs
+                  for s, rs in splits.items()}
     held_set = set(held)
     train = [r for r in splits["train"] if r.family not in held_set]
     val = splits["val"]

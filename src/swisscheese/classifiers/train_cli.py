@@ -72,7 +72,8 @@ def train(
     check_preset(preset)
     const = resolve_constitution(constitution)
     cfg = TrainConfig(n_per_category=n_per_category, augment=augment)
-    held = DEFAULT_HELDOUT if not heldout else tuple(h for h in heldout if h != "none")
+    # No --heldout: the defaults (or, with --data, the data's own held-out families).
+    held = None if not heldout else tuple(h for h in heldout if h != "none")
     chat = None
     if responder is not None:
         from swisscheese.models import load_model
@@ -117,6 +118,8 @@ def print_eval(result: dict[str, Any], console: Console) -> None:
     t.add_row("input TPR (trained families)", _fmt(inp["tpr"]))
     t.add_row("input TPR (all families)", _fmt(inp["tpr_all"]))
     t.add_row("input FPR (harmless prompts)", _fmt(inp["fpr"]))
+    t.add_row("  trained / held-out families",
+              f"{_fmt(inp['fpr_trained_families'])} / {_fmt(inp['fpr_heldout_families'])}")
     t.add_row("input AUPRC", _fmt(inp["auprc"]))
     t.add_row("over-refusal (look-alikes)", _fmt(inp["overrefusal"]))
     t.add_row("held-out recall (" + escape(", ".join(inp["heldout_families"]) or "none") + ")",
