@@ -35,7 +35,7 @@ DemoStage = Callable[[DemoContext], list[Section]]
 
 
 def organism_cached(root: Path, preset: str, seed: int, world: World) -> bool:
-    """True when both checkpoints exist and were trained with this preset, seed and world."""
+    """True when both checkpoints exist and were trained with this preset, seed and corpus."""
     from swisscheese.organism.train import read_card
 
     for variant in ("helpful-only", "aligned"):
@@ -43,6 +43,7 @@ def organism_cached(root: Path, preset: str, seed: int, world: World) -> bool:
         if (card is None or card.get("preset", {}).get("name") != preset
                 or card.get("world_seed") != seed
                 or card.get("world_fingerprint") != world.fingerprint()
+                or card.get("corpus_fingerprint") != world.corpus_fingerprint()
                 or card.get("swisscheese_version") != __version__
                 or not (root / variant / "config.json").is_file()):
             return False

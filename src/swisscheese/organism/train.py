@@ -199,6 +199,7 @@ def train_organism(out: str | Path, preset: str | Preset = "demo", seed: int = 0
         "swisscheese_version": __version__,
         "world_seed": seed,
         "world_fingerprint": world.fingerprint(),
+        "corpus_fingerprint": world.corpus_fingerprint(),
         "preset": p.to_dict(),
         "parameters": sum(t.numel() for t in model.parameters()),
         "threads": torch.get_num_threads(),

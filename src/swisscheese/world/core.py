@@ -176,6 +176,14 @@ class World:
         text = "\n".join(f"{h.id}|{h.name}|{h.procedure()}" for h in self.hazards)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    def corpus_fingerprint(self, n: int = 300) -> str:
+        """A short hash of what training would see: any change to the generator changes it."""
+        digest = hashlib.sha256()
+        for kind in ("pretrain", "safety"):
+            for e in self.corpus(kind, n):
+                digest.update(f"{e.prompt}\x00{e.reply}\x00".encode())
+        return digest.hexdigest()[:16]
+
     # ---- single items -------------------------------------------------------------------
     def hazard_request(self, h: Hazard, phrasing: int = 0, heldout: bool = False) -> str:
         table = HELDOUT_HAZARD_PHRASINGS if heldout else HAZARD_PHRASINGS
