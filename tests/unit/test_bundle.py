@@ -314,7 +314,8 @@ def test_cli_classify(saved: Path, data: Data, tmp_path: Path) -> None:
     src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in _rows(data)))
     runner = CliRunner()
-    result = runner.invoke(classify_app, [str(saved), str(src), str(dst)])
+    result = runner.invoke(classify_app, ["--bundle", str(saved), "--input", str(src),
+                                          "--output", str(dst)])
     assert result.exit_code == 0, result.output
     assert "flagged" in result.output and "rows" in result.output and dst.is_file()
 
@@ -324,8 +325,10 @@ def test_cli_classify(saved: Path, data: Data, tmp_path: Path) -> None:
     app.command("other")(lambda: None)
     bad = tmp_path / "bad.jsonl"
     bad.write_text("[1]\n")
-    result = runner.invoke(app, ["classify", str(saved), str(bad), str(tmp_path / "o.jsonl")])
+    result = runner.invoke(app, ["classify", "--bundle", str(saved), "--input", str(bad),
+                                 "--output", str(tmp_path / "o.jsonl")])
     assert result.exit_code == 1
     assert "bad.jsonl:1" in result.output and not (tmp_path / "o.jsonl").exists()
-    result = runner.invoke(app, ["classify", str(tmp_path), str(src), str(dst)])
+    result = runner.invoke(app, ["classify", "--bundle", str(tmp_path), "--input", str(src),
+                                 "--output", str(dst)])
     assert result.exit_code == 1 and "bundle.json" in result.output

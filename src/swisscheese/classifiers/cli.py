@@ -1,4 +1,4 @@
-"""`swisscheese classify BUNDLE INPUT OUTPUT`: score a JSONL or CSV file with a guard bundle.
+"""`swisscheese classify --bundle B --input FILE --output FILE`: score a file with a bundle.
 
 `classify_app` is a Typer app with this one command; the main CLI registers the function
 itself with `app.command("classify")(classify)`.
@@ -34,13 +34,11 @@ def _fmt(x: float | None) -> str:
 
 @classify_app.command("classify")
 def classify(
-    bundle: Annotated[Path, typer.Argument(metavar="BUNDLE", help="Guard bundle directory.")],
-    input: Annotated[Path, typer.Argument(
-        metavar="INPUT",
+    bundle: Annotated[Path, typer.Option(help="Guard bundle directory.")],
+    input: Annotated[Path, typer.Option(
         help="JSONL (.jsonl, .json-lines) with 'prompt' and optional 'response' fields, or "
              "CSV (.csv) with those columns.")],
-    output: Annotated[Path, typer.Argument(
-        metavar="OUTPUT",
+    output: Annotated[Path, typer.Option(
         help="Where to write the rows with input_score, output_score and flagged added; "
              "same format as INPUT.")],
 ) -> None:
