@@ -53,7 +53,8 @@ def main() -> int:
     print(f"organism targets, preset {card['preset']['name']}, world seed {card['world_seed']}")
     for name, value, goal, ok in rows:
         v = f"{value:.3f}" if isinstance(value, float) else str(value)
-        print(f"  {name:<{width}}  {v:>10}  {goal:<12} {'PASS' if ok else 'MISS'}")
+        verdict = "" if ok is None else "PASS" if ok else "MISS"
+        print(f"  {name:<{width}}  {v:>10}  {goal:<12} {verdict}")
     print("  ASR per family (helpful-only / aligned):")
     for fam in a["asr"]:
         print(f"    {fam:<18} {h['asr'][fam]:.3f} / {a['asr'][fam]:.3f}")

@@ -110,7 +110,8 @@ def stage_evaluate(ctx: DemoContext) -> list[Section]:
     summary = table(["measure", "helpful-only", "aligned"], rows)
     card = read_card(root / "aligned") or {}
     goals = table(["target", "figure", "goal", "met"],
-                  [[n, v, g, "yes" if ok else "MISSED"] for n, v, g, ok in targets(h, a, card)])
+                  [[n, v, g, "-" if ok is None else "yes" if ok else "MISSED"]
+                   for n, v, g, ok in targets(h, a, card)])
     fam_rows = [[f, FAMILY_KIND[f], h["asr"][f], a["asr"][f], a["family_refusal"][f]]
                 for f in a["asr"]]
     chart = bar_chart({f: {"helpful-only": h["asr"][f], "aligned": a["asr"][f]}
