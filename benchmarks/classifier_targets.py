@@ -28,7 +28,7 @@ from pathlib import Path  # noqa: E402
 
 from swisscheese.classifiers.evaluate import evaluate_bundle  # noqa: E402
 from swisscheese.classifiers.train import DEFAULT_HELDOUT, TrainConfig, train_bundle  # noqa: E402
-from swisscheese.data.records import atomic_write_text  # noqa: E402
+from swisscheese.fileio import atomic_write_text  # noqa: E402
 
 
 def _f(x: object) -> str:

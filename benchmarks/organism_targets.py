@@ -21,17 +21,11 @@ def load_or_evaluate(out: Path, reeval: bool) -> dict[str, dict]:
     evals = {v: out / "eval" / f"{v}.json" for v in ("helpful-only", "aligned")}
     if not reeval and all(p.is_file() for p in evals.values()):
         return {v: json.loads(p.read_text()) for v, p in evals.items()}
-    from swisscheese.models import load_model
-    from swisscheese.organism.evaluate import evaluate, reference_answers
+    from swisscheese.organism.evaluate import evaluate_organism
     from swisscheese.world import World
 
-    root = out / "organism"
-    card = json.loads((root / "aligned" / "swisscheese.json").read_text())
-    world = World(seed=card["world_seed"])
-    helpful = load_model(str(root / "helpful-only"))
-    aligned = load_model(str(root / "aligned"))
-    return {"helpful-only": evaluate(helpful, world),
-            "aligned": evaluate(aligned, world, reference_answers(helpful, world))}
+    card = json.loads((out / "organism" / "aligned" / "swisscheese.json").read_text())
+    return evaluate_organism(out / "organism", World(seed=card["world_seed"]))
 
 
 def main() -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from swisscheese import __version__
+from swisscheese.fileio import atomic_write_json
 
 app = typer.Typer(help="Layered defences against jailbreaks, and the red team that tests them.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -51,18 +51,24 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-def _run(fn):  # noqa: ANN001, ANN202 - thin wrapper for every command body
-    """Turn the library's expected errors into one clear line and a non-zero exit."""
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """The errors a user can fix: printed as one line, never as a traceback."""
     from swisscheese.models.base import ModelError
 
+    return (CliError, ModelError, FileNotFoundError, NotADirectoryError, KeyError, ValueError)
+
+
+def _message(e: BaseException) -> str:
+    # KeyError's str() wraps the message in quotes; its first argument is the message.
+    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+
+
+def _run(fn):  # noqa: ANN001, ANN202 - thin wrapper for every command body
+    """Turn the library's expected errors into one clear line and a non-zero exit."""
     try:
         return fn()
-    except (CliError, ModelError, FileNotFoundError, NotADirectoryError) as e:
-        raise fail(str(e)) from None
-    except KeyError as e:
-        raise fail(e.args[0] if e.args else str(e)) from None
-    except ValueError as e:
-        raise fail(str(e)) from None
+    except _expected_errors() as e:
+        raise fail(_message(e)) from None
 
 
 @app.command()
@@ -125,7 +131,7 @@ def organism_eval(
         result = evaluate_dir(model, reference, seed, family)
         print_eval(result, f"evaluation of {model}")
         if json_out:
-            write_json(json_out, result)
+            atomic_write_json(json_out, result)
             console.print(f"wrote {json_out}")
 
     _run(body)
@@ -160,14 +166,6 @@ def evaluate_dir(model: str, reference: str | None = None, seed: int | None = No
         result["card"] = {k: card[k] for k in ("variant", "preset", "world_seed", "training")
                           if k in card}
     return result
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write JSON through a temporary file so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
 
 
 @world_app.command("show")
@@ -248,13 +246,10 @@ def converters_apply(
 
 def main() -> None:
     """Entry point: sub-apps raise the library's errors; print them as one line, exit 1."""
-    from swisscheese.models.base import ModelError
-
     try:
         app()
-    except (ModelError, ValueError, KeyError, FileNotFoundError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        err_console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    except _expected_errors() as e:
+        fail(_message(e))
         raise SystemExit(1) from None
 
 

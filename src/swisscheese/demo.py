@@ -6,7 +6,6 @@ shared `DemoContext`, may store results in `ctx.results`, and returns report sec
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from swisscheese import __version__
+from swisscheese.fileio import atomic_write_json, atomic_write_text
 from swisscheese.report import Section, bar_chart, render, table
 from swisscheese.world import FAMILY_KIND, World
 
@@ -73,25 +73,16 @@ def stage_organism(ctx: DemoContext) -> list[Section]:
 
 
 def stage_evaluate(ctx: DemoContext) -> list[Section]:
-    from swisscheese.models import load_model
-    from swisscheese.organism.evaluate import evaluate, reference_answers
+    from swisscheese.organism.evaluate import evaluate_organism
     from swisscheese.organism.targets import targets
     from swisscheese.organism.train import read_card
     from swisscheese.progress import TaskBars, progress_bars
 
     root = Path(ctx.results["organism"])  # type: ignore[arg-type]
-    evals: dict[str, dict] = {}
     with progress_bars(ctx.console) as bars:
-        helpful = load_model(str(root / "helpful-only"), name="helpful-only")
-        evals["helpful-only"] = evaluate(helpful, ctx.world,
-                                         progress=TaskBars(bars, "helpful-only "))
-        refs = reference_answers(helpful, ctx.world)
-        aligned = load_model(str(root / "aligned"), name="aligned")
-        evals["aligned"] = evaluate(aligned, ctx.world, refs, progress=TaskBars(bars, "aligned "))
+        evals = evaluate_organism(root, ctx.world, lambda v: TaskBars(bars, f"{v} "))
     for name, result in evals.items():
-        path = ctx.out / "eval" / f"{name}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2))
+        atomic_write_json(ctx.out / "eval" / f"{name}.json", result)
     ctx.results["organism_eval"] = evals
 
     h, a = evals["helpful-only"], evals["aligned"]
@@ -151,7 +142,5 @@ def run_demo(out: str | Path = "runs/demo", preset: str = "demo", seed: int = 0,
     meta = (f"swisscheese {__version__} · preset {preset} · world seed {seed} · "
             f"{time.perf_counter() - start:.0f} s")
     report = out / "report.html"
-    tmp = report.with_name("report.html.tmp")
-    tmp.write_text(render("swisscheese demo report", sections, meta))
-    tmp.replace(report)
+    atomic_write_text(report, render("swisscheese demo report", sections, meta))
     return report

@@ -152,7 +152,7 @@ def evaluate(
 ) -> None:
     """Evaluate a bundle on the test split: TPR, FPR, AUPRC, recall per family, streaming."""
     from swisscheese.classifiers.evaluate import evaluate_bundle
-    from swisscheese.data.records import atomic_write_text
+    from swisscheese.fileio import atomic_write_text
 
     result = evaluate_bundle(bundle, data)
     console = Console()

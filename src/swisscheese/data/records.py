@@ -15,11 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
-from pathlib import Path
 from typing import Any
+
+from swisscheese.fileio import atomic_write_text
 
 SPLITS = ("train", "val", "test")
 SOURCES = ("world", "llm")
@@ -157,22 +157,6 @@ def _problems(r: Record) -> list[str]:
 
 
 # ---- files ---------------------------------------------------------------------------------
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same directory and a rename,
-    so readers see the old file or the whole new one, never a part."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def dumps_record(record: Record) -> str:
     """One JSONL line (without the newline); non-ASCII text is kept as it is."""
     return json.dumps(record.to_dict(), ensure_ascii=False)

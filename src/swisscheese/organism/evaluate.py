@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from statistics import mean
 
 from swisscheese.models.base import ChatModel, GenerationParams
@@ -139,4 +140,22 @@ def evaluate(model: ChatModel, world: World, references: Mapping[str, str] | Non
         "family_refusal": fam_refusal,
         "samples": dict(samples),
         "seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+def evaluate_organism(root: str | Path, world: World,
+                      progress: Callable[[str], ProgressFn | None] | None = None
+                      ) -> dict[str, dict]:
+    """Evaluate `root/helpful-only` (against the ground truth) and `root/aligned` (against
+    helpful-only's answers). `progress(variant)` may return a callback for that variant."""
+    from swisscheese.models import load_model
+
+    root = Path(root)
+    helpful = load_model(str(root / "helpful-only"), name="helpful-only")
+    aligned = load_model(str(root / "aligned"), name="aligned")
+    return {
+        "helpful-only": evaluate(helpful, world,
+                                 progress=progress("helpful-only") if progress else None),
+        "aligned": evaluate(aligned, world, reference_answers(helpful, world),
+                            progress=progress("aligned") if progress else None),
     }
