@@ -27,7 +27,7 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    # Plumbing only: trains in about a minute and a half, knows little.
+    # Plumbing only: trains in about half a minute, knows little.
     "test": Preset("test", vocab_size=768, hidden_size=64, layers=2, heads=4,
                    intermediate_size=192, max_len=256, batch_size=16, pretrain_steps=260,
                    pretrain_lr=3e-3, safety_steps=60, safety_lr=1e-3, tokenizer_examples=2000),
