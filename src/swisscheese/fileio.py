@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -28,3 +31,39 @@ def atomic_write_json(path: str | os.PathLike[str], data: object) -> None:
     """JSON (indented) through `atomic_write_text`; creates the parent directory."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_directory_atomically(target: str | os.PathLike[str],
+                               write: Callable[[Path], None]) -> Path:
+    """Build a directory with `write(tmp)` in a temporary sibling, then swap it in.
+
+    An existing `target` is moved aside first and put back if the swap fails, so a crash
+    at any point leaves the old directory or the whole new one, never a mix. Checks that
+    must hold before anything is replaced belong at the end of `write`.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        write(tmp)
+        _swap_into_place(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _swap_into_place(tmp: Path, target: Path) -> None:
+    if target.is_dir() and not any(target.iterdir()):
+        target.rmdir()
+    if not target.exists():
+        os.rename(tmp, target)
+        return
+    old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+    os.rename(target, old)
+    try:
+        os.rename(tmp, target)
+    except BaseException:
+        os.rename(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

@@ -24,9 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import shutil
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,6 +42,7 @@ from swisscheese.classifiers.base import (
 from swisscheese.classifiers.calibrate import threshold_for_fpr
 from swisscheese.classifiers.registry import CLASSIFIERS, get_classifier, load_classifier
 from swisscheese.constitution import Constitution, ConstitutionError, load_constitution
+from swisscheese.fileio import write_directory_atomically
 
 FORMAT = "swisscheese.guard_bundle"
 FORMAT_VERSION = 1
@@ -207,11 +205,7 @@ def save_bundle(bundle: GuardBundle, directory: str | Path, overwrite: bool = Fa
     except (TypeError, ValueError) as e:
         raise BundleError(f"bundle metrics cannot be written as JSON ({e})") from e
 
-    d.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:8]
-    tmp = d.parent / f".{d.name}.tmp-{tag}"
-    try:
-        tmp.mkdir()
+    def write(tmp: Path) -> None:
         (tmp / CONSTITUTION_FILE).write_text(bundle.constitution.to_yaml(), encoding="utf-8")
         bundle.input.save(tmp / INPUT_DIR)
         bundle.output.save(tmp / OUTPUT_DIR)
@@ -237,29 +231,8 @@ def save_bundle(bundle: GuardBundle, directory: str | Path, overwrite: bool = Fa
         if check.constitution.content_hash() != bundle.constitution.content_hash():
             raise BundleError(f"{tmp / CONSTITUTION_FILE}: the constitution does not read "
                               "back to the same content hash")
-        _move_into_place(tmp, d)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return d
 
-
-def _move_into_place(tmp: Path, d: Path) -> None:
-    if d.is_dir() and not any(d.iterdir()):
-        d.rmdir()
-    if not d.exists():
-        os.rename(tmp, d)
-        return
-    # Overwrite: move the old bundle aside first, so that if the second rename failed
-    # the old one could be restored rather than lost.
-    old = d.parent / f".{d.name}.old-{uuid.uuid4().hex[:8]}"
-    os.rename(d, old)
-    try:
-        os.rename(tmp, d)
-    except BaseException:
-        os.rename(old, d)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+    return write_directory_atomically(d, write)
 
 
 # ---- load ---------------------------------------------------------------------------------

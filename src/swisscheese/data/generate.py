@@ -24,8 +24,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -37,6 +35,7 @@ from swisscheese.data.converters import list_converters as _registered
 from swisscheese.data.llm_backend import LLMBackend
 from swisscheese.data.records import PLAIN, SPLITS, Record, read_jsonl, write_jsonl
 from swisscheese.data.world_backend import WORLD_FAMILIES, WorldBackend
+from swisscheese.fileio import write_directory_atomically
 from swisscheese.models.base import ChatModel, GenerationParams
 from swisscheese.world.core import World
 from swisscheese.world.language import Language
@@ -255,32 +254,16 @@ def count_records(records: Sequence[Record]) -> dict[str, Any]:
 
 def _write_dir(out_dir: Path, records: Sequence[Record], manifest: dict[str, Any],
                overwrite: bool) -> None:
-    """Write into a temporary sibling directory, then rename it into place."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    old: Path | None = None
-    try:
+    """Write into a temporary sibling directory, then swap it into place."""
+
+    def write(tmp: Path) -> None:
         for s in SPLITS:
             write_jsonl(tmp / f"{s}.jsonl", [r for r in records if r.split == s])
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
                                     encoding="utf-8")
         check_out_dir(out_dir, overwrite)  # again: something may have appeared meanwhile
-        if out_dir.is_dir():
-            if any(out_dir.iterdir()):
-                old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old",
-                                            dir=out_dir.parent))
-                os.replace(out_dir, old / "data")  # the old data is kept until the swap is done
-            else:
-                out_dir.rmdir()
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and not out_dir.exists():
-            os.replace(old / "data", out_dir)  # put the old data back
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+
+    write_directory_atomically(out_dir, write)
 
 
 def read_manifest(out_dir: str | os.PathLike[str]) -> dict[str, Any]:

@@ -6,13 +6,13 @@ import json
 import math
 import os
 import random
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from swisscheese import __version__
+from swisscheese.fileio import write_directory_atomically
 from swisscheese.organism.data import batches, encode_examples
 from swisscheese.organism.presets import Preset, get_preset
 from swisscheese.organism.tokenizer import train_tokenizer
@@ -115,25 +115,6 @@ def train_phase(model, tokenizer, world: World, corpus: str, preset: Preset, ste
     return PhaseFigures(corpus, steps, n, tokens, first, last, time.perf_counter() - start)
 
 
-def _write_atomically(target: Path, write: Callable[[Path], None]) -> None:
-    """Write a directory beside `target` and swap it in, so a crash leaves no half model."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    try:
-        write(tmp)
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        if target.exists():
-            target.rename(old)
-        tmp.rename(target)
-        if old.exists():
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def _card_text(name: str, card: dict) -> str:
     figs = "\n".join(
         f"| {p['phase']} | {p['steps']} | {p['tokens']} | {p['loss_last']:.3f} | "
@@ -161,7 +142,7 @@ def save_model(model, tokenizer, target: Path, card: dict) -> None:
         (tmp / CARD_FILE).write_text(json.dumps(card, indent=2))
         (tmp / "README.md").write_text(_card_text(card["variant"], card))
 
-    _write_atomically(target, write)
+    write_directory_atomically(target, write)
 
 
 def read_card(model_dir: str | Path) -> dict | None:
