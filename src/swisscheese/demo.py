@@ -38,12 +38,13 @@ def organism_cached(root: Path, preset: str, seed: int, world: World) -> bool:
     """True when both checkpoints exist and were trained with this preset, seed and corpus."""
     from swisscheese.organism.train import read_card
 
+    expected = {"world_fingerprint": world.fingerprint(),
+                "corpus_fingerprint": world.corpus_fingerprint()}
     for variant in ("helpful-only", "aligned"):
         card = read_card(root / variant)
         if (card is None or card.get("preset", {}).get("name") != preset
                 or card.get("world_seed") != seed
-                or card.get("world_fingerprint") != world.fingerprint()
-                or card.get("corpus_fingerprint") != world.corpus_fingerprint()
+                or any(card.get(k) != v for k, v in expected.items())
                 or card.get("swisscheese_version") != __version__
                 or not (root / variant / "config.json").is_file()):
             return False
