@@ -36,6 +36,16 @@ def _register_subapps() -> None:
     app.add_typer(constitution_app, name="constitution",
                   help="Check and show constitutions of harmful and harmless categories.")
 
+    # Each of these packages adds its own commands (see its cli.py).
+    from swisscheese.classifiers import patch_cli
+    from swisscheese.interp import cli as interp_cli
+    from swisscheese.redteam import cli as redteam_cli
+    from swisscheese.serve import cli as serve_cli
+    from swisscheese.training import cli as training_cli
+
+    for module in (patch_cli, serve_cli, redteam_cli, training_cli, interp_cli):
+        module.register(app)
+
 
 _register_subapps()
 console = Console()

@@ -1,0 +1,260 @@
+"""The layered guard: input classifier, model, streaming output classifier.
+
+`Guard` holds one guard bundle for its whole life (a hot swap makes a new `Guard`, so a
+stream in flight finishes on the bundle it started with). `Guard.session` guards one
+reply: `check_input` first, then `push` each model delta and release only what it
+returns, then `finish`. `GuardedChatModel` wraps any `ChatModel` with a guard and is itself
+a `ChatModel`, so the red team and the evaluations can attack guarded targets in-process
+exactly as they attack bare ones, and the gateway streams through the same session code.
+
+Fail closed: an exception inside a classifier blocks (layer "error"); it never lets text
+through. A model failure is not a guard decision: it propagates to the caller, after the
+session records it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from swisscheese.classifiers.base import StreamGuard, render_conversation
+from swisscheese.classifiers.bundle import GuardBundle
+from swisscheese.guard.normalize import normalize_text
+from swisscheese.models.base import (
+    ChatModel,
+    ConversationLike,
+    GenerationParams,
+    Message,
+    as_messages,
+)
+
+DEFAULT_REFUSAL = "I can't help with that request."
+# Characters the output layer holds back before release (see StreamGuard); the same
+# default the classifier evaluation uses for its stop-rate figures.
+DEFAULT_HOLD_BACK = 32
+LAYERS = ("input", "output")
+
+
+@dataclass
+class Decision:
+    """What the guard decided about one reply, for the store and for clients.
+
+    `layer` is the layer that blocked ("input", "output" or "error" when a classifier
+    failed), None when the reply went through. `output_score` is the cumulative maximum of
+    the streaming scores. Latencies are milliseconds.
+    """
+
+    blocked: bool = False
+    layer: str | None = None
+    input_score: float | None = None
+    output_score: float | None = None
+    error: str | None = None
+    bundle_version: int | None = None
+    released_chars: int = 0
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def normalized_messages(conversation: ConversationLike) -> list[Message]:
+    """The conversation as the classifiers read it (see `normalize_text`)."""
+    return [Message(m.role, normalize_text(m.content)) for m in as_messages(conversation)]
+
+
+class GuardSession:
+    """Guards one reply. Use in order: `check_input`, `push` per delta, `finish`."""
+
+    def __init__(self, guard: Guard, conversation: ConversationLike) -> None:
+        self.guard = guard
+        self.messages = normalized_messages(conversation)
+        self.decision = Decision(bundle_version=guard.bundle.version if guard.bundle else None)
+        self._stream: StreamGuard | None = None
+        self._t0 = time.perf_counter()
+        self._output_s = 0.0
+
+    def _ms(self, seconds: float) -> float:
+        return round(seconds * 1000.0, 3)
+
+    def _block(self, layer: str, error: str | None = None) -> None:
+        self.decision.blocked = True
+        self.decision.layer = layer
+        self.decision.error = error
+
+    def check_input(self) -> bool:
+        """Score the whole conversation; True when the reply may be generated."""
+        bundle = self.guard.bundle
+        t = time.perf_counter()
+        try:
+            if bundle is not None and self.guard.input_layer:
+                score = float(bundle.input_scores([render_conversation(self.messages)])[0])
+                self.decision.input_score = score
+                if bundle.flag_input(score):
+                    self._block("input")
+            if not self.decision.blocked and bundle is not None and self.guard.output_layer:
+                self._stream = StreamGuard(bundle.output, bundle.thresholds["output"],
+                                           hold_back=self.guard.hold_back,
+                                           conversation=self.messages)
+        except Exception as e:  # noqa: BLE001 - fail closed on any classifier failure
+            self._block("error", f"input layer: {type(e).__name__}: {e}")
+        self.decision.latency_ms["input"] = self._ms(time.perf_counter() - t)
+        return not self.decision.blocked
+
+    def push(self, delta: str) -> str:
+        """Score a model delta; returns the text now safe to release ("" once blocked)."""
+        if self.decision.blocked:
+            return ""
+        if "first_token" not in self.decision.latency_ms:
+            self.decision.latency_ms["first_token"] = self._ms(time.perf_counter() - self._t0)
+        if self._stream is None:
+            self.decision.released_chars += len(delta)
+            return delta
+        t = time.perf_counter()
+        try:
+            out, blocked = self._stream.push(normalize_text(delta))
+        except Exception as e:  # noqa: BLE001 - fail closed on any classifier failure
+            self._block("error", f"output layer: {type(e).__name__}: {e}")
+            return ""
+        finally:
+            self._output_s += time.perf_counter() - t
+            self.decision.output_score = self._stream.max_score
+        if blocked:
+            self._block("output")
+            return ""
+        self.decision.released_chars += len(out)
+        return out
+
+    def finish(self) -> str:
+        """End of the reply: the held tail, already scored ("" when blocked)."""
+        tail = ""
+        if not self.decision.blocked and self._stream is not None:
+            tail, _ = self._stream.flush()
+            self.decision.released_chars += len(tail)
+        self.decision.latency_ms["output"] = self._ms(self._output_s)
+        self.decision.latency_ms["total"] = self._ms(time.perf_counter() - self._t0)
+        return tail
+
+    def fail(self, error: BaseException) -> None:
+        """Record a model failure (the caller reports it; it is not a block)."""
+        self.decision.error = f"model: {type(error).__name__}: {error}"
+        self.finish()
+
+
+class Guard:
+    """The input and output layers of one guard bundle (None: no classifier layers)."""
+
+    def __init__(self, bundle: GuardBundle | None, *, input_layer: bool = True,
+                 output_layer: bool = True, hold_back: int = DEFAULT_HOLD_BACK,
+                 refusal: str = DEFAULT_REFUSAL) -> None:
+        if hold_back < 0:
+            raise ValueError(f"hold_back must be >= 0 characters, got {hold_back}")
+        self.bundle = bundle
+        self.input_layer = input_layer
+        self.output_layer = output_layer
+        self.hold_back = hold_back
+        self.refusal = refusal
+
+    @property
+    def layers(self) -> list[str]:
+        if self.bundle is None:
+            return []
+        return [n for n, on in zip(LAYERS, (self.input_layer, self.output_layer), strict=True)
+                if on]
+
+    def session(self, conversation: ConversationLike) -> GuardSession:
+        return GuardSession(self, conversation)
+
+    def guard_stream(self, session: GuardSession, deltas: Iterator[str]) -> Iterator[str]:
+        """Released text of a model stream, after `session.check_input()` passed.
+
+        Stops pulling from the model as soon as the output layer blocks; closes the model's
+        stream either way.
+        """
+        try:
+            for delta in deltas:
+                out = session.push(delta)
+                if out:
+                    yield out
+                if session.decision.blocked:
+                    break
+        except Exception as e:
+            session.fail(e)
+            raise
+        finally:
+            close = getattr(deltas, "close", None)
+            if close is not None:
+                close()
+        tail = session.finish()
+        if tail:
+            yield tail
+
+
+class GuardedChatModel:
+    """A ChatModel behind a guard: blocked replies become the guard's refusal text.
+
+    `last_decision` holds the decision about the most recent reply (per call of
+    `generate`, `stream` or each item of `generate_batch`, in `last_decisions`).
+    """
+
+    def __init__(self, model: ChatModel, guard: Guard, name: str | None = None) -> None:
+        self.model = model
+        self.guard = guard
+        layers = "+".join(guard.layers)
+        self.name = name or (f"{model.name}+{layers}" if layers else model.name)
+        self.last_decision: Decision | None = None
+        self.last_decisions: list[Decision] = []
+
+    def stream(self, conversation: ConversationLike,
+               params: GenerationParams | None = None) -> Iterator[str]:
+        session = self.guard.session(conversation)
+        self.last_decision = session.decision
+        if not session.check_input():
+            session.finish()
+            yield self.guard.refusal
+            return
+        yield from self.guard.guard_stream(session, iter(self.model.stream(conversation, params)))
+        if session.decision.blocked:
+            yield self.guard.refusal
+
+    def generate(self, conversation: ConversationLike,
+                 params: GenerationParams | None = None) -> Message:
+        return Message("assistant", "".join(self.stream(conversation, params)))
+
+    def generate_batch(self, conversations: Sequence[ConversationLike],
+                       params: GenerationParams | None = None) -> list[Message]:
+        """Input layer first for all; one batched model call for those that pass; then
+        each reply goes through the output layer as a stream of model-sized pieces."""
+        sessions = [self.guard.session(c) for c in conversations]
+        passed = [i for i, s in enumerate(sessions) if s.check_input()]
+        passed_set = set(passed)
+        replies = [self.guard.refusal] * len(conversations)
+        if passed:
+            try:
+                outs = self.model.generate_batch([conversations[i] for i in passed], params)
+            except Exception as e:
+                for i in passed:
+                    sessions[i].fail(e)
+                raise
+            for i, msg in zip(passed, outs, strict=True):
+                s = sessions[i]
+                chunk = max(1, self.guard.bundle.stream_chunk_chars if self.guard.bundle else 4)
+                text = msg.content
+                pieces = (text[j:j + chunk] for j in range(0, len(text), chunk))
+                released = "".join(self.guard.guard_stream(s, pieces))
+                replies[i] = self.guard.refusal if s.decision.blocked else released
+        for i, s in enumerate(sessions):
+            if i not in passed_set:
+                s.finish()
+        self.last_decisions = [s.decision for s in sessions]
+        self.last_decision = self.last_decisions[-1] if sessions else None
+        return [Message("assistant", r) for r in replies]
+
+
+def decision_summary(decisions: Sequence[Decision]) -> Mapping[str, int]:
+    """How many replies each layer blocked (for reports)."""
+    out = {"passed": 0, "input": 0, "output": 0, "error": 0}
+    for d in decisions:
+        out[d.layer if d.blocked and d.layer else "passed"] += 1
+    return out

@@ -1,0 +1,1 @@
+"""swisscheese.whitebox"""
