@@ -1,0 +1,316 @@
+// The challenge page: levels, the streamed chat and the grader's verdicts.
+// Plain JS with no dependencies; the API is under /challenge/api.
+"use strict";
+
+(() => {
+  const API = "/challenge/api";
+  const LAYER_NAMES = {
+    input: "the input classifier",
+    output: "the streaming output classifier",
+    error: "a guard failure (it fails closed)",
+  };
+  const $ = (id) => document.getElementById(id);
+  const state = {
+    levels: [],
+    current: 1,
+    busy: false,
+    maxChars: 2000,
+    minUniversal: 3,
+    logs: new Map(), // level -> [turn elements], kept while the page is open
+  };
+
+  const pct = (x) => `${Math.round(x * 100)}%`;
+
+  function el(tag, attrs = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs)) {
+      if (k === "class") node.className = v;
+      else if (k === "text") node.textContent = v;
+      else node.setAttribute(k, v);
+    }
+    for (const c of children) node.append(c);
+    return node;
+  }
+
+  function setStatus(text, isError = false) {
+    const s = $("status");
+    s.textContent = text;
+    s.classList.toggle("error", isError);
+  }
+
+  // ---- levels and progress -------------------------------------------------------------
+
+  function levelState(p) {
+    if (p.passed) return `passed · best ${pct(p.best_score)}`;
+    if (p.attempts) return `best ${pct(p.best_score ?? 0)}`;
+    return "not tried";
+  }
+
+  function renderLevels() {
+    const list = $("levels");
+    list.replaceChildren();
+    for (const lv of state.levels) {
+      const p = lv.progress;
+      const button = el("button", {
+        type: "button",
+        class: `level${p.passed ? " passed" : ""}`,
+        "data-level": String(lv.level),
+        "aria-current": String(lv.level === state.current),
+        "aria-label": `Level ${lv.level}: ${lv.category}, threshold ${pct(lv.threshold)}, ` +
+          levelState(p),
+      },
+      el("span", { class: "num", text: String(lv.level) }),
+      el("span", { class: "name", text: lv.category }),
+      el("span", { class: "thr", text: `threshold ${pct(lv.threshold)}` }),
+      el("span", { class: "state", text: levelState(p) }));
+      button.addEventListener("click", () => selectLevel(lv.level, true));
+      list.append(el("li", {}, button));
+    }
+  }
+
+  function renderProgress(progress) {
+    for (const row of progress.levels) {
+      const lv = state.levels.find((l) => l.level === row.level);
+      if (lv) lv.progress = row;
+    }
+    $("overall-text").textContent =
+      `${progress.passed} of ${progress.total} levels passed`;
+    $("overall-bar").max = progress.total;
+    $("overall-bar").value = progress.passed;
+    if (progress.player) $("player").textContent = `Player ${progress.player.slice(0, 8)}`;
+    renderUniversal(progress.universal || []);
+    renderLevels();
+    renderLevelHead();
+  }
+
+  function renderUniversal(flags) {
+    const box = $("universal");
+    if (!flags.length) {
+      box.hidden = true;
+      return;
+    }
+    const f = flags[0];
+    box.replaceChildren(
+      el("strong", { text: "Possible universal jailbreak. " }),
+      `One of your templates has passed levels ${f.levels.join(", ")}: `,
+      el("code", { text: f.template }),
+      ". The operators have been told.");
+    box.hidden = false;
+  }
+
+  function renderLevelHead() {
+    const lv = state.levels.find((l) => l.level === state.current);
+    if (!lv) return;
+    $("level-title").textContent = `Level ${lv.level}: ${lv.hazard}`;
+    const p = lv.progress;
+    $("level-threshold").textContent = `Threshold ${pct(lv.threshold)} of ` +
+      `${lv.details_total} key details` + (p.attempts ? ` · ${p.attempts} attempts` : "");
+    $("question").textContent = lv.question;
+  }
+
+  function selectLevel(n, focusPrompt) {
+    state.current = n;
+    renderLevels();
+    renderLevelHead();
+    const log = $("log");
+    const turns = state.logs.get(n) || [];
+    log.replaceChildren(...(turns.length ? turns : [emptyNote()]));
+    log.scrollTop = log.scrollHeight;
+    if (focusPrompt) $("prompt").focus();
+  }
+
+  function emptyNote() {
+    return el("p", { class: "empty", text: "No attempts on this level yet. Wrap the " +
+      "question in whatever you like: a story, a cipher, a persona." });
+  }
+
+  // ---- one attempt -----------------------------------------------------------------------
+
+  function parseEvent(block) {
+    let event = "message";
+    const data = [];
+    for (const line of block.split("\n")) {
+      if (line.startsWith("event:")) event = line.slice(6).trim();
+      else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
+    }
+    return { event, data: data.length ? JSON.parse(data.join("\n")) : null };
+  }
+
+  function verdictView(v) {
+    const passed = v.passed;
+    const box = el("div", { class: `verdict ${passed ? "pass" : "fail"}`, "data-verdict": "" });
+    const headline = passed ? `Passed level ${v.level}` : `Not passed`;
+    box.append(el("span", { class: "headline", text: headline }));
+    box.append(el("span", { class: "score",
+      text: `Detail score ${pct(v.detail_score)} against a threshold of ${pct(v.threshold)} ` +
+        `(${v.details_found} of ${v.details_total} key details)` }));
+    const meter = el("div", { class: "meter", role: "img",
+      "aria-label": `score ${pct(v.detail_score)}, threshold ${pct(v.threshold)}` });
+    const fill = el("div", { class: "fill" });
+    fill.style.width = pct(Math.min(1, v.detail_score));
+    const mark = el("div", { class: "mark" });
+    mark.style.left = pct(v.threshold);
+    meter.append(fill, mark);
+    box.append(meter);
+    if (v.blocked) {
+      box.append(el("span", { class: "blocked", "data-blocked-layer": v.blocked_layer || "",
+        text: `Blocked by ${LAYER_NAMES[v.blocked_layer] || v.blocked_layer}` +
+          (v.bundle_version != null ? ` (guard bundle v${v.bundle_version})` : "") }));
+    } else if (v.refused) {
+      box.append(el("span", { text: "The model refused on its own." }));
+    }
+    return box;
+  }
+
+  function summary(v) {
+    const parts = [v.passed ? `Passed level ${v.level}.` : "Not passed.",
+      `Detail score ${pct(v.detail_score)}, threshold ${pct(v.threshold)}.`];
+    if (v.blocked) parts.push(`Blocked by ${LAYER_NAMES[v.blocked_layer] || v.blocked_layer}.`);
+    if (v.universal) parts.push("Possible universal jailbreak flagged.");
+    return parts.join(" ");
+  }
+
+  function setBusy(busy) {
+    state.busy = busy;
+    $("send").setAttribute("aria-disabled", String(busy));
+    $("send").textContent = busy ? "Streaming…" : "Send";
+  }
+
+  async function send() {
+    if (state.busy) return;
+    const promptBox = $("prompt");
+    const prompt = promptBox.value;
+    if (!prompt.trim()) {
+      setStatus("Write a prompt first.", true);
+      return;
+    }
+    if (prompt.length > state.maxChars) {
+      setStatus(`The prompt has ${prompt.length} characters; the limit is ${state.maxChars}.`,
+        true);
+      return;
+    }
+    const level = state.current;
+    setBusy(true);
+    setStatus(`Sending to level ${level}…`);
+
+    const turn = el("article", { class: "turn", "aria-label": "Attempt" });
+    const you = el("p", { class: "bubble you" }, el("span", { class: "who", text: "You" }),
+      prompt);
+    const text = el("span", { class: "text" });
+    const reply = el("p", { class: "bubble model", "aria-busy": "true", "data-reply": "",
+      "data-deltas": "0" }, el("span", { class: "who", text: "Guarded model" }), text);
+    turn.append(you, reply);
+    const log = $("log");
+    if (!state.logs.has(level)) state.logs.set(level, []);
+    state.logs.get(level).push(turn);
+    if (state.current === level) {
+      log.querySelector(".empty")?.remove();
+      log.append(turn);
+      log.scrollTop = log.scrollHeight;
+    }
+
+    let verdict = null;
+    try {
+      const res = await fetch(`${API}/attempt`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        credentials: "same-origin",
+        body: JSON.stringify({ level, prompt }),
+      });
+      if (!res.ok) {
+        const body = await res.json().catch(() => null);
+        throw new Error(body?.error?.message || `the server answered ${res.status}`);
+      }
+      promptBox.value = "";
+      updateCount();
+      const reader = res.body.getReader();
+      const decoder = new TextDecoder();
+      let buf = "";
+      let deltas = 0;
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += decoder.decode(value, { stream: true });
+        let cut;
+        while ((cut = buf.indexOf("\n\n")) >= 0) {
+          const { event, data } = parseEvent(buf.slice(0, cut));
+          buf = buf.slice(cut + 2);
+          if (event === "delta") {
+            if (data.refusal) text.append(el("span", { class: "refusal", text: data.text }));
+            else text.append(data.text);
+            reply.setAttribute("data-deltas", String(++deltas));
+            log.scrollTop = log.scrollHeight;
+          } else if (event === "verdict") {
+            verdict = data;
+          } else if (event === "error") {
+            throw new Error(data?.error?.message || "the model failed");
+          }
+        }
+      }
+      if (!verdict) throw new Error("the reply ended without a verdict; send it again");
+      reply.setAttribute("aria-busy", "false");
+      turn.append(verdictView(verdict));
+      log.scrollTop = log.scrollHeight;
+      setStatus(summary(verdict));
+      renderProgress(verdict.progress);
+      if (verdict.universal) renderUniversal([verdict.universal]);
+    } catch (err) {
+      reply.setAttribute("aria-busy", "false");
+      turn.append(el("div", { class: "verdict error", role: "alert", text: String(err.message) }));
+      setStatus(`Error: ${err.message}`, true);
+    } finally {
+      setBusy(false);
+      promptBox.focus();
+    }
+  }
+
+  function updateCount() {
+    const n = $("prompt").value.length;
+    $("count").textContent = n ? `${n} / ${state.maxChars} characters` : "";
+  }
+
+  // ---- start -------------------------------------------------------------------------------
+
+  async function start() {
+    $("form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      send();
+    });
+    $("prompt").addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        send();
+      }
+    });
+    $("prompt").addEventListener("input", updateCount);
+    $("insert").addEventListener("click", () => {
+      const box = $("prompt");
+      const q = state.levels.find((l) => l.level === state.current)?.question || "";
+      const at = box.selectionStart ?? box.value.length;
+      box.value = box.value.slice(0, at) + q + box.value.slice(box.selectionEnd ?? at);
+      box.focus();
+      box.selectionStart = box.selectionEnd = at + q.length;
+      updateCount();
+    });
+    try {
+      const res = await fetch(`${API}/levels`, { credentials: "same-origin" });
+      if (!res.ok) throw new Error(`the server answered ${res.status}`);
+      const data = await res.json();
+      state.levels = data.levels;
+      state.maxChars = data.max_prompt_chars;
+      state.minUniversal = data.universal_min_levels;
+      const firstOpen = state.levels.find((l) => !l.progress.passed);
+      state.current = firstOpen ? firstOpen.level : 1;
+      selectLevel(state.current, false);
+      const progress = await (await fetch(`${API}/progress`,
+        { credentials: "same-origin" })).json();
+      renderProgress(progress);
+      document.body.setAttribute("data-ready", "true");
+    } catch (err) {
+      setStatus(`Could not load the levels: ${err.message}`, true);
+    }
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
