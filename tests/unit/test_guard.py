@@ -172,3 +172,25 @@ def test_no_bundle_means_no_layers() -> None:
     assert guarded.generate("hi").content == BENIGN_REPLY
     with pytest.raises(ValueError, match="hold_back"):
         Guard(None, hold_back=-1)
+
+
+def test_decisions_are_per_thread(bundle: GuardBundle, flagged_request) -> None:
+    import threading
+
+    guarded = GuardedChatModel(ScriptedModel(BENIGN_REPLY), Guard(bundle))
+    seen: dict[str, str | None] = {}
+
+    def ask(key: str, prompt: str) -> None:
+        _, decision = guarded.generate_with_decision(prompt)
+        guarded.generate(prompt)
+        seen[key] = guarded.last_decision.layer if guarded.last_decision else "missing"
+        assert decision.layer == seen[key]
+
+    threads = [threading.Thread(target=ask, args=(k, p))
+               for k, p in (("benign", "What is 2 + 3?"), ("hazard", flagged_request))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == {"benign": None, "hazard": "input"}
+    assert guarded.last_decision is None  # this thread made no call

@@ -14,6 +14,7 @@ session records it.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -194,8 +195,10 @@ class Guard:
 class GuardedChatModel:
     """A ChatModel behind a guard: blocked replies become the guard's refusal text.
 
-    `last_decision` holds the decision about the most recent reply (per call of
-    `generate`, `stream` or each item of `generate_batch`, in `last_decisions`).
+    `last_decision` holds the decision about the most recent reply made by the calling
+    thread (per call of `generate`, `stream`, or each item of `generate_batch` in
+    `last_decisions`), so concurrent callers never read each other's decisions;
+    `generate_with_decision` returns both at once.
     """
 
     def __init__(self, model: ChatModel, guard: Guard, name: str | None = None) -> None:
@@ -203,8 +206,31 @@ class GuardedChatModel:
         self.guard = guard
         layers = "+".join(guard.layers)
         self.name = name or (f"{model.name}+{layers}" if layers else model.name)
-        self.last_decision: Decision | None = None
-        self.last_decisions: list[Decision] = []
+        self._local = threading.local()
+
+    @property
+    def last_decision(self) -> Decision | None:
+        return getattr(self._local, "decision", None)
+
+    @last_decision.setter
+    def last_decision(self, decision: Decision | None) -> None:
+        self._local.decision = decision
+
+    @property
+    def last_decisions(self) -> list[Decision]:
+        return getattr(self._local, "decisions", [])
+
+    @last_decisions.setter
+    def last_decisions(self, decisions: list[Decision]) -> None:
+        self._local.decisions = decisions
+
+    def generate_with_decision(self, conversation: ConversationLike,
+                               params: GenerationParams | None = None
+                               ) -> tuple[Message, Decision]:
+        message = self.generate(conversation, params)
+        decision = self.last_decision
+        assert decision is not None
+        return message, decision
 
     def stream(self, conversation: ConversationLike,
                params: GenerationParams | None = None) -> Iterator[str]:
