@@ -1,9 +1,230 @@
-"""CLI commands of this package, added to the `swisscheese` app by `register`."""
+"""CLI commands of this package, added to the `swisscheese` app by `register`:
+`serve`, `bundle deploy`, `monitor` and `keys`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+bundle_app = typer.Typer(help="Guard bundles on a running gateway.", no_args_is_help=True)
+keys_app = typer.Typer(help="Client API keys of a gateway (stored hashed).",
+                       no_args_is_help=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False,
+                               soft_wrap=True)
+    return typer.Exit(1)
+
+
+def _read_keys(files: list[Path]) -> list[str]:
+    keys: list[str] = []
+    for f in files:
+        if not f.is_file():
+            raise FileNotFoundError(f"--api-key-file {f}: no such file")
+        for line in f.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                keys.append(line)
+    return keys
+
+
+def serve(
+    model: Annotated[str | None, typer.Option(
+        help="Local HF model directory (default: runs/demo/organism/aligned); with "
+             "--upstream, the upstream's model id.")] = None,
+    bundle: Annotated[Path | None, typer.Option(
+        help="Guard bundle directory; without it the gateway serves unguarded.")] = None,
+    upstream: Annotated[str | None, typer.Option(
+        help="Guard this OpenAI-compatible server (http://host:port/v1) instead of a local "
+             "model.")] = None,
+    upstream_key: Annotated[str | None, typer.Option(
+        envvar="SWISSCHEESE_UPSTREAM_KEY", help="API key for the upstream.")] = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    store: Annotated[Path, typer.Option(help="SQLite store of decisions, keys and "
+                                              "deployments.")] = Path(
+        "runs/gateway/gateway.sqlite"),
+    api_key_file: Annotated[list[Path] | None, typer.Option(
+        help="File of client API keys, one a line (stored hashed). Without keys here or in "
+             "the store, the API is open.")] = None,
+    admin_key: Annotated[str | None, typer.Option(
+        envvar="SWISSCHEESE_ADMIN_KEY", help="Key of the /admin endpoints (bundle "
+                                             "deploy).")] = None,
+    served_name: Annotated[str | None, typer.Option(help="Model id clients ask for.")] = None,
+    max_tokens_limit: Annotated[int, typer.Option(help="Largest max_tokens allowed.")] = 1024,
+    max_body_bytes: Annotated[int, typer.Option(help="Largest request body.")] = 1 << 20,
+    rate: Annotated[float, typer.Option(help="Requests per second per key.")] = 10.0,
+    burst: Annotated[int, typer.Option(help="Requests a key may send at once.")] = 20,
+    input_layer: Annotated[bool, typer.Option(help="Run the input classifier.")] = True,
+    output_layer: Annotated[bool, typer.Option(help="Run the streaming output "
+                                                    "classifier.")] = True,
+    hold_back: Annotated[int, typer.Option(help="Characters the output layer holds "
+                                                "back.")] = 32,
+    classifier_timeout: Annotated[float, typer.Option(
+        help="Seconds one classifier call may take before the reply is blocked.")] = 2.0,
+    concurrency: Annotated[int, typer.Option(help="Model streams running at once.")] = 8,
+    challenge: Annotated[bool, typer.Option(help="Mount the challenge page at "
+                                                 "/challenge.")] = True,
+    references: Annotated[Path | None, typer.Option(
+        help="JSON of helpful-only reference answers for the challenge grader.")] = None,
+) -> None:
+    """Serve a guarded model behind an OpenAI-compatible API."""
+    import logging
+
+    import uvicorn
+
+    from swisscheese.serve.app import create_app
+    from swisscheese.serve.config import GatewayConfig
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = GatewayConfig(
+            model=model, bundle=bundle, upstream=upstream, upstream_key=upstream_key,
+            store=store, api_keys=_read_keys(api_key_file or []), admin_key=admin_key,
+            served_name=served_name, max_tokens_limit=max_tokens_limit,
+            default_max_tokens=min(256, max_tokens_limit), max_body_bytes=max_body_bytes,
+            rate_per_s=rate, rate_burst=burst, input_layer=input_layer,
+            output_layer=output_layer, hold_back=hold_back,
+            classifier_timeout_s=classifier_timeout, max_concurrent_generations=concurrency,
+            challenge=challenge, references=references)
+        app = create_app(config)
+    except (ValueError, OSError, RuntimeError) as e:
+        raise _fail(str(e)) from None
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+@bundle_app.command("deploy")
+def bundle_deploy(
+    bundle: Annotated[Path, typer.Argument(help="Guard bundle directory (a path the gateway "
+                                                "can read).")],
+    gateway: Annotated[str, typer.Option(help="Gateway base URL, e.g. "
+                                              "http://127.0.0.1:8000.")],
+    admin_key: Annotated[str, typer.Option(envvar="SWISSCHEESE_ADMIN_KEY",
+                                           help="The gateway's admin key.")],
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the gateway.")] = 120.0,
+) -> None:
+    """Hot-swap the gateway's guard bundle; streams in flight finish on the old one."""
+    import httpx
+
+    url = gateway.rstrip("/").removesuffix("/v1") + "/admin/bundle"
+    try:
+        r = httpx.post(url, json={"path": str(bundle.resolve())}, timeout=timeout,
+                       headers={"Authorization": f"Bearer {admin_key}"})
+    except httpx.HTTPError as e:
+        raise _fail(f"cannot reach the gateway at {url}: {e}") from None
+    try:
+        body = r.json()
+    except ValueError:
+        raise _fail(f"{url}: {r.status_code} {r.reason_phrase} (not a gateway?)") from None
+    if r.status_code != 200:
+        message = body.get("error", {}).get("message") if isinstance(body, dict) else None
+        raise _fail(f"{url}: {r.status_code}: {message or r.text[:200]}")
+    typer.echo(f"deployed bundle version {body['version']} (was {body['previous_version']}) "
+               f"from {body['path']} in {body['took_ms']:.0f} ms")
+
+
+def monitor_cmd(
+    store: Annotated[Path, typer.Option(help="The gateway's SQLite store.")],
+    judge: Annotated[str, typer.Option(help="A guard bundle directory, or an "
+                                            "OpenAI-compatible URL (http://host:port/v1#model) "
+                                            "of an LLM judge.")],
+    since: Annotated[str, typer.Option(help="'all', an age (30m, 2h, 7d) or an ISO "
+                                            "time.")] = "1d",
+    top: Annotated[int, typer.Option(help="Conversations to list.")] = 20,
+    only_passed: Annotated[bool, typer.Option(help="List only what the live guard let "
+                                                   "through (its misses).")] = False,
+    judge_key: Annotated[str | None, typer.Option(envvar="SWISSCHEESE_JUDGE_KEY",
+                                                  help="API key of an LLM judge.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write every rating "
+                                                                 "here.")] = None,
+) -> None:
+    """Re-score logged traffic with a heavier judge; list the most suspicious."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from swisscheese.fileio import atomic_write_json
+    from swisscheese.models.base import ModelError
+    from swisscheese.progress import progress_bars
+    from swisscheese.serve.monitor import make_judge, monitor, parse_since
+    from swisscheese.store.decisions import open_gateway_store
+
+    console = Console()
+    if top < 1:
+        raise _fail("--top must be at least 1")
+    if not store.is_file():
+        raise _fail(f"--store {store}: no such file (the gateway's --store)")
+    try:
+        cutoff = parse_since(since)
+        j = make_judge(judge, judge_key)
+        conn = open_gateway_store(store)
+        with progress_bars(console) as bars:
+            task = bars.add_task("rating", total=None, info=j.name)
+            rows = monitor(conn, cutoff, j,
+                           lambda d, n: bars.update(task, completed=d, total=n))
+    except (ValueError, OSError, ModelError) as e:
+        raise _fail(str(e)) from None
+    undetermined = sum(r.judge_score is None for r in rows)
+    t = Table(title=f"most suspicious of {len(rows)} conversations since {since} "
+                    f"({j.name}; {undetermined} undetermined)")
+    for col in ("judge", "live", "layer", "when"):
+        t.add_column(col, no_wrap=True)
+    for col in ("prompt", "reply"):
+        t.add_column(col, overflow="fold")
+    listed = [r for r in rows if r.layer is None] if only_passed else rows
+    for r in listed[:top]:
+        t.add_row("?" if r.judge_score is None else f"{r.judge_score:.3f}",
+                  "-" if r.live_score is None else f"{r.live_score:.3f}",
+                  r.layer or "passed", r.created[:16].replace("T", " "), r.prompt[:80],
+                  r.reply[:80])
+    console.print(t)
+    if json_out:
+        atomic_write_json(json_out, {"judge": j.name, "since": cutoff, "n": len(rows),
+                                     "undetermined": undetermined,
+                                     "rows": [r.to_dict() for r in rows]})
+        console.print(f"wrote {json_out}")
+
+
+@keys_app.command("new")
+def keys_new(
+    store: Annotated[Path, typer.Option(help="The gateway's SQLite store.")],
+    label: Annotated[str, typer.Option(help="Who the key is for.")] = "",
+) -> None:
+    """Create a client API key; it is printed once and stored only as a hash."""
+    from swisscheese.store.decisions import open_gateway_store
+    from swisscheese.store.keys import add_key, new_key
+
+    key = new_key()
+    kid = add_key(open_gateway_store(store), key, label)
+    typer.echo(f"{key}\n(id {kid}; restart the gateway to pick it up)")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (key-...).")],
+    store: Annotated[Path, typer.Option(help="The gateway's SQLite store.")],
+) -> None:
+    """Revoke a client API key."""
+    from swisscheese.store.decisions import open_gateway_store
+    from swisscheese.store.keys import revoke_key
+
+    if not revoke_key(open_gateway_store(store), key_id):
+        raise _fail(f"no key {key_id!r} in {store}")
+    typer.echo(f"revoked {key_id}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this package's commands and command groups to the top-level app."""
+    app.command("serve")(serve)
+    app.command("monitor")(monitor_cmd)
+    app.add_typer(keys_app, name="keys")
+    # Another package may already own a `bundle` group; add `deploy` to it if so.
+    for group in app.registered_groups:
+        if group.name == "bundle" and group.typer_instance is not None:
+            group.typer_instance.command("deploy")(bundle_deploy)
+            return
+    app.add_typer(bundle_app, name="bundle")

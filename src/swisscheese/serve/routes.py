@@ -1,0 +1,113 @@
+"""The gateway's HTTP routes: thin functions that check who and what, then hand over to
+the serving classes."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ValidationError
+
+from swisscheese.models.base import GenerationParams
+from swisscheese.serve import protocol
+from swisscheese.serve.errors import APIError, bad_request
+from swisscheese.serve.moderation import moderate
+from swisscheese.serve.security import check_max_tokens, read_json_body
+from swisscheese.serve.serving import ChatServing
+from swisscheese.serve.state import GatewayState
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(model: type[M], body: Any) -> M:
+    """Parse a request body, turning the first validation problem into a 400 that names
+    the field."""
+    if not isinstance(body, dict):
+        raise bad_request(f"the request body must be a JSON object, got "
+                          f"{type(body).__name__}")
+    try:
+        return model.model_validate(body)
+    except ValidationError as e:
+        err = e.errors()[0]
+        param = ".".join(str(p) for p in err["loc"]) or None
+        msg = err["msg"].removeprefix("Value error, ")
+        where = f"{param}: " if param else ""
+        raise bad_request(f"invalid request: {where}{msg}", param=param,
+                          code="invalid_value") from None
+
+
+def _caller(state: GatewayState, request: Request) -> str | None:
+    """Authenticate and rate-limit; returns the key id (None when the API is open)."""
+    kid = state.keys.authenticate(request)
+    who = kid or f"ip:{request.client.host if request.client else 'unknown'}"
+    state.limiter.check(who)
+    return kid
+
+
+def api_router(state: GatewayState) -> APIRouter:
+    router = APIRouter()
+    serving = ChatServing(state)
+    cfg = state.config
+
+    @router.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        kid = _caller(state, request)
+        req = validated(protocol.ChatCompletionRequest,
+                        await read_json_body(request, cfg.max_body_bytes))
+        if req.model != state.served_name:
+            raise APIError(404, f"model {req.model!r} is not served here; this gateway serves "
+                           f"{state.served_name!r} (GET /v1/models)", "invalid_request_error",
+                           param="model", code="model_not_found")
+        max_tokens = check_max_tokens(req.requested_max_tokens(), cfg.max_tokens_limit,
+                                      cfg.default_max_tokens)
+        params = GenerationParams(max_new_tokens=max_tokens, temperature=req.temperature or 0.0,
+                                  top_p=req.top_p or 1.0, seed=req.seed, stop=req.stops())
+        run = serving.start([m.to_message() for m in req.messages], params, key_id=kid,
+                            stream=req.stream)
+        return await (serving.stream(run) if req.stream else serving.complete(run))
+
+    @router.get("/v1/models")
+    async def models(request: Request) -> dict[str, Any]:
+        _caller(state, request)
+        return protocol.model_list([state.served_name], protocol.now_s())
+
+    @router.post("/v1/moderations")
+    async def moderations(request: Request) -> dict[str, Any]:
+        kid = _caller(state, request)
+        req = validated(protocol.ModerationRequest,
+                        await read_json_body(request, cfg.max_body_bytes))
+        return await moderate(state, req, kid)
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "model": state.served_name,
+                "bundle_version": state.bundle_version, "layers": state.guard.layers,
+                "upstream": cfg.upstream}
+
+    @router.get("/metrics")
+    async def metrics() -> Response:
+        return Response(state.metrics.render(), media_type=state.metrics.content_type)
+
+    return router
+
+
+def admin_router(state: GatewayState) -> APIRouter:
+    router = APIRouter(prefix="/admin")
+
+    @router.post("/bundle")
+    async def deploy_bundle(request: Request) -> JSONResponse:
+        state.admin.check(request)
+        body = await read_json_body(request, state.config.max_body_bytes)
+        path = body.get("path") if isinstance(body, dict) else None
+        if not isinstance(path, str) or not path.strip():
+            raise bad_request("send {\"path\": \"<guard bundle directory on the gateway's "
+                              "machine>\"}", param="path")
+        return JSONResponse(await state.deploy(path.strip()))
+
+    @router.get("/bundle")
+    async def current_bundle(request: Request) -> dict[str, Any]:
+        state.admin.check(request)
+        return {**state.bundle_info(), "deployments": state.deployments()}
+
+    return router
