@@ -9,6 +9,9 @@ Three gateways run in this process on loopback, sharing one loaded model:
     unguarded   no bundle: the same gateway code, no classifier layers
     guarded     the bundle, with the default hold-back window (32 characters)
     guarded-hb0 the bundle, hold-back 0: what the classifier calls alone add
+    guarded-calm the bundle, hold-back 32 with calm release below half the output
+                threshold (`--calm-below 0.5`): the window applies once a reply looks
+                suspicious
 
 For each benign prompt of the world (utility tasks and harmless look-alikes) every arm is
 called once, in rotating order, with the official `openai` client streaming; time to first
@@ -33,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ARMS = ("unguarded", "guarded", "guarded-hb0")
+ARMS = ("unguarded", "guarded", "guarded-hb0", "guarded-calm")
 TARGET_MS = 10.0
 
 
@@ -96,7 +99,8 @@ def main() -> int:
     def app(arm: str) -> Any:
         cfg = GatewayConfig(store=tmp / f"{arm}.sqlite", served_name="organism",
                             rate_per_s=1e6, rate_burst=10**6, challenge=False,
-                            hold_back=0 if arm == "guarded-hb0" else 32)
+                            hold_back=0 if arm == "guarded-hb0" else 32,
+                            calm_below=0.5 if arm == "guarded-calm" else None)
         return create_app(cfg, model=model, bundle=None if arm == "unguarded" else bundle)
 
     times: dict[str, list[float]] = {a: [] for a in ARMS}
@@ -104,9 +108,10 @@ def main() -> int:
     pairs: dict[str, list[float]] = {a: [] for a in ARMS[1:]}
     left_out = 0
     with (serve_in_background(app("unguarded")) as u0, serve_in_background(app("guarded")) as u1,
-          serve_in_background(app("guarded-hb0")) as u2):
+          serve_in_background(app("guarded-hb0")) as u2,
+          serve_in_background(app("guarded-calm")) as u3):
         clients = {a: openai.OpenAI(base_url=u + "/v1", api_key="none", max_retries=0)
-                   for a, u in zip(ARMS, (u0, u1, u2), strict=True)}
+                   for a, u in zip(ARMS, (u0, u1, u2, u3), strict=True)}
         for c in clients.values():  # warm up the model and the connections
             ttft(c, "What is 1 plus 1?", 4)
         for i, prompt in enumerate(benign):
@@ -140,10 +145,10 @@ def main() -> int:
     result["target_met"] = {a: result["added_ttft_ms"][a]["p50"] <= TARGET_MS for a in ARMS[1:]}
     print(f"\nTTFT on {args.model}, {len(benign)} benign prompts, "
           f"{result['pairs']} pairs ({left_out} left out: blocked)")
-    print(f"{'arm':<13}{'TTFT p50':>10}{'TTFT p90':>10}{'added p50':>11}{'added p90':>11}")
+    print(f"{'arm':<14}{'TTFT p50':>10}{'TTFT p90':>10}{'added p50':>11}{'added p90':>11}")
     for a in ARMS:
         add = result["added_ttft_ms"].get(a)
-        print(f"{a:<13}{result['ttft_ms'][a]['p50']:>10.2f}{result['ttft_ms'][a]['p90']:>10.2f}"
+        print(f"{a:<14}{result['ttft_ms'][a]['p50']:>10.2f}{result['ttft_ms'][a]['p90']:>10.2f}"
               + (f"{add['p50']:>11.2f}{add['p90']:>11.2f}" if add else f"{'-':>11}{'-':>11}"))
     for a in ARMS[1:]:
         print(f"target p50 added TTFT <= {TARGET_MS:g} ms, {a}: "

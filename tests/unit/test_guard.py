@@ -194,3 +194,24 @@ def test_decisions_are_per_thread(bundle: GuardBundle, flagged_request) -> None:
         t.join()
     assert seen == {"benign": None, "hazard": "input"}
     assert guarded.last_decision is None  # this thread made no call
+
+
+def test_calm_release_sends_benign_text_at_once_and_still_stops_hazards(bundle, world,
+                                                                         hazard) -> None:
+    guard = Guard(bundle, input_layer=False, hold_back=32, calm_below=0.5)
+    session = guard.session("What is 2 + 3?")
+    session.check_input()
+    first = session.push(BENIGN_REPLY[:4])
+    assert first == BENIGN_REPLY[:4], "a calm stream is not held back"
+    strict = Guard(bundle, input_layer=False, hold_back=32).session("What is 2 + 3?")
+    strict.check_input()
+    assert strict.push(BENIGN_REPLY[:4]) == ""
+
+    model = ScriptedModel(hazard.answer())
+    s = guard.session("hi")
+    s.check_input()
+    released = "".join(guard.guard_stream(s, model.stream("hi")))
+    assert s.decision.layer == "output"
+    assert len(released) < len(hazard.answer()) // 2
+    with pytest.raises(ValueError, match="calm_below"):
+        Guard(bundle, calm_below=1.5)

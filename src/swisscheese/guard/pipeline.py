@@ -95,9 +95,12 @@ class GuardSession:
                 if bundle.flag_input(score):
                     self._block("input")
             if not self.decision.blocked and bundle is not None and self.guard.output_layer:
-                self._stream = StreamGuard(bundle.output, bundle.thresholds["output"],
+                threshold = bundle.thresholds["output"]
+                calm = self.guard.calm_below
+                self._stream = StreamGuard(bundle.output, threshold,
                                            hold_back=self.guard.hold_back,
-                                           conversation=self.messages)
+                                           conversation=self.messages,
+                                           calm_below=None if calm is None else calm * threshold)
         except Exception as e:  # noqa: BLE001 - fail closed on any classifier failure
             self._block("error", f"input layer: {type(e).__name__}: {e}")
         self.decision.latency_ms["input"] = self._ms(time.perf_counter() - t)
@@ -148,9 +151,16 @@ class Guard:
 
     def __init__(self, bundle: GuardBundle | None, *, input_layer: bool = True,
                  output_layer: bool = True, hold_back: int = DEFAULT_HOLD_BACK,
-                 refusal: str = DEFAULT_REFUSAL) -> None:
+                 refusal: str = DEFAULT_REFUSAL, calm_below: float | None = None) -> None:
+        """`calm_below`, a fraction of the output threshold or None: while the reply's
+        cumulative score stays below it, scored text is released without the hold-back
+        window (see `StreamGuard`); None holds back every reply."""
         if hold_back < 0:
             raise ValueError(f"hold_back must be >= 0 characters, got {hold_back}")
+        if calm_below is not None and not 0.0 <= calm_below <= 1.0:
+            raise ValueError(f"calm_below is a fraction of the output threshold in [0, 1], "
+                             f"got {calm_below}")
+        self.calm_below = calm_below
         self.bundle = bundle
         self.input_layer = input_layer
         self.output_layer = output_layer

@@ -65,6 +65,10 @@ def serve(
                                                     "classifier.")] = True,
     hold_back: Annotated[int, typer.Option(help="Characters the output layer holds "
                                                 "back.")] = 32,
+    calm_below: Annotated[float | None, typer.Option(
+        help="Stream without the hold-back window while the reply's output score stays "
+             "below this fraction of the threshold (e.g. 0.5); unset: always hold back.")
+    ] = None,
     classifier_timeout: Annotated[float, typer.Option(
         help="Seconds one classifier call may take before the reply is blocked.")] = 2.0,
     concurrency: Annotated[int, typer.Option(help="Model streams running at once.")] = 8,
@@ -89,7 +93,7 @@ def serve(
             served_name=served_name, max_tokens_limit=max_tokens_limit,
             default_max_tokens=min(256, max_tokens_limit), max_body_bytes=max_body_bytes,
             rate_per_s=rate, rate_burst=burst, input_layer=input_layer,
-            output_layer=output_layer, hold_back=hold_back,
+            output_layer=output_layer, hold_back=hold_back, calm_below=calm_below,
             classifier_timeout_s=classifier_timeout, max_concurrent_generations=concurrency,
             challenge=challenge, references=references)
         app = create_app(config)

@@ -51,6 +51,9 @@ class GatewayConfig:
     output_layer: bool = _f(True, "Run the streaming output classifier.")
     hold_back: int = _f(32, "Characters the output layer holds back before "
                         "release.")
+    calm_below: float | None = _f(None, "Fraction of the output threshold below which a "
+                                  "reply streams without the hold-back window (None: "
+                                  "always hold back).")
     refusal: str = _f("I can't help with that request.", "Text sent in place of a blocked "
                       "reply.")
     classifier_timeout_s: float = _f(2.0, "Budget of one classifier call; a call that "
@@ -75,6 +78,8 @@ class GatewayConfig:
             (self.rate_per_s > 0, "rate_per_s must be > 0"),
             (self.rate_burst >= 1, "rate_burst must be at least 1"),
             (self.hold_back >= 0, "hold_back must be >= 0"),
+            (self.calm_below is None or 0.0 <= self.calm_below <= 1.0,
+             "calm_below must be a fraction of the output threshold in [0, 1]"),
             (self.classifier_timeout_s > 0, "classifier_timeout_s must be > 0"),
             (self.max_concurrent_generations >= 1, "max_concurrent_generations must be >= 1"),
             (self.upstream_retries >= 0, "upstream_retries must be >= 0"),

@@ -110,7 +110,7 @@ class GatewayState:
     def make_guard(self, bundle: GuardBundle | None) -> Guard:
         c = self.config
         return Guard(bundle, input_layer=c.input_layer, output_layer=c.output_layer,
-                     hold_back=c.hold_back, refusal=c.refusal)
+                     hold_back=c.hold_back, refusal=c.refusal, calm_below=c.calm_below)
 
     @property
     def bundle_version(self) -> int | None:
@@ -128,6 +128,7 @@ class GatewayState:
             "constitution_hash": b.constitution.content_hash() if b else None,
             "layers": self.guard.layers,
             "hold_back": self.guard.hold_back,
+            "calm_below": self.guard.calm_below,
         }
 
     def deployments(self) -> list[dict[str, Any]]:
