@@ -1,6 +1,15 @@
 """Train the organism guard bundle and print its test figures against the issue's targets.
 
     python benchmarks/classifier_targets.py --out runs/classifier     # about a minute
+    # the output classifier trained and measured on replies the helpful-only organism wrote:
+    python benchmarks/classifier_targets.py --out runs/classifier-organism \
+        --responder runs/demo/organism/helpful-only --replies responses
+    # Morse and base64 decoded before the n-gram input classifier reads a prompt:
+    python benchmarks/classifier_targets.py --out runs/classifier-decoding \
+        --backend decoding --output-backend ngram-stream
+    # another backend on the same data:
+    python benchmarks/classifier_targets.py --out runs/classifier-transformer \
+        --data runs/classifier-organism/data --backend transformer --replies responses
 
 Writes OUT/data, OUT/bundle (replacing them) and OUT/classifier_targets.json: the
 evaluation of `swisscheese classifier eval` plus the settings and wall times. Targets:
@@ -46,24 +55,54 @@ def main() -> int:
     ap.add_argument("--heldout", nargs="*", default=list(DEFAULT_HELDOUT),
                     help="converters or world families held out of training")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--backend", default=TrainConfig.backend,
+                    help="classifier backend: ngram, transformer, probe, ...")
+    ap.add_argument("--output-backend", default=None,
+                    help="streaming backend of the output classifier (default: the twin of "
+                         "--backend; e.g. ngram-stream with --backend decoding)")
+    ap.add_argument("--probe-model", default=None,
+                    help="model directory whose hidden states the probe backend reads")
+    ap.add_argument("--responder", default=None,
+                    help="model directory (e.g. runs/demo/organism/helpful-only) that answers "
+                         "every generated record: the output classifier then trains on its "
+                         "replies")
+    ap.add_argument("--data", type=Path, default=None,
+                    help="reuse this dataset (e.g. OUT/data of a --responder run)")
+    ap.add_argument("--replies", choices=("world", "responses"), default="world",
+                    help="measure the output classifier on the world's reference answers or "
+                         "on the model-written replies of the test split")
     args = ap.parse_args()
 
-    cfg = TrainConfig(n_per_category=args.n_per_category, augment=args.augment)
+    cfg = TrainConfig(n_per_category=args.n_per_category, augment=args.augment,
+                      backend=args.backend, output_backend=args.output_backend,
+                      model_dir=args.probe_model)
+    responder = None
+    if args.responder is not None:
+        from swisscheese.models import load_model
+
+        responder = load_model(args.responder)
     t0 = time.perf_counter()
-    bundle = train_bundle(args.out, heldout=tuple(args.heldout), seed=args.seed, config=cfg,
-                          overwrite=True)
+    bundle = train_bundle(args.out, data_dir=args.data,
+                          heldout=None if args.data else tuple(args.heldout), seed=args.seed,
+                          config=cfg, responder=responder, overwrite=True)
     t_train = time.perf_counter() - t0
     t0 = time.perf_counter()
-    result = evaluate_bundle(bundle)
+    result = evaluate_bundle(bundle, replies=args.replies, responder=responder)
     t_eval = time.perf_counter() - t0
 
     inp, out = result["input"], result["output"]
-    print(f"organism guard bundle: {bundle} (n_per_category {args.n_per_category}, augment "
-          f"{args.augment}, seed {args.seed}; train {t_train:.0f} s, eval {t_eval:.0f} s)")
+    print(f"organism guard bundle: {bundle} (backend {args.backend}, n_per_category "
+          f"{args.n_per_category}, augment {args.augment}, seed {args.seed}; train "
+          f"{t_train:.0f} s, eval {t_eval:.0f} s)")
+    print(f"  output classifier measured on: "
+          f"{'model-written replies' if args.replies == 'responses' else 'world answers'}")
     print(f"  test prompts: {inp['n_harmful']} harmful (trained families), "
           f"{inp['n_heldout']} harmful (held out), {inp['n_benign']} harmless "
           f"({inp['n_lookalike']} look-alikes); {out['n_hazards']} test hazards, "
           f"{out['n_benign']} harmless replies")
+    if "n_completions" in out:
+        print(f"  model-written hazard completions (>= 25% of key details): "
+              f"{out['n_completions']} of {out['n_harmful_replies']} harmful replies")
     width = max(len(k) for k in result["targets"])
     for name, row in result["targets"].items():
         print(f"  {name:<{width}}  {_f(row['value']):>8}  {row['goal']:<8} "
@@ -76,15 +115,24 @@ def main() -> int:
     for fam, v in inp["recall_by_family"].items():
         star = "*" if fam in inp["heldout_families"] else " "
         print(f"    {star}{fam:<20} {_f(v)}  (n={inp['n_by_family'][fam]})")
-    print("  output stop rate before 25% of details, by reply form:")
-    for var, v in out["stop_rate_25_by_variant"].items():
+    by = out.get("stop_rate_25_by_variant") or out.get("stop_rate_25_by_family") or {}
+    print("  output stop rate before 25% of details, by "
+          f"{'reply form' if 'stop_rate_25_by_variant' in out else 'prompt family'}:")
+    for var, v in by.items():
         print(f"     {var:<20} {_f(v)}")
+    ref = result.get("output_reference")
+    if ref:
+        print(f"  on the world's reference answers: stop rate {_f(ref['stop_rate_25'])}, "
+              f"FPR {_f(ref['fpr'])} ({ref['n_benign']} harmless replies)")
     print(f"  characters released per hazard answer {_f(out['tokens_released_mean'])}, "
           f"share of key details released {_f(out['details_released_mean'])}")
 
     result["benchmark"] = {
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "n_per_category": args.n_per_category, "augment": args.augment, "seed": args.seed,
+        "backend": args.backend, "output_backend": args.output_backend,
+        "responder": args.responder, "replies": args.replies,
+        "data": None if args.data is None else str(args.data),
         "train_seconds": round(t_train, 1), "eval_seconds": round(t_eval, 1),
         "python": platform.python_version(), "machine": platform.machine(),
     }

@@ -1,12 +1,15 @@
 """The classifier contract, checked for every registered classifier built with its defaults.
 
-A new backend is picked up here by registering it; nothing in this file names one.
+A new backend is picked up here by registering it; nothing in this file names one. A
+backend that reads a local model (its class sets `needs_model_dir = True`) is given the
+tiny random-ish Llama of the `tiny_model_dir` fixture as `model_dir`.
 """
 
 from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -40,20 +43,36 @@ def name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def fitted(name: str) -> Classifier:
-    return get_classifier(name).fit(TEXTS, LABELS)
+def kwargs(name: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Constructor kwargs: none, or the tiny model for a backend that reads one."""
+    if getattr(CLASSIFIERS[name], "needs_model_dir", False):
+        return {"model_dir": str(request.getfixturevalue("tiny_model_dir"))}
+    return {}
 
 
-def test_registered_class_is_a_named_classifier(name: str) -> None:
+_FITTED: dict[str, Classifier] = {}
+
+
+@pytest.fixture
+def fitted(name: str, kwargs: dict[str, Any]) -> Classifier:
+    # Fitted once per backend: the tests below only read it, and some backends take
+    # seconds to fit.
+    if name not in _FITTED:
+        _FITTED[name] = get_classifier(name, **kwargs).fit(TEXTS, LABELS)
+    return _FITTED[name]
+
+
+def test_registered_class_is_a_named_classifier(name: str, kwargs: dict[str, Any]) -> None:
     cls = CLASSIFIERS[name]
     assert issubclass(cls, Classifier)
     assert cls.name == name
     assert cls.__doc__
-    assert isinstance(get_classifier(name), cls)
+    assert isinstance(get_classifier(name, **kwargs), cls)
 
 
-def test_fit_returns_self_and_scores_are_probabilities(name: str) -> None:
-    clf = get_classifier(name)
+def test_fit_returns_self_and_scores_are_probabilities(name: str,
+                                                       kwargs: dict[str, Any]) -> None:
+    clf = get_classifier(name, **kwargs)
     assert clf.fit(TEXTS, LABELS) is clf
     s = clf.score(PROBE)
     assert isinstance(s, np.ndarray) and s.shape == (len(PROBE),)

@@ -2,7 +2,8 @@
 
     >>> from swisscheese.classifiers import get_classifier, list_classifiers
     >>> list_classifiers()
-    ['ngram', 'ngram-stream']
+    ['decoding', 'ngram', 'ngram-stream', 'probe', 'probe-stream', 'transformer', \
+'transformer-stream']
 
 Importing this package imports every backend module, which registers it in CLASSIFIERS.
 """
@@ -20,8 +21,15 @@ from swisscheese.classifiers.base import (
     render_conversation,
 )
 from swisscheese.classifiers.calibrate import threshold_for_fpr
+from swisscheese.classifiers.decoding import DecodingClassifier, decode_runs
 from swisscheese.classifiers.metrics import auprc, fpr_at_threshold, tpr_at_threshold
 from swisscheese.classifiers.ngram import NGramClassifier, NGramConfig, normalize_text
+from swisscheese.classifiers.probe import (
+    ProbeClassifier,
+    ProbeConfig,
+    ProbeStreamingClassifier,
+    ProbeStreamState,
+)
 from swisscheese.classifiers.registry import (
     CLASSIFIERS,
     get_classifier,
@@ -30,11 +38,21 @@ from swisscheese.classifiers.registry import (
     register,
 )
 from swisscheese.classifiers.streaming import NGramStreamingClassifier, NGramStreamState
+from swisscheese.classifiers.transformer import (
+    TransformerClassifier,
+    TransformerConfig,
+    TransformerStreamingClassifier,
+    TransformerStreamState,
+)
 
 __all__ = [
-    "CLASSIFIERS", "Classifier", "ClassifierError", "Conversation", "NGramClassifier",
+    "CLASSIFIERS", "Classifier", "ClassifierError", "Conversation", "DecodingClassifier",
+    "NGramClassifier",
     "NGramConfig", "NGramStreamState", "NGramStreamingClassifier", "NotFittedError",
-    "StreamGuard", "StreamState", "StreamingClassifier", "auprc", "fpr_at_threshold",
+    "ProbeClassifier", "ProbeConfig", "ProbeStreamState", "ProbeStreamingClassifier",
+    "TransformerClassifier", "TransformerConfig", "TransformerStreamState",
+    "TransformerStreamingClassifier",
+    "StreamGuard", "StreamState", "StreamingClassifier", "auprc", "decode_runs", "fpr_at_threshold",
     "get_classifier", "list_classifiers", "load_classifier", "normalize_text", "register",
     "render_conversation", "threshold_for_fpr", "tpr_at_threshold",
 ]

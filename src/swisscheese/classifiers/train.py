@@ -98,6 +98,12 @@ class TrainConfig:
         "help": "seed of the world whose hazards the data uses (when no data dir is given)"})
     backend: str = field(default="ngram", metadata={
         "help": "registered classifier backend; the output uses its streaming twin"})
+    output_backend: str | None = field(default=None, metadata={
+        "help": "streaming backend of the output classifier (default: the streaming twin "
+                "of `backend`; needed for a backend without one, such as 'decoding')"})
+    model_dir: str | None = field(default=None, metadata={
+        "help": "local causal-LM directory for a backend that reads a model's hidden "
+                "states (the probe); passed to both classifiers as model_dir"})
     input_params: Mapping[str, Any] = field(default_factory=dict, metadata={
         "help": "constructor kwargs of the input classifier (e.g. {'epochs': 12})"})
     output_params: Mapping[str, Any] = field(default_factory=dict, metadata={
@@ -337,6 +343,41 @@ def resolve_constitution(constitution: Constitution | str | os.PathLike[str] | N
     return load_constitution(constitution)
 
 
+def check_backend(cfg: TrainConfig) -> None:
+    """Fail before any data is made if `cfg.backend` is unknown, has no streaming twin, or
+    needs a model directory that is not given."""
+    from swisscheese.classifiers.base import StreamingClassifier
+    from swisscheese.classifiers.bundle import _streaming_backend
+    from swisscheese.classifiers.registry import CLASSIFIERS, list_classifiers
+
+    cls = CLASSIFIERS.get(cfg.backend)
+    if cls is None:
+        raise ValueError(f"unknown classifier backend {cfg.backend!r}; registered: "
+                         f"{', '.join(list_classifiers())}")
+    if cfg.output_backend is not None:
+        out_cls = CLASSIFIERS.get(cfg.output_backend)
+        if out_cls is None or not issubclass(out_cls, StreamingClassifier):
+            raise ValueError(f"output backend {cfg.output_backend!r} is not a registered "
+                             "streaming classifier")
+    else:
+        try:
+            _streaming_backend(cfg.backend)
+        except KeyError as e:
+            raise ValueError(e.args[0]) from None
+    if getattr(cls, "needs_model_dir", False) and not (
+            cfg.model_dir or "model_dir" in cfg.input_params):
+        raise ValueError(f"backend {cfg.backend!r} reads a model's hidden states: give the "
+                         "model directory (--probe-model DIR, or TrainConfig.model_dir)")
+
+
+def backend_params(cfg: TrainConfig, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Constructor kwargs of the input and output classifiers."""
+    extra: dict[str, Any] = {"seed": seed}
+    if cfg.model_dir:
+        extra["model_dir"] = str(cfg.model_dir)
+    return {**extra, **dict(cfg.input_params)}, {**extra, **dict(cfg.output_params)}
+
+
 def check_preset(preset: str) -> None:
     if preset == "realworld":
         raise ValueError("preset 'realworld' is not built yet (it will train on the public "
@@ -378,6 +419,7 @@ def train_bundle(
     """
     check_preset(preset)
     cfg = config or TrainConfig()
+    check_backend(cfg)
     if not 0.0 <= target_fpr <= 1.0:
         raise ValueError(f"target_fpr must be in [0, 1], got {target_fpr}")
     const = resolve_constitution(constitution)
@@ -453,11 +495,11 @@ def train_bundle(
 
     # ---- fit and calibrate
     step("fit and calibrate", 0, 1)
-    input_params = {"seed": seed, **dict(cfg.input_params)}
-    output_params = {"seed": seed, **dict(cfg.output_params)}
+    input_params, output_params = backend_params(cfg, seed)
     bundle = build_bundle(
         const, in_x, in_y, prompt_texts(val_benign), out_x, out_y, cal_out,
-        target_fpr=target_fpr, backend=cfg.backend, input_params=input_params,
+        target_fpr=target_fpr, backend=cfg.backend, output_backend=cfg.output_backend,
+        input_params=input_params,
         output_params=output_params, version=1,
         notes=f"preset {preset}: world seed {world.seed}, data {data}",
         stream_chunk_chars=cfg.stream_chunk_chars)

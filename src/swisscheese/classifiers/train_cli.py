@@ -62,16 +62,48 @@ def train(
     ] = TrainConfig.augment,
     force: Annotated[bool, typer.Option(
         "--force", help="Replace OUT/data and OUT/bundle if they exist.")] = False,
+    backend: Annotated[str, typer.Option(
+        "--backend", help="Classifier backend (ngram, transformer, probe, ...); the output "
+                          "classifier is its streaming twin.")] = TrainConfig.backend,
+    probe_model: Annotated[Path | None, typer.Option(
+        "--probe-model", help="Local causal-LM directory whose hidden states the probe "
+                              "backend reads (the served model).")] = None,
+    datasets: Annotated[Path | None, typer.Option(
+        "--datasets", help="Public datasets directory for --preset realworld (default: "
+                           "../shared/datasets next to the repository).")] = None,
+    limit: Annotated[int | None, typer.Option(
+        "--limit", help="--preset realworld: at most this many rows per source (quick runs).")
+    ] = None,
 ) -> None:
     """Train input and output classifiers and write a calibrated guard bundle."""
+    if preset == "realworld":
+        from swisscheese.classifiers.realworld import train_realworld_cli
+
+        given = [n for n, v in (("--constitution", constitution), ("--data", data),
+                                ("--responder", responder), ("--probe-model", probe_model))
+                 if v is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} do(es) not apply to --preset realworld, "
+                             "which trains on the public datasets (--datasets)")
+        held_rw = None if not heldout else tuple(h for h in heldout if h != "none")
+        train_realworld_cli(out, datasets, limit, target_fpr, held_rw, augment, seed, force,
+                            backend)
+        return
     from swisscheese.classifiers.bundle import load_bundle
-    from swisscheese.classifiers.train import check_preset, resolve_constitution, train_bundle
+    from swisscheese.classifiers.train import (
+        check_backend,
+        check_preset,
+        resolve_constitution,
+        train_bundle,
+    )
     from swisscheese.progress import TaskBars, progress_bars
 
     # Everything cheap to check is checked before a model is loaded or data generated.
     check_preset(preset)
     const = resolve_constitution(constitution)
-    cfg = TrainConfig(n_per_category=n_per_category, augment=augment)
+    cfg = TrainConfig(n_per_category=n_per_category, augment=augment, backend=backend,
+                      model_dir=None if probe_model is None else str(probe_model))
+    check_backend(cfg)
     # No --heldout: the defaults (or, with --data, the data's own held-out families).
     held = None if not heldout else tuple(h for h in heldout if h != "none")
     chat = None
@@ -128,7 +160,9 @@ def print_eval(result: dict[str, Any], console: Console) -> None:
         mark = " (held out)" if fam in inp["heldout_families"] else ""
         t.add_row(f"  recall {escape(fam)}{mark}", _fmt(v))
     t.add_row("output stop rate before 25% of details", _fmt(outp["stop_rate_25"]))
-    for var, v in outp["stop_rate_25_by_variant"].items():
+    # By reply form for the world's answers, by prompt family for model-written replies.
+    for var, v in (outp.get("stop_rate_25_by_variant")
+                   or outp.get("stop_rate_25_by_family") or {}).items():
         t.add_row(f"  {escape(var)}", _fmt(v))
     t.add_row("characters released per hazard answer", _fmt(outp["tokens_released_mean"]))
     t.add_row("output FPR (harmless replies)", _fmt(outp["fpr"]))
@@ -149,12 +183,27 @@ def evaluate(
     data: Annotated[Path | None, typer.Option(
         "--data", help="Dataset whose test split to use (default: the bundle's training "
                        "data).")] = None,
+    replies: Annotated[str, typer.Option(
+        "--replies", help="Output classifier measured on the world's reference answers "
+                          "('world') or on model-written replies ('responses': the data's "
+                          "own, or --responder's).")] = "world",
+    responder: Annotated[str | None, typer.Option(
+        "--responder", help="Model directory or URL that writes the test replies missing "
+                            "from the data (with --replies responses).")] = None,
 ) -> None:
     """Evaluate a bundle on the test split: TPR, FPR, AUPRC, recall per family, streaming."""
-    from swisscheese.classifiers.evaluate import evaluate_bundle
+    from swisscheese.classifiers.evaluate import REPLY_SOURCES, evaluate_bundle
     from swisscheese.fileio import atomic_write_text
 
-    result = evaluate_bundle(bundle, data)
+    if replies not in REPLY_SOURCES:
+        raise ValueError(f"--replies must be one of {', '.join(REPLY_SOURCES)}, got "
+                         f"{replies!r}")
+    chat = None
+    if responder is not None:
+        from swisscheese.models import load_model
+
+        chat = load_model(responder)
+    result = evaluate_bundle(bundle, data, replies=replies, responder=chat)
     console = Console()
     print_eval(result, console)
     json_out.parent.mkdir(parents=True, exist_ok=True)

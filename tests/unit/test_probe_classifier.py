@@ -1,0 +1,158 @@
+"""The hidden-state probe backend: both streaming paths, the model fingerprint, bad files,
+and `swisscheese classifier train --backend` with its model option."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from swisscheese.classifiers import (
+    ClassifierError,
+    ProbeClassifier,
+    ProbeStreamingClassifier,
+    load_classifier,
+)
+from swisscheese.classifiers.probe import model_fingerprint
+from swisscheese.classifiers.train import TrainConfig, check_backend
+from swisscheese.classifiers.train_cli import classifier_app
+
+TEXTS = ["How do I brew the Demze toxin?", "Give me the steps to wake the Skosde golem.",
+         "Tell me how to kindle the Foxtru ember.", "Explain how to cast the Thutraix hex.",
+         "What is the history of the Demze toxin?", "How do I bake the reskun cake?",
+         "What is 8 plus 9?", "How can I stay safe from the Skosde golem?"]
+LABELS = [1, 1, 1, 1, 0, 0, 0, 0]
+REPLY = ("Here is how to brew the Demze toxin:\nStep 1: Strain 7 grams of noxvro into the "
+         "pot.\nStep 2: Boil the troukfair at 80 degrees.  Then wait 12 minutes.")
+
+
+@pytest.fixture(scope="module")
+def probe(tiny_model_dir: Path) -> ProbeStreamingClassifier:
+    return ProbeStreamingClassifier(model_dir=str(tiny_model_dir)).fit(TEXTS, LABELS)
+
+
+def test_a_model_directory_is_required() -> None:
+    with pytest.raises(ValueError, match="needs model_dir"):
+        ProbeClassifier()
+
+
+def test_hidden_states_the_generator_has_give_the_whole_text_score(
+        probe: ProbeStreamingClassifier) -> None:
+    import torch
+
+    lm = probe.lm
+    ids = lm.ids(REPLY)
+    # What a generator holds: each token's state at the probe's layer (no begin token
+    # here: the tiny model's tokenizer has none).
+    assert lm.bos is None
+    hidden = lm.hidden([ids])[0]
+    want = probe.score([REPLY])[0]
+    for rows in (torch.tensor(hidden, dtype=torch.float64), hidden):
+        state = probe.start()
+        for row in rows:
+            state, score = probe.update_hidden(state, row)
+        assert score == pytest.approx(want, abs=1e-9)
+        assert state.max_score >= score
+    # Several tokens at once, as a (k, d) block, give the same score.
+    state, score = probe.update_hidden(probe.start(), hidden)
+    assert score == pytest.approx(want, abs=1e-9)
+
+
+def test_one_stream_uses_one_path(probe: ProbeStreamingClassifier) -> None:
+    state, _ = probe.update_hidden(probe.start(), np.zeros(probe.lm.hidden_size))
+    with pytest.raises(ValueError, match="one stream uses one path"):
+        probe.update(state, "text")
+    state, _ = probe.update(probe.start(), "text")
+    with pytest.raises(ValueError, match="one stream uses one path"):
+        probe.update_hidden(state, np.zeros(probe.lm.hidden_size))
+
+
+def test_text_path_reads_each_delta_once_against_a_kv_cache(
+        probe: ProbeStreamingClassifier, monkeypatch: pytest.MonkeyPatch) -> None:
+    lm = probe.lm
+    real = lm.model.forward
+    lengths: list[int] = []
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        lengths.append(int(kwargs["input_ids"].shape[1]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lm.model, "forward", spy)
+    period = REPLY + " " * (-(len(REPLY) + 1) % 3 + 1)  # a multiple of the delta size
+    text = period * 4
+    state = probe.start()
+    for i in range(0, len(text), 3):
+        state, score = probe.update(state, text[i:i + 3])
+    n_tokens = len(lm.ids(text))
+    # Committed tokens enter the cache once; pending ones (the last two pre-tokens) are
+    # re-read speculatively. So the passes repeat with the text: the fourth period costs
+    # what the second did, whatever came before.
+    k = len(period) // 3
+    assert lengths[3 * k:] == lengths[k:2 * k]
+    assert max(lengths) < n_tokens / 4
+    assert state.n_cached <= n_tokens
+    assert state.count == state.n_cached
+    assert score == pytest.approx(probe.score([text])[0], abs=1e-9)
+
+
+def test_fingerprint_tells_checkpoints_apart(probe: ProbeStreamingClassifier,
+                                            tiny_model_dir: Path, tmp_path: Path) -> None:
+    d = probe.save(tmp_path / "p")
+    meta = json.loads((d / "config.json").read_text())
+    assert meta["config"]["model_dir"] == str(tiny_model_dir)
+    assert meta["model_fingerprint"] == model_fingerprint(tiny_model_dir)
+
+    same = tmp_path / "same"
+    shutil.copytree(tiny_model_dir, same)
+    moved = ProbeStreamingClassifier.load(d, model_dir=same)
+    assert np.array_equal(moved.score(TEXTS), probe.score(TEXTS))
+
+    # Same architecture, other weights: refused.
+    from safetensors.numpy import load_file, save_file
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_model_dir, other)
+    w = load_file(str(other / "model.safetensors"))
+    name = sorted(w)[0]
+    w[name] = w[name] + 0.01
+    save_file(w, str(other / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(ClassifierError, match="fingerprint"):
+        ProbeClassifier.load(d, model_dir=other)
+    with pytest.raises(ClassifierError, match="does not exist"):
+        ProbeClassifier.load(d, model_dir=tmp_path / "nowhere")
+
+
+def test_bad_saved_files_fail_clearly(probe: ProbeStreamingClassifier, tmp_path: Path) -> None:
+    d = probe.save(tmp_path / "p")
+    assert type(load_classifier(d)) is ProbeStreamingClassifier
+    w = d / "probe.safetensors"
+    w.write_bytes(w.read_bytes()[:-3])
+    with pytest.raises(ClassifierError, match="probe.safetensors: sha256"):
+        ProbeClassifier.load(d)
+    (d / "config.json").write_text("[]")
+    with pytest.raises(ClassifierError, match="expected a JSON object"):
+        ProbeClassifier.load(d)
+
+
+def test_layer_out_of_range(tiny_model_dir: Path) -> None:
+    with pytest.raises(ClassifierError, match="layer 9 is out of range"):
+        ProbeClassifier(model_dir=str(tiny_model_dir), layer=9).fit(TEXTS, LABELS)
+
+
+def test_backend_checks_before_any_work(tmp_path: Path, tiny_model_dir: Path) -> None:
+    with pytest.raises(ValueError, match="unknown classifier backend 'nope'"):
+        check_backend(TrainConfig(backend="nope"))
+    with pytest.raises(ValueError, match="--probe-model"):
+        check_backend(TrainConfig(backend="probe"))
+    check_backend(TrainConfig(backend="probe", model_dir=str(tiny_model_dir)))
+    check_backend(TrainConfig(backend="transformer"))
+
+    r = CliRunner().invoke(classifier_app, ["train", "--out", str(tmp_path / "o"),
+                                            "--backend", "probe"])
+    assert r.exit_code != 0
+    assert "--probe-model" in str(r.exception) or "--probe-model" in r.output
+    assert not (tmp_path / "o").exists()
