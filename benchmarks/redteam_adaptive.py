@@ -174,7 +174,7 @@ def main() -> int:
     ap.add_argument("--art-levels", type=int, default=4, help="the first N levels")
     ap.add_argument("--art-rounds", type=int, default=2)
     ap.add_argument("--art-branching", type=int, default=4)
-    ap.add_argument("--epsilon", type=float, default=1.0)
+    ap.add_argument("--epsilon", type=float, default=0.15)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--print-only", action="store_true",
                     help="print the figures already in OUT/redteam_adaptive.json; run nothing")

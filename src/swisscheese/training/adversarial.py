@@ -7,14 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 from swisscheese.training.pairs import PairBatch
 from swisscheese.training.trainer import TrainerConfig
-from swisscheese.whitebox.embedding import NORMS, perturb_batch
+from swisscheese.whitebox.embedding import DEFAULT_EPSILON, NORMS, perturb_batch
 
 if TYPE_CHECKING:
     import torch
 
-# The budget the matrix attacks with too (l2 per token; the demo organism's token
-# embeddings have norms near 1.2): the attack reaches high ASR on the aligned organism.
-DEFAULT_EPSILON = 0.15
 
 
 @dataclass

@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 Norm = Literal["l2", "linf"]
 NORMS: tuple[str, ...] = ("l2", "linf")
 IGNORE = -100
+# The default budget (l2 per token; the demo organism's token embeddings have norms near
+# 1.2). On the aligned demo organism ASR peaks here (0.875 over 48 hazards, 20 steps):
+# larger budgets garble the hazard's name and the model recalls the wrong details.
+DEFAULT_EPSILON = 0.15
 
 
 @dataclass

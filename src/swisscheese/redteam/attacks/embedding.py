@@ -23,6 +23,7 @@ import time
 from swisscheese.models.base import ChatModel
 from swisscheese.redteam.attacks.gcg import white_box_model
 from swisscheese.redteam.base import Attack, Attempt, Behaviour, Judge, register_attack
+from swisscheese.whitebox.embedding import DEFAULT_EPSILON
 
 
 @register_attack
@@ -34,7 +35,7 @@ class EmbeddingAttack(Attack):
     family = "embedding"
     white_box = True
 
-    def __init__(self, epsilon: float = 1.0, steps: int = 30, norm: str = "l2",
+    def __init__(self, epsilon: float = DEFAULT_EPSILON, steps: int = 30, norm: str = "l2",
                  max_new_tokens: int = 192, seed: int = 0) -> None:
         from swisscheese.whitebox.embedding import NORMS
 
