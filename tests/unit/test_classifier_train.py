@@ -154,7 +154,7 @@ def test_train_rejects_data_from_another_constitution(trained: Path, tmp_path: P
 
 
 @pytest.mark.parametrize("preset, message", [("nope", "unknown preset 'nope'"),
-                                             ("realworld", "not built yet")])
+                                             ("realworld", "train_realworld")])
 def test_train_rejects_presets_it_cannot_train(tmp_path: Path, preset: str,
                                                message: str) -> None:
     with pytest.raises(ValueError, match=message):

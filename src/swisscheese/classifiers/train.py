@@ -24,7 +24,8 @@ to `OUT/bundle`:
 With `data_dir`, an existing dataset (from `swisscheese data generate`, made from the same
 constitution) is used instead of generating one. The bundle's metrics record where the
 data is (`metrics["data"]`), so `evaluate.evaluate_bundle` finds the test split without
-being told. The `realworld` preset is not built yet.
+being told. The `realworld` preset (public datasets) has its own trainer,
+`swisscheese.classifiers.realworld.train_realworld`.
 """
 
 from __future__ import annotations
@@ -380,8 +381,9 @@ def backend_params(cfg: TrainConfig, seed: int) -> tuple[dict[str, Any], dict[st
 
 def check_preset(preset: str) -> None:
     if preset == "realworld":
-        raise ValueError("preset 'realworld' is not built yet (it will train on the public "
-                         "datasets in ../shared/datasets); use --preset organism")
+        raise ValueError("train_bundle trains the organism preset; for 'realworld' call "
+                         "swisscheese.classifiers.realworld.train_realworld (the CLI's "
+                         "--preset realworld does)")
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; expected one of: {', '.join(PRESETS)}")
 
