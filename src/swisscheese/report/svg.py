@@ -31,7 +31,7 @@ def heat_map(rows: Sequence[str], cols: Sequence[str],
     figure can be read (and tested) without rendering it.
     """
     cell_w, cell_h, left, top = 92, 26, 150, 120
-    width = left + cell_w * len(cols) + 10
+    width = left + cell_w * len(cols) + 130  # room for the last slanted column label
     height = top + cell_h * len(rows) + 10
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'role="img" aria-label="{escape(title)}">',
