@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from swisscheese import __version__
+from swisscheese.clierrors import fail
 from swisscheese.fileio import atomic_write_json
 
 app = typer.Typer(help="Layered defences against jailbreaks, and the red team that tests them.",
@@ -49,16 +50,12 @@ def _register_subapps() -> None:
 
 _register_subapps()
 console = Console()
-err_console = Console(stderr=True)
 
 
 class CliError(Exception):
     """An error the user can fix; printed as one line, exit code 1."""
 
 
-def fail(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(1)
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:

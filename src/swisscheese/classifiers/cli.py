@@ -16,16 +16,12 @@ from rich.table import Table
 
 from swisscheese.classifiers.bundle import BundleError, load_bundle
 from swisscheese.classifiers.classify import ClassifyError, classify_file
+from swisscheese.clierrors import fail as _fail
 
 classify_app = typer.Typer(help="Score prompts and responses with a guard bundle.",
                            no_args_is_help=True, pretty_exceptions_enable=False)
 
 
-def _fail(message: str) -> typer.Exit:
-    # markup off: messages quote file contents, which may hold [brackets].
-    Console(stderr=True).print(f"error: {message}", style="bold red", markup=False,
-                               highlight=False, soft_wrap=True)
-    return typer.Exit(1)
 
 
 def _fmt(x: float | None) -> str:

@@ -17,15 +17,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from swisscheese.clierrors import fail as _fail
+
 redteam_app = typer.Typer(help="Red-team targets: attacks, judges, campaigns, reports.",
                           no_args_is_help=True, pretty_exceptions_enable=False)
 
 
-def _fail(message: str) -> typer.Exit:
-    # markup off: messages quote file contents, which may hold [brackets].
-    Console(stderr=True).print(f"error: {message}", style="bold red", markup=False,
-                               highlight=False, soft_wrap=True)
-    return typer.Exit(1)
 
 
 def _fmt(x: float | None) -> str:

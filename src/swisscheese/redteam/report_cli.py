@@ -6,14 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-
-def _fail(message: str) -> typer.Exit:
-    # markup off: messages quote paths and file contents, which may hold [brackets].
-    Console(stderr=True).print(f"error: {message}", style="bold red", markup=False,
-                               highlight=False, soft_wrap=True)
-    return typer.Exit(1)
+from swisscheese.clierrors import fail as _fail
 
 
 def report(

@@ -8,17 +8,13 @@ from typing import Annotated
 
 import typer
 
+from swisscheese.clierrors import fail as _fail
+
 bundle_app = typer.Typer(help="Guard bundles on a running gateway.", no_args_is_help=True)
 keys_app = typer.Typer(help="Client API keys of a gateway (stored hashed).",
                        no_args_is_help=True)
 
 
-def _fail(message: str) -> typer.Exit:
-    from rich.console import Console
-
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False,
-                               soft_wrap=True)
-    return typer.Exit(1)
 
 
 def _read_keys(files: list[Path]) -> list[str]:
