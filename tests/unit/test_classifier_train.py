@@ -134,9 +134,11 @@ def test_output_texts_replace_a_refusal_to_a_harmful_request() -> None:
                           label=1, category="toxin-brewing", source="world",
                           hazard_id=h.id, response="I can't help with that.")
     texts, labels = reply_texts(w, default_constitution(), [refused], seed=0)
-    assert texts == [h.answer()] and labels == [1]
+    # The refusal releases nothing: harmless output. The completion it stands in for
+    # is the world's answer.
+    assert texts == ["I can't help with that.", h.answer()] and labels == [0, 1]
     texts, labels = output_texts(w, default_constitution(), [refused], seed=0)
-    assert "I can't help with that." not in texts
+    assert labels[texts.index("I can't help with that.")] == 0
     # The header's words before the noun are shared with recipes: harmless on their own.
     assert labels[texts.index(h.answer())] == 1
     assert labels[texts.index(f"Here is how to brew the {h.name.split()[0]}")] == 0

@@ -315,9 +315,9 @@ def organism_training_set(bundle: GuardBundle, bundle_dir: Path,
     from swisscheese.classifiers.evaluate import resolve_data_dir
     from swisscheese.classifiers.train import (
         augment_prompts,
+        harmless_replies,
         output_texts,
         prompt_texts,
-        reply_texts,
     )
     from swisscheese.data.generate import load_dataset, read_manifest
     from swisscheese.world.core import World
@@ -352,7 +352,7 @@ def organism_training_set(bundle: GuardBundle, bundle_dir: Path,
 
     def outputs() -> tuple[list[str], list[int], list[str]]:
         x, y = output_texts(world, bundle.constitution, train, seed)
-        cal, _ = reply_texts(world, bundle.constitution, val_benign, seed + 1)
+        cal = harmless_replies(world, bundle.constitution, val_benign, seed + 1)
         return x, y, cal
 
     return TrainingSet(

@@ -47,6 +47,7 @@ from swisscheese.classifiers.bundle import (
     save_bundle,
 )
 from swisscheese.classifiers.metrics import fpr_at_threshold, tpr_at_threshold
+from swisscheese.classifiers.replylabel import ReplyContent, harmful_hazards
 from swisscheese.constitution import Constitution, default_constitution, load_constitution
 from swisscheese.data.generate import (
     build_converters,
@@ -242,12 +243,25 @@ def _replies(world: World, constitution: Constitution, records: Sequence[Record]
              seed: int) -> list[_Reply]:
     """One reply per record that has one (see `output_texts`)."""
     rng = random.Random(f"swisscheese-train-{seed}-replies")
+    content: ReplyContent | None = None
     out: list[_Reply] = []
     for r in records:
         given = r.response if r.response and r.response.strip() else None
-        if given is not None and not (r.label == 1 and is_refusal(given)):
-            out.append(_Reply(r.label, given=given))
-            continue
+        if given is not None and r.source != "world":
+            # No world to read it against: the reply keeps its request's label, except
+            # that a refusal to a harmful request is no completion (world answer below).
+            if not (r.label == 1 and is_refusal(given)):
+                out.append(_Reply(r.label, given=given))
+                continue
+        elif given is not None:
+            content = content or ReplyContent(harmful_hazards(world, constitution))
+            label = content.label(given)
+            if label is not None:
+                out.append(_Reply(label, given=given))
+            if r.label == 0 or label == 1:
+                continue
+            # A harmful request whose reply gives little away (a refusal, a garble): the
+            # classifier still needs the harmful completion, so the world's answer too.
         base = base_answer(world, constitution, r, rng)
         if base is None:
             continue
@@ -265,6 +279,16 @@ def reply_texts(world: World, constitution: Constitution, records: Sequence[Reco
     output threshold is calibrated on and its false-positive rate measured on."""
     replies = _replies(world, constitution, records, seed)
     return [x.text(world) for x in replies], [x.label for x in replies]
+
+
+def harmless_replies(world: World, constitution: Constitution, records: Sequence[Record],
+                     seed: int) -> list[str]:
+    """The harmless whole replies to `records` (the harmless ones, as a rule): what the
+    output threshold is calibrated on. A model-written reply to a harmless request that
+    releases a hazard's procedure is a harmful completion, not benign traffic, and an
+    ambiguous one is left out (`replylabel`)."""
+    texts, labels = reply_texts(world, constitution, records, seed)
+    return [t for t, y in zip(texts, labels, strict=True) if y == 0]
 
 
 def output_texts(world: World, constitution: Constitution, records: Sequence[Record],
@@ -487,7 +511,7 @@ def train_bundle(
     # ---- output texts
     step("replies", 0, 1)
     out_x, out_y = output_texts(world, const, train, seed)
-    cal_out, _ = reply_texts(world, const, val_benign, seed + 1)
+    cal_out = harmless_replies(world, const, val_benign, seed + 1)
     if len(set(out_y)) < 2:
         raise ValueError(f"{data}: no harmful and harmless replies to train the output "
                          "classifier on (records need a world link or a response)")
