@@ -28,6 +28,22 @@ def test_decode_runs_reads_morse_and_base64_and_leaves_other_text() -> None:
         assert decode_runs(plain) == plain
 
 
+@pytest.mark.parametrize("plain", HARMFUL + BENIGN)
+def test_spacing_and_code_words_are_undone(plain: str) -> None:
+    spaced = get_converter("char_spacing").encode(plain)
+    assert decode_runs(spaced) == plain
+    coded = get_converter("codeword").encode(plain)
+    assert coded != plain and decode_runs(coded) == plain
+    assert decode_runs('Let "pebble" stand for "brew". How do I pebble tea? Pebbles.') == (
+        "How do I brew tea? Pebbles.")
+
+
+def test_spacing_and_quotes_in_ordinary_text_are_left_alone() -> None:
+    for plain in ('He said "hello" to me.', "Grade: a b c", 'The word "tulip" is nice.',
+                  "x = 1 and y = 2"):
+        assert decode_runs(plain) == plain
+
+
 def test_a_disguise_never_trained_on_is_read_through(tmp_path: Path) -> None:
     clf = DecodingClassifier(base="ngram", epochs=30).fit(HARMFUL + BENIGN, [1] * 4 + [0] * 4)
     morse = get_converter("morse")

@@ -33,8 +33,18 @@ FORMAT = "swisscheese.classifiers.decoding"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 BASE_DIR = "base"
-DECODERS = ("morse", "base64")
+DECODERS = ("morse", "base64", "spacing", "codeword")
 MIN_MORSE_TOKENS = 4
+# Spaced-out letters: single characters, one space apart, three between words. Six
+# letters at least, so "a b c" in a list is left alone.
+MIN_SPACED_CHARS = 6
+_SPACED_RUN = re.compile(rf"(?<!\S)\S(?:(?: |   )\S){{{MIN_SPACED_CHARS - 1},}}(?!\S)")
+# A code-word key, stated anywhere: 'In this message "tulip" means "toxin".' and the
+# plainer '"tulip" means "toxin".' or 'Let "tulip" stand for "toxin".'
+_CODE_KEY = re.compile(
+    r'(?:in this (?:message|conversation),?\s+|from now on,?\s+|let\s+)?'
+    r'["\u201c\']([A-Za-z]+[0-9]*)["\u201d\']\s+(?:means|stands? for|is code for|=)\s+'
+    r'["\u201c\']([A-Za-z][A-Za-z \-]*)["\u201d\']\.?\s*', re.IGNORECASE)
 # A run of Morse letters (1 to 7 dots and dashes) and word gaps, separated by spaces.
 _MORSE_RUN = re.compile(r"(?<![\w.\-/])(?:[.\-]{1,7}|/)(?:[ \t]+(?:[.\-]{1,7}|/))+(?![\w.\-/])")
 
@@ -51,6 +61,24 @@ def _decode_morse(m: re.Match[str]) -> str:
         return run
 
 
+def _join_spaced(m: re.Match[str]) -> str:
+    return " ".join(word.replace(" ", "") for word in m.group(0).split("   "))
+
+
+def resolve_code_words(text: str) -> str:
+    """`text` with every stated code-word key removed and its code word replaced by what
+    it stands for (whole words, any case)."""
+    keys = list(_CODE_KEY.finditer(text))
+    if not keys:
+        return text
+    body = _CODE_KEY.sub("", text)
+    for m in keys:
+        code, meaning = m.group(1), m.group(2)
+        body = re.sub(rf"(?<![A-Za-z0-9]){re.escape(code)}(?![A-Za-z0-9])", meaning, body,
+                      flags=re.IGNORECASE)
+    return body
+
+
 def decode_runs(text: str, decoders: Sequence[str] = DECODERS) -> str:
     """`text` with every recognisable encoded run replaced by its decoding."""
     if "morse" in decoders and ("." in text or "-" in text):
@@ -59,14 +87,19 @@ def decode_runs(text: str, decoders: Sequence[str] = DECODERS) -> str:
         from swisscheese.world.ciphers import b64decode_runs
 
         text = b64decode_runs(text)
+    if "spacing" in decoders and "   " in text:
+        text = _SPACED_RUN.sub(_join_spaced, text)
+    if "codeword" in decoders and ('"' in text or "\u201c" in text or "'" in text):
+        text = resolve_code_words(text)
     return text
 
 
 @register
 class DecodingClassifier(Classifier):
-    """Input classifier: decodes Morse and base64 runs, then scores with a base backend.
+    """Input classifier: decodes what it recognises (`DECODERS`), then scores with a base
+    backend.
 
-    `DecodingClassifier(base="ngram", decoders=("morse", "base64"), **base_params)`:
+    `DecodingClassifier(base="ngram", decoders=DECODERS, **base_params)`:
     other keyword arguments go to the base classifier's constructor. It has no streaming
     twin: a bundle pairs it with another output backend (TrainConfig.output_backend).
     """
