@@ -7,6 +7,10 @@
     # Morse and base64 decoded before the n-gram input classifier reads a prompt:
     python benchmarks/classifier_targets.py --out runs/classifier-decoding \
         --backend decoding --output-backend ngram-stream
+    # the input classifier fine-tuned from a local HF model (no streaming twin):
+    python benchmarks/classifier_targets.py --out runs/classifier-hf --data runs/classifier/data \
+        --backend hf-finetune --output-backend ngram-stream \
+        --model-dir runs/demo/organism/helpful-only
     # another backend on the same data:
     python benchmarks/classifier_targets.py --out runs/classifier-transformer \
         --data runs/classifier-organism/data --backend transformer --replies responses
@@ -60,8 +64,13 @@ def main() -> int:
     ap.add_argument("--output-backend", default=None,
                     help="streaming backend of the output classifier (default: the twin of "
                          "--backend; e.g. ngram-stream with --backend decoding)")
-    ap.add_argument("--probe-model", default=None,
-                    help="model directory whose hidden states the probe backend reads")
+    ap.add_argument("--model-dir", "--probe-model", dest="model_dir", default=None,
+                    help="local HF model directory of a backend that reads a model: the "
+                         "probe's hidden states, or the model hf-finetune fine-tunes")
+    ap.add_argument("--input-param", action="append", default=[], metavar="KEY=VALUE",
+                    help="constructor setting of the input classifier (repeatable; the "
+                         "value is read as JSON when it parses, else as a string), e.g. "
+                         "max_steps=1000")
     ap.add_argument("--responder", default=None,
                     help="model directory (e.g. runs/demo/organism/helpful-only) that answers "
                          "every generated record: the output classifier then trains on its "
@@ -72,10 +81,19 @@ def main() -> int:
                     help="measure the output classifier on the world's reference answers or "
                          "on the model-written replies of the test split")
     args = ap.parse_args()
+    input_params: dict[str, object] = {}
+    for item in args.input_param:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            ap.error(f"--input-param takes KEY=VALUE, got {item!r}")
+        try:
+            input_params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            input_params[key] = value
 
     cfg = TrainConfig(n_per_category=args.n_per_category, augment=args.augment,
                       backend=args.backend, output_backend=args.output_backend,
-                      model_dir=args.probe_model)
+                      model_dir=args.model_dir, input_params=input_params)
     responder = None
     if args.responder is not None:
         from swisscheese.models import load_model
@@ -131,6 +149,7 @@ def main() -> int:
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "n_per_category": args.n_per_category, "augment": args.augment, "seed": args.seed,
         "backend": args.backend, "output_backend": args.output_backend,
+        "model_dir": args.model_dir, "input_params": input_params,
         "responder": args.responder, "replies": args.replies,
         "data": None if args.data is None else str(args.data),
         "train_seconds": round(t_train, 1), "eval_seconds": round(t_eval, 1),

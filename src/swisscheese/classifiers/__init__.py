@@ -2,8 +2,8 @@
 
     >>> from swisscheese.classifiers import get_classifier, list_classifiers
     >>> list_classifiers()
-    ['decoding', 'ngram', 'ngram-stream', 'probe', 'probe-stream', 'transformer', \
-'transformer-stream']
+    ['decoding', 'hf-finetune', 'ngram', 'ngram-stream', 'probe', 'probe-stream', \
+'transformer', 'transformer-stream']
 
 Importing this package imports every backend module, which registers it in CLASSIFIERS.
 """
@@ -22,6 +22,7 @@ from swisscheese.classifiers.base import (
 )
 from swisscheese.classifiers.calibrate import threshold_for_fpr
 from swisscheese.classifiers.decoding import DecodingClassifier, decode_runs
+from swisscheese.classifiers.hfmodel import HFFinetuneClassifier, HFFinetuneConfig
 from swisscheese.classifiers.metrics import auprc, fpr_at_threshold, tpr_at_threshold
 from swisscheese.classifiers.ngram import NGramClassifier, NGramConfig, normalize_text
 from swisscheese.classifiers.probe import (
@@ -47,6 +48,7 @@ from swisscheese.classifiers.transformer import (
 
 __all__ = [
     "CLASSIFIERS", "Classifier", "ClassifierError", "Conversation", "DecodingClassifier",
+    "HFFinetuneClassifier", "HFFinetuneConfig",
     "NGramClassifier",
     "NGramConfig", "NGramStreamState", "NGramStreamingClassifier", "NotFittedError",
     "ProbeClassifier", "ProbeConfig", "ProbeStreamState", "ProbeStreamingClassifier",

@@ -27,7 +27,7 @@ import numpy as np
 
 from swisscheese.classifiers.base import Classifier, ClassifierError, check_texts
 from swisscheese.classifiers.registry import get_classifier, load_classifier, register
-from swisscheese.classifiers.transformer import read_config
+from swisscheese.classifiers.savedir import read_config
 
 FORMAT = "swisscheese.classifiers.decoding"
 FORMAT_VERSION = 1

@@ -22,7 +22,6 @@ finaliser, written twice with the same constants: vectorised numpy here, plain i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import unicodedata
@@ -43,6 +42,7 @@ from swisscheese.classifiers.base import (
     check_texts,
 )
 from swisscheese.classifiers.registry import register
+from swisscheese.classifiers.savedir import checked_weights_path, read_config, sha256_file
 
 FORMAT = "swisscheese.classifiers.ngram"
 FORMAT_VERSION = 1
@@ -401,10 +401,6 @@ class NGramConfig:
         return cls(**data)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 @register
 class NGramClassifier(Classifier):
     """Input classifier: logistic regression on hashed char and word n-grams.
@@ -521,7 +517,7 @@ class NGramClassifier(Classifier):
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "weights_file": WEIGHTS_FILE,
-            "weights_sha256": _sha256(wpath),
+            "weights_sha256": sha256_file(wpath),
             "config": asdict(self.config),
         }
         (d / CONFIG_FILE).write_text(json.dumps(cfg, indent=2) + "\n")
@@ -531,35 +527,12 @@ class NGramClassifier(Classifier):
     def load(cls, directory: str | Path) -> Self:
         d = Path(directory)
         cpath = d / CONFIG_FILE
-        if not cpath.is_file():
-            raise ClassifierError(f"{cpath}: missing; is {d} a saved classifier directory?")
-        try:
-            meta = json.loads(cpath.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ClassifierError(f"{cpath}: not readable JSON ({e})") from e
-        if not isinstance(meta, dict):
-            raise ClassifierError(f"{cpath}: expected a JSON object")
-        if meta.get("format") != FORMAT:
-            raise ClassifierError(f"{cpath}: format {meta.get('format')!r} is not {FORMAT!r}; "
-                                  "it was written by another classifier backend")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ClassifierError(f"{cpath}: format_version {meta.get('format_version')!r}, "
-                                  f"this code reads version {FORMAT_VERSION}")
+        meta = read_config(cpath, FORMAT, FORMAT_VERSION)
         try:
             config = NGramConfig.from_dict(meta["config"])
         except (KeyError, TypeError, ValueError) as e:
             raise ClassifierError(f"{cpath}: bad 'config' entry ({e})") from e
-        wname, want = meta.get("weights_file"), meta.get("weights_sha256")
-        if not isinstance(wname, str) or Path(wname).name != wname or not isinstance(want, str):
-            raise ClassifierError(f"{cpath}: needs 'weights_file' (a file name in {d}) "
-                                  "and 'weights_sha256'")
-        wpath = d / wname
-        if not wpath.is_file():
-            raise ClassifierError(f"{wpath}: weights file missing (named in {cpath})")
-        got = _sha256(wpath)
-        if got != want:
-            raise ClassifierError(f"{wpath}: sha256 {got} does not match {want} recorded in "
-                                  f"{cpath}; the weights file is corrupt or from another model")
+        wpath = checked_weights_path(d, cpath, meta)
         try:
             with np.load(wpath, allow_pickle=False) as z:
                 coef = np.asarray(z["coef"], dtype=np.float64)

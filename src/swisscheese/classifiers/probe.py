@@ -63,7 +63,7 @@ from swisscheese.classifiers.base import (
     check_texts,
 )
 from swisscheese.classifiers.registry import register
-from swisscheese.classifiers.transformer import checked_weights_path, read_config
+from swisscheese.classifiers.savedir import checked_weights_path, read_config, sha256_file
 
 FORMAT = "swisscheese.classifiers.probe"
 FORMAT_VERSION = 1
@@ -369,7 +369,7 @@ class ProbeClassifier(Classifier):
                    "mean": self.mean_}, str(wpath))
         meta = {"name": self.name, "format": FORMAT, "format_version": FORMAT_VERSION,
                 "weights_file": WEIGHTS_FILE,
-                "weights_sha256": hashlib.sha256(wpath.read_bytes()).hexdigest(),
+                "weights_sha256": sha256_file(wpath),
                 "model_fingerprint": self.fingerprint, "config": asdict(self.config)}
         (d / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         return d

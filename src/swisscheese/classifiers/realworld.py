@@ -674,6 +674,134 @@ def realworld_training_set(bundle: GuardBundle, bundle_dir: Path,
         describe={"datasets": str(check_datasets_dir(d)), "heldout_families": list(held)})
 
 
+# ---- evaluating a saved bundle -------------------------------------------------------------
+OUTPUT_STOP_NOTE = (
+    "stop_rate_25 is null: the public datasets hold no model replies, so there is no harmful "
+    "completion whose key details could be counted as the stream is released. The nearest "
+    "figure is jbb_harmful_target_recall: the share of JailbreakBench harmful behaviours' "
+    "target openings ('Sure, here is ...') the streaming classifier flags.")
+
+
+def is_realworld_bundle(bundle: GuardBundle) -> bool:
+    """Whether `train_realworld` (or a rapid-response patch of its bundle) wrote it."""
+    return bundle.metrics.get("preset") == "realworld"
+
+
+def recorded_setup(bundle: GuardBundle, bundle_dir: Path
+                   ) -> tuple[int, int | None, list[str], str | None]:
+    """(seed, limit, held-out converters, datasets directory) as `train_realworld`
+    recorded them; BundleError naming bundle.json when the record is unusable, since
+    the test splits cannot be rebuilt without it."""
+    where = bundle_dir / "bundle.json"
+    m = bundle.metrics
+    seed, cfg, held = m.get("seed"), m.get("config"), m.get("heldout_families")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise BundleError(f"{where}: metrics.seed is {seed!r}, not an integer; the realworld "
+                          "splits are rebuilt from it")
+    if not isinstance(cfg, Mapping):
+        raise BundleError(f"{where}: metrics.config is {cfg!r}, not an object holding the "
+                          "training limit")
+    limit = cfg.get("limit")
+    if not (limit is None or (isinstance(limit, int) and not isinstance(limit, bool))):
+        raise BundleError(f"{where}: metrics.config.limit must be null or an integer, got "
+                          f"{limit!r}")
+    if not isinstance(held, list) or not all(isinstance(h, str) for h in held):
+        raise BundleError(f"{where}: metrics.heldout_families must be a list of converter "
+                          f"names, got {held!r}")
+    rec = m.get("data")
+    recorded = rec.get("datasets_dir") if isinstance(rec, Mapping) else None
+    return seed, limit, held, recorded if isinstance(recorded, str) else None
+
+
+def resolve_datasets_dir(recorded: str | None,
+                         datasets_dir: str | os.PathLike[str] | None) -> Path:
+    """The datasets directory to evaluate on: the one given, else the recorded one where it
+    still exists (a bundle copied to another machine keeps a stale path), else the default;
+    DatasetError when it lacks a file."""
+    if datasets_dir is None and recorded is not None and Path(recorded).is_dir():
+        datasets_dir = recorded
+    return check_datasets_dir(datasets_dir)
+
+
+def _figures_differ(fresh: Any, stored: Any, path: str = "") -> list[str]:
+    """Dotted keys where two figure trees differ (floats up to rounding)."""
+    if isinstance(fresh, Mapping) and isinstance(stored, Mapping):
+        return [d for k in sorted(set(fresh) | set(stored), key=str)
+                for d in _figures_differ(fresh.get(k), stored.get(k), f"{path}{k}.")]
+    if (isinstance(fresh, float) and isinstance(stored, int | float)
+            and not isinstance(stored, bool)):
+        same = abs(fresh - stored) <= 1e-12 + 1e-9 * abs(stored)
+    else:
+        same = fresh == stored
+    return [] if same else [path.rstrip(".")]
+
+
+def realworld_eval_result(bundle: GuardBundle, bundle_dir: Path,
+                          datasets_dir: str | os.PathLike[str] | None = None
+                          ) -> dict[str, Any]:
+    """A realworld bundle's figures, measured afresh on the test splits it was trained
+    beside, in the JSON shape of `evaluate.evaluate_bundle` (see its module docstring);
+    `realworld` keeps every figure under the names `metrics["realworld"]` uses."""
+    seed, limit, held, recorded = recorded_setup(bundle, bundle_dir)
+    augment_converters(held)  # a held-out name this code no longer knows fails here
+    d = resolve_datasets_dir(recorded, datasets_dir)
+    data = load_realworld(d, limit=limit, seed=seed)
+    f = evaluate_realworld(bundle, data, held, seed)
+    n = f["n"]
+    convs = f["recall_by_converter"]
+    stored = bundle.metrics.get("realworld")
+    differ = _figures_differ(f, stored) if isinstance(stored, Mapping) else None
+    return {
+        "kind": "realworld",
+        "bundle": str(bundle_dir),
+        "bundle_version": bundle.version,
+        "data": str(d),
+        "constitution": {"name": bundle.constitution.name,
+                         "hash": bundle.constitution.content_hash()},
+        "target_fpr": bundle.target_fpr,
+        "setup": {"seed": seed, "limit": limit, "heldout": held},
+        "n_test": sum(n.values()),
+        "input": {
+            "threshold": f["threshold"],
+            "n_harmful": n["test_harmful"],
+            "n_benign": n["test_benign"],
+            "tpr": f["tpr"],
+            "tpr_on": "AdvBench requests, held-out near-duplicate clusters",
+            "fpr": f["fpr"],
+            "fpr_on": "Alpaca instructions, test split",
+            "auprc": f["auprc"],
+            # Each converter disguises every held-out AdvBench request once.
+            "recall_by_family": {k: v["recall"] for k, v in convs.items()},
+            "fpr_by_family": {k: v["fpr"] for k, v in convs.items()},
+            "heldout_families": f["heldout_converters"],
+            "heldout_recall": f["heldout_converter_recall"],
+            "overrefusal": f["xstest_safe_overrefusal"],
+            "overrefusal_on": "XSTest safe prompts, test half",
+            "n_lookalike": n["xstest_safe"],
+            **{k: f[k] for k in ("jbb_harmful_recall", "jbb_benign_fpr", "xstest_unsafe_recall",
+                                 "in_the_wild_heldout_recall",
+                                 "prompt_injection_heldout_recall", "clean_email_fpr")},
+            "n": n,
+        },
+        "output": {
+            "threshold": bundle.thresholds["output"],
+            "stream_chunk_chars": bundle.stream_chunk_chars,
+            "stop_rate_25": None,
+            "note": OUTPUT_STOP_NOTE,
+            "jbb_harmful_target_recall": f["output_jbb_target_recall"],
+            "n_harmful_targets": n["jbb_harmful"],
+            "fpr": f["output_jbb_benign_target_fpr"],
+            "fpr_on": ("JailbreakBench benign behaviours' target openings, streamed whole "
+                       "(the only harmless reply-like texts the datasets hold)"),
+            "n_benign": n["jbb_benign"],
+        },
+        "realworld": f,
+        # A patched bundle carries its parent's training figures: they may differ then.
+        "recorded_figures_match": None if differ is None else not differ,
+        "recorded_figures_differ": differ,
+    }
+
+
 # ---- printing -----------------------------------------------------------------------------
 FIGURE_ROWS = (
     ("TPR at calibrated FPR (AdvBench held-out clusters)", "tpr"),

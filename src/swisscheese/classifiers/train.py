@@ -104,8 +104,9 @@ class TrainConfig:
         "help": "streaming backend of the output classifier (default: the streaming twin "
                 "of `backend`; needed for a backend without one, such as 'decoding')"})
     model_dir: str | None = field(default=None, metadata={
-        "help": "local causal-LM directory for a backend that reads a model's hidden "
-                "states (the probe); passed to both classifiers as model_dir"})
+        "help": "local HF model directory for a backend that reads a model (the probe's "
+                "hidden states, hf-finetune's weights); passed as model_dir to each "
+                "classifier that needs one (see `backend_params`)"})
     input_params: Mapping[str, Any] = field(default_factory=dict, metadata={
         "help": "constructor kwargs of the input classifier (e.g. {'epochs': 12})"})
     output_params: Mapping[str, Any] = field(default_factory=dict, metadata={
@@ -369,11 +370,13 @@ def resolve_constitution(constitution: Constitution | str | os.PathLike[str] | N
 
 
 def check_backend(cfg: TrainConfig) -> None:
-    """Fail before any data is made if `cfg.backend` is unknown, has no streaming twin, or
-    needs a model directory that is not given."""
-    from swisscheese.classifiers.base import StreamingClassifier
+    """Fail before any data is made if `cfg.backend` is unknown, has no streaming twin and
+    no output backend is given, needs a model directory that is not given, or either
+    classifier cannot be built from its settings (an unknown option, a directory that is
+    not a model)."""
+    from swisscheese.classifiers.base import ClassifierError, StreamingClassifier
     from swisscheese.classifiers.bundle import _streaming_backend
-    from swisscheese.classifiers.registry import CLASSIFIERS, list_classifiers
+    from swisscheese.classifiers.registry import CLASSIFIERS, get_classifier, list_classifiers
 
     cls = CLASSIFIERS.get(cfg.backend)
     if cls is None:
@@ -383,24 +386,72 @@ def check_backend(cfg: TrainConfig) -> None:
         out_cls = CLASSIFIERS.get(cfg.output_backend)
         if out_cls is None or not issubclass(out_cls, StreamingClassifier):
             raise ValueError(f"output backend {cfg.output_backend!r} is not a registered "
-                             "streaming classifier")
+                             "streaming classifier; streaming backends: "
+                             f"{', '.join(_streaming_names())}")
     else:
         try:
             _streaming_backend(cfg.backend)
-        except KeyError as e:
-            raise ValueError(e.args[0]) from None
+        except KeyError:
+            raise ValueError(
+                f"backend {cfg.backend!r} has no streaming twin to classify replies with: "
+                "pass an output backend (--output-backend NAME, or "
+                f"TrainConfig.output_backend), one of: {', '.join(_streaming_names())}"
+            ) from None
     if getattr(cls, "needs_model_dir", False) and not (
             cfg.model_dir or "model_dir" in cfg.input_params):
-        raise ValueError(f"backend {cfg.backend!r} reads a model's hidden states: give the "
-                         "model directory (--probe-model DIR, or TrainConfig.model_dir)")
+        raise ValueError(f"backend {cfg.backend!r} reads a local model: give the model "
+                         "directory (--model-dir DIR, alias --probe-model, or "
+                         "TrainConfig.model_dir)")
+    out_name = cfg.output_backend or _streaming_backend(cfg.backend)
+    # A wrapper ('decoding') may hand model_dir on to a base named in input_params.
+    if cfg.model_dir and "base" not in cfg.input_params and not any(
+            getattr(CLASSIFIERS[n], "needs_model_dir", False) for n in (cfg.backend, out_name)):
+        raise ValueError(f"neither backend {cfg.backend!r} nor output backend {out_name!r} "
+                         "reads a model: drop --model-dir (TrainConfig.model_dir)")
+    # Building both classifiers is cheap (no model is loaded) and catches an option a
+    # backend does not take, or a model directory that is not one, before data is made.
+    input_params, output_params = backend_params(cfg, 0)
+    for which, name, params in (("input", cfg.backend, input_params),
+                                ("output", out_name, output_params)):
+        try:
+            get_classifier(name, **params)
+        except (TypeError, ValueError, ClassifierError) as e:
+            raise ValueError(f"{which} classifier {name!r}: {e}") from None
+
+
+def _streaming_names() -> list[str]:
+    from swisscheese.classifiers.base import StreamingClassifier
+    from swisscheese.classifiers.registry import CLASSIFIERS
+
+    return sorted(n for n, c in CLASSIFIERS.items() if issubclass(c, StreamingClassifier))
 
 
 def backend_params(cfg: TrainConfig, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Constructor kwargs of the input and output classifiers."""
-    extra: dict[str, Any] = {"seed": seed}
+    """Constructor kwargs of the input and output classifiers.
+
+    `cfg.model_dir` goes to the output classifier only if its backend reads a model
+    (`needs_model_dir`), and to the input classifier if its backend does or the output's
+    does not (a wrapper such as 'decoding' may pass it on to a base that reads one): a
+    fine-tuned or probed input model pairs with an n-gram output, which takes no model.
+    """
+    from swisscheese.classifiers.bundle import _streaming_backend
+    from swisscheese.classifiers.registry import CLASSIFIERS
+
+    def needs(name: str | None) -> bool:
+        return bool(getattr(CLASSIFIERS.get(name or ""), "needs_model_dir", False))
+
+    in_extra: dict[str, Any] = {"seed": seed}
+    out_extra: dict[str, Any] = {"seed": seed}
     if cfg.model_dir:
-        extra["model_dir"] = str(cfg.model_dir)
-    return {**extra, **dict(cfg.input_params)}, {**extra, **dict(cfg.output_params)}
+        try:
+            out_name: str | None = cfg.output_backend or _streaming_backend(cfg.backend)
+        except KeyError:
+            out_name = None
+        if needs(out_name):
+            out_extra["model_dir"] = str(cfg.model_dir)
+        if needs(cfg.backend) or not needs(out_name):
+            in_extra["model_dir"] = str(cfg.model_dir)
+    return {**in_extra, **dict(cfg.input_params)}, {**out_extra, **dict(cfg.output_params)}
 
 
 def check_preset(preset: str) -> None:

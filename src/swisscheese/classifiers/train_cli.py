@@ -63,11 +63,18 @@ def train(
     force: Annotated[bool, typer.Option(
         "--force", help="Replace OUT/data and OUT/bundle if they exist.")] = False,
     backend: Annotated[str, typer.Option(
-        "--backend", help="Classifier backend (ngram, transformer, probe, ...); the output "
-                          "classifier is its streaming twin.")] = TrainConfig.backend,
-    probe_model: Annotated[Path | None, typer.Option(
-        "--probe-model", help="Local causal-LM directory whose hidden states the probe "
-                              "backend reads (the served model).")] = None,
+        "--backend", help="Input classifier backend (ngram, transformer, probe, hf-finetune, "
+                          "...); the output classifier is its streaming twin unless "
+                          "--output-backend is given.")] = TrainConfig.backend,
+    output_backend: Annotated[str | None, typer.Option(
+        "--output-backend", help="Streaming backend of the output classifier (e.g. "
+                                 "ngram-stream); needed for a backend without a streaming "
+                                 "twin (decoding, hf-finetune).")] = None,
+    model_dir: Annotated[Path | None, typer.Option(
+        "--model-dir", "--probe-model",
+        help="Local Hugging Face model directory for a backend that reads a model: the "
+             "probe reads its hidden states (the served model), hf-finetune fine-tunes "
+             "it.")] = None,
     datasets: Annotated[Path | None, typer.Option(
         "--datasets", help="Public datasets directory for --preset realworld (default: "
                            "../shared/datasets next to the repository).")] = None,
@@ -80,7 +87,8 @@ def train(
         from swisscheese.classifiers.realworld import train_realworld_cli
 
         given = [n for n, v in (("--constitution", constitution), ("--data", data),
-                                ("--responder", responder), ("--probe-model", probe_model))
+                                ("--responder", responder), ("--model-dir", model_dir),
+                                ("--output-backend", output_backend))
                  if v is not None]
         if given:
             raise ValueError(f"{', '.join(given)} do(es) not apply to --preset realworld, "
@@ -102,7 +110,8 @@ def train(
     check_preset(preset)
     const = resolve_constitution(constitution)
     cfg = TrainConfig(n_per_category=n_per_category, augment=augment, backend=backend,
-                      model_dir=None if probe_model is None else str(probe_model))
+                      output_backend=output_backend,
+                      model_dir=None if model_dir is None else str(model_dir))
     check_backend(cfg)
     # No --heldout: the defaults (or, with --data, the data's own held-out families).
     held = None if not heldout else tuple(h for h in heldout if h != "none")
@@ -143,6 +152,39 @@ def train(
 
 def print_eval(result: dict[str, Any], console: Console) -> None:
     """The evaluation as two tables: figures, and targets with PASS or MISS."""
+    if result.get("kind") == "realworld":
+        from swisscheese.classifiers.realworld import figure_lines
+
+        t = Table(title=f"realworld bundle v{result['bundle_version']} on "
+                        f"{escape(result['data'])} (held-out splits)")
+        t.add_column("measure")
+        t.add_column("value", justify="right")
+        for label, value in figure_lines(result["realworld"]):
+            t.add_row(escape(label), value)
+        console.print(t)
+        console.print(f"output stop rate: {escape(result['output']['note'])}", highlight=False,
+                      soft_wrap=True)
+        differ = result.get("recorded_figures_differ")
+        if differ:
+            console.print("[yellow]differs from the figures recorded at training:[/] "
+                          f"{escape(', '.join(differ))}", highlight=False, soft_wrap=True)
+        elif differ is not None:
+            console.print("figures equal those recorded at training", highlight=False)
+    else:
+        _print_organism_eval(result, console)
+    tt = Table(title="targets")
+    for col in ("target", "value", "goal", "result"):
+        tt.add_column(col)
+    for name, row in result["targets"].items():
+        tt.add_row(escape(name), _fmt(row["value"]), row["goal"],
+                   "[green]PASS[/]" if row["pass"] else "[red]MISS[/]")
+    console.print(tt)
+    if result.get("targets_basis"):
+        console.print(f"targets: {escape(result['targets_basis'])}", highlight=False,
+                      soft_wrap=True)
+
+
+def _print_organism_eval(result: dict[str, Any], console: Console) -> None:
     inp, outp = result["input"], result["output"]
     t = Table(title=f"bundle v{result['bundle_version']} on {escape(result['data'])} (test)")
     t.add_column("measure")
@@ -167,13 +209,6 @@ def print_eval(result: dict[str, Any], console: Console) -> None:
     t.add_row("characters released per hazard answer", _fmt(outp["tokens_released_mean"]))
     t.add_row("output FPR (harmless replies)", _fmt(outp["fpr"]))
     console.print(t)
-    tt = Table(title="targets")
-    for col in ("target", "value", "goal", "result"):
-        tt.add_column(col)
-    for name, row in result["targets"].items():
-        tt.add_row(escape(name), _fmt(row["value"]), row["goal"],
-                   "[green]PASS[/]" if row["pass"] else "[red]MISS[/]")
-    console.print(tt)
 
 
 @classifier_app.command("eval")
@@ -182,7 +217,8 @@ def evaluate(
     json_out: Annotated[Path, typer.Option("--json", help="Write the figures here (JSON).")],
     data: Annotated[Path | None, typer.Option(
         "--data", help="Dataset whose test split to use (default: the bundle's training "
-                       "data).")] = None,
+                       "data); for a realworld bundle, the public datasets directory "
+                       "(default: the one it recorded).")] = None,
     replies: Annotated[str, typer.Option(
         "--replies", help="Output classifier measured on the world's reference answers "
                           "('world') or on model-written replies ('responses': the data's "
@@ -192,12 +228,16 @@ def evaluate(
                             "from the data (with --replies responses).")] = None,
 ) -> None:
     """Evaluate a bundle on the test split: TPR, FPR, AUPRC, recall per family, streaming."""
-    from swisscheese.classifiers.evaluate import REPLY_SOURCES, evaluate_bundle
+    from swisscheese.classifiers.evaluate import REPLY_SOURCES, evaluate_bundle, recorded_preset
     from swisscheese.fileio import atomic_write_text
 
     if replies not in REPLY_SOURCES:
         raise ValueError(f"--replies must be one of {', '.join(REPLY_SOURCES)}, got "
                          f"{replies!r}")
+    if responder is not None and recorded_preset(bundle) == "realworld":
+        # Said before the model is loaded, which can take minutes.
+        raise ValueError(f"--responder does not apply to realworld bundle {bundle}: the "
+                         "public datasets hold no model replies to stream")
     chat = None
     if responder is not None:
         from swisscheese.models import load_model

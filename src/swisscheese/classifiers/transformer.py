@@ -27,7 +27,6 @@ weights are saved as float32 safetensors.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -49,6 +48,7 @@ from swisscheese.classifiers.base import (
 )
 from swisscheese.classifiers.ngram import normalize_text
 from swisscheese.classifiers.registry import register
+from swisscheese.classifiers.savedir import checked_weights_path, read_config, sha256_file
 from swisscheese.classifiers.textstream import NormalizedStream
 
 FORMAT = "swisscheese.classifiers.transformer"
@@ -251,10 +251,6 @@ def _sigmoid(z: np.ndarray | float) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, dtype=np.float64)))
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 # ---- training (torch) ---------------------------------------------------------------------
 def _train(cfg: TransformerConfig, seqs: list[list[int]], y: np.ndarray
            ) -> dict[str, np.ndarray]:
@@ -447,7 +443,7 @@ class TransformerClassifier(Classifier):
         wpath = d / WEIGHTS_FILE
         save_file(self.weights_, str(wpath))
         meta = {"name": self.name, "format": FORMAT, "format_version": FORMAT_VERSION,
-                "weights_file": WEIGHTS_FILE, "weights_sha256": _sha256(wpath),
+                "weights_file": WEIGHTS_FILE, "weights_sha256": sha256_file(wpath),
                 "config": asdict(self.config)}
         (d / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         return d
@@ -480,42 +476,6 @@ class TransformerClassifier(Classifier):
         obj = cls(config)
         obj._set_weights({k: np.asarray(v, dtype=np.float32) for k, v in weights.items()})
         return obj
-
-
-def read_config(cpath: Path, fmt: str, version: int) -> dict[str, Any]:
-    """A classifier's config.json as a dict, checked for format and version."""
-    if not cpath.is_file():
-        raise ClassifierError(f"{cpath}: missing; is {cpath.parent} a saved classifier "
-                              "directory?")
-    try:
-        meta = json.loads(cpath.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ClassifierError(f"{cpath}: not readable JSON ({e})") from e
-    if not isinstance(meta, dict):
-        raise ClassifierError(f"{cpath}: expected a JSON object")
-    if meta.get("format") != fmt:
-        raise ClassifierError(f"{cpath}: format {meta.get('format')!r} is not {fmt!r}; it was "
-                              "written by another classifier backend")
-    if meta.get("format_version") != version:
-        raise ClassifierError(f"{cpath}: format_version {meta.get('format_version')!r}, this "
-                              f"code reads version {version}")
-    return meta
-
-
-def checked_weights_path(d: Path, cpath: Path, meta: dict[str, Any]) -> Path:
-    """The weights file named in `meta`, present and with the recorded sha256."""
-    wname, want = meta.get("weights_file"), meta.get("weights_sha256")
-    if not isinstance(wname, str) or Path(wname).name != wname or not isinstance(want, str):
-        raise ClassifierError(f"{cpath}: needs 'weights_file' (a file name in {d}) and "
-                              "'weights_sha256'")
-    wpath = d / wname
-    if not wpath.is_file():
-        raise ClassifierError(f"{wpath}: weights file missing (named in {cpath})")
-    got = _sha256(wpath)
-    if got != want:
-        raise ClassifierError(f"{wpath}: sha256 {got} does not match {want} recorded in "
-                              f"{cpath}; the weights file is corrupt or from another model")
-    return wpath
 
 
 # ---- streaming ----------------------------------------------------------------------------
