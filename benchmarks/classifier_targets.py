@@ -80,6 +80,10 @@ def main() -> int:
     ap.add_argument("--replies", choices=("world", "responses"), default="world",
                     help="measure the output classifier on the world's reference answers or "
                          "on the model-written replies of the test split")
+    ap.add_argument("--target-fpr", type=float, default=0.005,
+                    help="false-positive rate the thresholds are calibrated to on the val "
+                         "split (a value under the 0.005 goal leaves a margin for the shift "
+                         "between val and test hazards)")
     args = ap.parse_args()
     input_params: dict[str, object] = {}
     for item in args.input_param:
@@ -102,7 +106,8 @@ def main() -> int:
     t0 = time.perf_counter()
     bundle = train_bundle(args.out, data_dir=args.data,
                           heldout=None if args.data else tuple(args.heldout), seed=args.seed,
-                          config=cfg, responder=responder, overwrite=True)
+                          config=cfg, responder=responder, overwrite=True,
+                          target_fpr=args.target_fpr)
     t_train = time.perf_counter() - t0
     t0 = time.perf_counter()
     result = evaluate_bundle(bundle, replies=args.replies, responder=responder)
@@ -110,7 +115,8 @@ def main() -> int:
 
     inp, out = result["input"], result["output"]
     print(f"organism guard bundle: {bundle} (backend {args.backend}, n_per_category "
-          f"{args.n_per_category}, augment {args.augment}, seed {args.seed}; train "
+          f"{args.n_per_category}, augment {args.augment}, seed {args.seed}, target FPR "
+          f"{args.target_fpr}; train "
           f"{t_train:.0f} s, eval {t_eval:.0f} s)")
     print(f"  output classifier measured on: "
           f"{'model-written replies' if args.replies == 'responses' else 'world answers'}")
@@ -150,7 +156,7 @@ def main() -> int:
         "n_per_category": args.n_per_category, "augment": args.augment, "seed": args.seed,
         "backend": args.backend, "output_backend": args.output_backend,
         "model_dir": args.model_dir, "input_params": input_params,
-        "responder": args.responder, "replies": args.replies,
+        "responder": args.responder, "replies": args.replies, "target_fpr": args.target_fpr,
         "data": None if args.data is None else str(args.data),
         "train_seconds": round(t_train, 1), "eval_seconds": round(t_eval, 1),
         "python": platform.python_version(), "machine": platform.machine(),

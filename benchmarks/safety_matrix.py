@@ -29,9 +29,13 @@ def main() -> None:
     ap.add_argument("--base", type=Path, default=Path("runs/demo/organism"))
     ap.add_argument("--quick", action="store_true", help="tiny sizes (the test organism)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--eval-stride", type=int, default=None,
+                    help="evaluate every n-th item of each set (default: the config's)")
     args = ap.parse_args()
 
     cfg = replace(MatrixConfig.quick() if args.quick else MatrixConfig(), threads=args.threads)
+    if args.eval_stride is not None:
+        cfg = replace(cfg, eval_stride=args.eval_stride)
     load_before = os.getloadavg()
     start = time.perf_counter()
     last = [""]

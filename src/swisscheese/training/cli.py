@@ -136,6 +136,9 @@ def safety_matrix(
     quick: Annotated[bool, typer.Option(help="Tiny sizes (for the `test` organism and "
                                              "tests).")] = False,
     threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 2,
+    eval_stride: Annotated[int | None, typer.Option(
+        help="Evaluate every n-th item of each evaluation set and attack every n-th hazard "
+             "(1: all; evaluation is about half of the matrix's time).")] = None,
 ) -> None:
     """Train each defence, undo each with WO and JT, evaluate every variant: DIR/matrix.md."""
     from dataclasses import replace
@@ -144,6 +147,8 @@ def safety_matrix(
     from swisscheese.training.matrix import MatrixConfig, run_matrix
 
     cfg = replace(MatrixConfig.quick() if quick else MatrixConfig(), threads=threads)
+    if eval_stride is not None:
+        cfg = replace(cfg, eval_stride=eval_stride)  # MatrixConfig rejects a stride < 1
     with progress_bars(console) as bars:
         result = run_matrix(out, base, cfg, TaskBars(bars))
     console.print((out / "matrix.md").read_text(), markup=False, highlight=False)
