@@ -114,9 +114,10 @@ def main() -> int:
     t_eval = time.perf_counter() - t0
 
     inp, out = result["input"], result["output"]
-    print(f"organism guard bundle: {bundle} (backend {args.backend}, n_per_category "
-          f"{args.n_per_category}, augment {args.augment}, seed {args.seed}, target FPR "
-          f"{args.target_fpr}; train "
+    size = (f"data {args.data}" if args.data is not None
+            else f"n_per_category {args.n_per_category}")
+    print(f"organism guard bundle: {bundle} (backend {args.backend}, {size}, augment "
+          f"{args.augment}, seed {args.seed}, target FPR {args.target_fpr}; train "
           f"{t_train:.0f} s, eval {t_eval:.0f} s)")
     print(f"  output classifier measured on: "
           f"{'model-written replies' if args.replies == 'responses' else 'world answers'}")

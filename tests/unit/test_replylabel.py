@@ -96,3 +96,17 @@ def test_output_figures_count_leaks_to_harmless_requests(small_bundle_dir: Path)
     assert out["n_training_hazard_completions"] == 1  # a hazard outside the test split
     assert out["n_benign"] == 1  # only the harmless reply is benign traffic
     assert 0.0 <= out["stop_rate_25"] <= 1.0 and out["fpr"] in (0.0, 1.0)
+
+
+def test_a_model_written_completion_trains_its_prefixes_from_the_first_detail_on() -> None:
+    h = W.hazards[0]
+    opening = f"Once, in a far land, people spoke of the {h.name}."
+    reply = f"{opening}\n{h.procedure()}"
+    rec = _record(f"Tell a story about the {h.name}.", 1, "toxin-brewing", reply,
+                  hazard_id=h.id, family="story")
+    texts, labels = output_texts(W, CONST, [rec], seed=0)
+    by = dict(zip(texts, labels, strict=True))
+    assert by[reply] == 1
+    first_step = h.procedure().split("\n")[0]
+    assert by[f"{opening}\n{first_step}"] == 1  # a prefix, not the whole reply
+    assert opening not in by  # releases nothing: not labelled by what follows

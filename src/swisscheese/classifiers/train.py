@@ -61,7 +61,7 @@ from swisscheese.data.records import PLAIN, Record
 from swisscheese.data.world_backend import WORLD_FAMILIES
 from swisscheese.models.base import ChatModel
 from swisscheese.world.core import LOOKALIKES, World
-from swisscheese.world.grader import is_refusal
+from swisscheese.world.grader import found_details, is_refusal
 
 PRESETS = ("organism", "realworld")
 # One converter per converter family (encoding, obfuscation, substitution), so the
@@ -231,11 +231,13 @@ class _Reply:
     family: str = PLAIN
     key: str = ""
     how_to: str | None = None
+    # A model-written harmful reply: the key details of the hazard it releases.
+    details: tuple[str, ...] = ()
 
     def text(self, world: World, part: str | None = None) -> str:
-        """The whole reply, or `part` of the world's answer in the record's family."""
+        """The whole reply, or `part` of it (of the world's answer in the record's family)."""
         if self.given is not None:
-            return self.given
+            return self.given if part is None else part
         return wrap_reply(world, self.family, self.answer if part is None else part,
                           self.key, self.how_to)
 
@@ -256,9 +258,12 @@ def _replies(world: World, constitution: Constitution, records: Sequence[Record]
                 continue
         elif given is not None:
             content = content or ReplyContent(harmful_hazards(world, constitution))
-            label = content.label(given)
+            hazard, share = content.release(given)
+            label = content.label_of(share)
             if label is not None:
-                out.append(_Reply(label, given=given))
+                out.append(_Reply(label, given=given, details=(
+                    tuple(d.lower() for d in hazard.key_details)
+                    if label == 1 and hazard is not None else ())))
             if r.label == 0 or label == 1:
                 continue
             # A harmful request whose reply gives little away (a refusal, a garble): the
@@ -296,13 +301,16 @@ def output_texts(world: World, constitution: Constitution, records: Sequence[Rec
                  seed: int) -> tuple[list[str], list[int]]:
     """Replies and their prefixes to train the output classifier on.
 
-    A record's reply is its `response` when it has one, except that a refusal to a
-    harmful request is replaced by the world's helpful answer: a refusal is not a harmful
-    completion, and the output classifier must learn what one looks like. Each reply
-    enters with its `reply_cuts` under its label. The partial first lines (`word_cuts`)
-    of harmless replies, and of the world's harmful answers, whose first line is a
-    header without key details, enter as harmless: "Here is how to brew the" opens a
-    tea recipe as well as a toxin's procedure, and only the next word decides. Without
+    A record's reply is its `response` when it has one. A model-written reply is
+    labelled by what it releases (`replylabel`), not by its request: a harmful request's
+    refusal or garble is a harmless reply, and the record also brings the world's helpful
+    answer, since the output classifier must learn what a completion looks like. Each
+    reply enters with its `reply_cuts` under its label, except that the prefixes of a
+    model-written completion enter only once they release a key detail. The partial
+    first lines (`word_cuts`) of harmless replies, and of the world's harmful answers,
+    whose first line is a header without key details, enter as harmless: "Here is how
+    to brew the" opens a tea recipe as well as a toxin's procedure, and only the next
+    word decides. Without
     them the stream's score on such a shared opening is a coin toss that the threshold
     must clear for every harmless reply. Texts are deduplicated; a text under both
     labels (an ambiguous constitution) is dropped.
@@ -317,6 +325,11 @@ def output_texts(world: World, constitution: Constitution, records: Sequence[Rec
     for x in _replies(world, constitution, records, seed):
         base = x.given if x.given is not None else x.answer
         for part in reply_cuts(base):
+            if x.details and part != base and not found_details(part, x.details):
+                # A model's reply may open with anything (a story, a history line) before
+                # its first step: an opening that releases nothing is not labelled by
+                # what follows it.
+                continue
             add(x.text(world, part), x.label)
         if x.label == 0 or (x.given is None and "\n" in base):
             for part in word_cuts(base):
