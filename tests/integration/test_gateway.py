@@ -150,6 +150,15 @@ def decisions(state: Any) -> list[dict[str, Any]]:
     return query_decisions(open_gateway_store(state.config.store))
 
 
+def logged_decisions(state: Any, n: int = 1, timeout_s: float = 20.0) -> list[dict[str, Any]]:
+    """The decisions once there are `n`: a stream's decision is written after its last
+    chunk has gone out, so the client can finish first."""
+    deadline = time.monotonic() + timeout_s
+    while len(rows := decisions(state)) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return rows
+
+
 # ---- the main path ----------------------------------------------------------------------
 def test_hf_model_streams_and_answers_through_the_guard(tmp_path, tiny_model, bundle,
                                                         flagged_request) -> None:
@@ -184,7 +193,7 @@ def test_hf_model_streams_and_answers_through_the_guard(tmp_path, tiny_model, bu
                 in metrics)
         assert "swisscheese_time_to_first_token_seconds_count" in metrics
 
-        rows = decisions(state)
+        rows = logged_decisions(state, n=4)
         assert [r["layer"] for r in rows] == [None, None, "input", "input"]
         assert all(r["key_id"].startswith("key-") and r["bundle_version"] == bundle.version
                    for r in rows)
@@ -231,7 +240,7 @@ def test_a_crashing_or_slow_classifier_fails_closed(tmp_path, bundle) -> None:
         assert chunks[-1].choices[0].finish_reason == "content_filter"
         assert chunks[-1].swisscheese["layer"] == "error"
         assert "timed out after 0.05 s" in chunks[-1].swisscheese["error"]
-        assert decisions(state)[0]["layer"] == "error"
+        assert logged_decisions(state)[0]["layer"] == "error"
 
 
 # ---- bad input --------------------------------------------------------------------------
@@ -323,7 +332,7 @@ def test_a_backend_failing_mid_stream_ends_with_an_error_event(tmp_path, bundle)
             for ch in stream:
                 got.append(ch.choices[0].delta.content or "")
         assert BENIGN_REPLY.startswith("".join(got)) and "".join(got)
-        row = decisions(state)[0]
+        row = logged_decisions(state)[0]
         assert row["status"] == "error" and "stream was cut" in row["error"]
         assert row["sent"] == "".join(got)
 
@@ -337,10 +346,7 @@ def test_a_client_that_hangs_up_stops_the_model(tmp_path, bundle) -> None:
             lines = r.iter_lines()
             while "content" not in next(lines):
                 pass
-        deadline = time.monotonic() + 20
-        while not decisions(state) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        row = decisions(state)[0]
+        row = logged_decisions(state)[0]
         assert row["status"] == "client_closed" and row["finish_reason"] is None
         pulled = model.pulled
         time.sleep(0.3)
