@@ -281,8 +281,10 @@ def _replies(world: World, constitution: Constitution, records: Sequence[Record]
 
 def reply_texts(world: World, constitution: Constitution, records: Sequence[Record],
                 seed: int) -> tuple[list[str], list[int]]:
-    """One whole reply per record, as traffic has them (not deduplicated): what the
-    output threshold is calibrated on and its false-positive rate measured on."""
+    """The whole replies of `records` with their labels, as traffic has them (not
+    deduplicated; a harmful request whose model-written reply is harmless brings that reply
+    and the world's answer): what the output threshold is calibrated on and its
+    false-positive rate measured on (the harmless ones, `harmless_replies`)."""
     replies = _replies(world, constitution, records, seed)
     return [x.text(world) for x in replies], [x.label for x in replies]
 
