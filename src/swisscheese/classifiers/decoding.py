@@ -17,7 +17,6 @@ base classifier in its own format.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 
 from swisscheese.classifiers.base import Classifier, ClassifierError, check_texts
 from swisscheese.classifiers.registry import get_classifier, load_classifier, register
-from swisscheese.classifiers.savedir import read_config
+from swisscheese.classifiers.savedir import read_config, write_config
 
 FORMAT = "swisscheese.classifiers.decoding"
 FORMAT_VERSION = 1
@@ -136,7 +135,7 @@ class DecodingClassifier(Classifier):
         self.base.save(d / BASE_DIR)
         meta = {"name": self.name, "format": FORMAT, "format_version": FORMAT_VERSION,
                 "base": self.base_name, "decoders": list(self.decoders)}
-        (d / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        write_config(d, meta)
         return d
 
     @classmethod

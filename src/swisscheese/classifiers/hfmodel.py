@@ -58,7 +58,11 @@ from swisscheese.classifiers.base import (
 )
 from swisscheese.classifiers.ngram import normalize_text
 from swisscheese.classifiers.registry import register
-from swisscheese.classifiers.savedir import read_config
+from swisscheese.classifiers.savedir import (
+    config_entry,
+    read_config,
+    write_config,
+)
 
 FORMAT = "swisscheese.classifiers.hf_finetune"
 FORMAT_VERSION = 1
@@ -412,7 +416,7 @@ class HFFinetuneClassifier(Classifier):
                     "train_steps": self.train_steps_, "fit_seconds": self.fit_seconds_,
                     "files": files}
             # config.json last: its presence marks a complete save.
-            (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+            write_config(tmp, meta)
 
         return write_directory_atomically(d, write)
 
@@ -424,10 +428,7 @@ class HFFinetuneClassifier(Classifier):
         d = Path(directory)
         cpath = d / CONFIG_FILE
         meta = read_config(cpath, FORMAT, FORMAT_VERSION)
-        try:
-            config = HFFinetuneConfig.from_dict(meta["config"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise ClassifierError(f"{cpath}: bad 'config' entry ({e})") from e
+        config = config_entry(cpath, meta, HFFinetuneConfig.from_dict)
         files = meta.get("files")
         if not isinstance(files, dict) or not files or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in files.items()):

@@ -22,7 +22,6 @@ finaliser, written twice with the same constants: vectorised numpy here, plain i
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 import zipfile
@@ -42,7 +41,13 @@ from swisscheese.classifiers.base import (
     check_texts,
 )
 from swisscheese.classifiers.registry import register
-from swisscheese.classifiers.savedir import checked_weights_path, read_config, sha256_file
+from swisscheese.classifiers.savedir import (
+    checked_weights_path,
+    config_entry,
+    read_config,
+    sha256_file,
+    write_config,
+)
 
 FORMAT = "swisscheese.classifiers.ngram"
 FORMAT_VERSION = 1
@@ -520,7 +525,7 @@ class NGramClassifier(Classifier):
             "weights_sha256": sha256_file(wpath),
             "config": asdict(self.config),
         }
-        (d / CONFIG_FILE).write_text(json.dumps(cfg, indent=2) + "\n")
+        write_config(d, cfg)
         return d
 
     @classmethod
@@ -528,10 +533,7 @@ class NGramClassifier(Classifier):
         d = Path(directory)
         cpath = d / CONFIG_FILE
         meta = read_config(cpath, FORMAT, FORMAT_VERSION)
-        try:
-            config = NGramConfig.from_dict(meta["config"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise ClassifierError(f"{cpath}: bad 'config' entry ({e})") from e
+        config = config_entry(cpath, meta, NGramConfig.from_dict)
         wpath = checked_weights_path(d, cpath, meta)
         try:
             with np.load(wpath, allow_pickle=False) as z:

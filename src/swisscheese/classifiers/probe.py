@@ -63,7 +63,13 @@ from swisscheese.classifiers.base import (
     check_texts,
 )
 from swisscheese.classifiers.registry import register
-from swisscheese.classifiers.savedir import checked_weights_path, read_config, sha256_file
+from swisscheese.classifiers.savedir import (
+    checked_weights_path,
+    config_entry,
+    read_config,
+    sha256_file,
+    write_config,
+)
 
 FORMAT = "swisscheese.classifiers.probe"
 FORMAT_VERSION = 1
@@ -371,7 +377,7 @@ class ProbeClassifier(Classifier):
                 "weights_file": WEIGHTS_FILE,
                 "weights_sha256": sha256_file(wpath),
                 "model_fingerprint": self.fingerprint, "config": asdict(self.config)}
-        (d / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        write_config(d, meta)
         return d
 
     @classmethod
@@ -384,10 +390,7 @@ class ProbeClassifier(Classifier):
         d = Path(directory)
         cpath = d / CONFIG_FILE
         meta = read_config(cpath, FORMAT, FORMAT_VERSION)
-        try:
-            config = ProbeConfig.from_dict(meta["config"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise ClassifierError(f"{cpath}: bad 'config' entry ({e})") from e
+        config = config_entry(cpath, meta, ProbeConfig.from_dict)
         if model_dir is not None:
             config = replace(config, model_dir=str(model_dir))
         want = meta.get("model_fingerprint")

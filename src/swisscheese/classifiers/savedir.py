@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from swisscheese.classifiers.base import ClassifierError
+
+CONFIG_FILE = "config.json"
+C = TypeVar("C")
 
 
 def sha256_file(path: Path) -> str:
@@ -53,3 +57,17 @@ def checked_weights_path(d: Path, cpath: Path, meta: dict[str, Any]) -> Path:
         raise ClassifierError(f"{wpath}: sha256 {got} does not match {want} recorded in "
                               f"{cpath}; the weights file is corrupt or from another model")
     return wpath
+
+
+def write_config(d: Path, meta: dict[str, Any]) -> None:
+    """Write `d`/config.json; backends call it after their weights, so that a crash
+    mid-save leaves no config pointing at missing weights."""
+    (d / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def config_entry(cpath: Path, meta: dict[str, Any], from_dict: Callable[[Any], C]) -> C:
+    """The backend's settings from the 'config' entry of `meta` (read from `cpath`)."""
+    try:
+        return from_dict(meta["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ClassifierError(f"{cpath}: bad 'config' entry ({e})") from e

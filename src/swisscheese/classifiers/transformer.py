@@ -27,7 +27,6 @@ weights are saved as float32 safetensors.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -48,7 +47,13 @@ from swisscheese.classifiers.base import (
 )
 from swisscheese.classifiers.ngram import normalize_text
 from swisscheese.classifiers.registry import register
-from swisscheese.classifiers.savedir import checked_weights_path, read_config, sha256_file
+from swisscheese.classifiers.savedir import (
+    checked_weights_path,
+    config_entry,
+    read_config,
+    sha256_file,
+    write_config,
+)
 from swisscheese.classifiers.textstream import NormalizedStream
 
 FORMAT = "swisscheese.classifiers.transformer"
@@ -445,7 +450,7 @@ class TransformerClassifier(Classifier):
         meta = {"name": self.name, "format": FORMAT, "format_version": FORMAT_VERSION,
                 "weights_file": WEIGHTS_FILE, "weights_sha256": sha256_file(wpath),
                 "config": asdict(self.config)}
-        (d / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        write_config(d, meta)
         return d
 
     @classmethod
@@ -456,10 +461,7 @@ class TransformerClassifier(Classifier):
         d = Path(directory)
         cpath = d / CONFIG_FILE
         meta = read_config(cpath, FORMAT, FORMAT_VERSION)
-        try:
-            config = TransformerConfig.from_dict(meta["config"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise ClassifierError(f"{cpath}: bad 'config' entry ({e})") from e
+        config = config_entry(cpath, meta, TransformerConfig.from_dict)
         wpath = checked_weights_path(d, cpath, meta)
         try:
             weights = load_file(str(wpath))
