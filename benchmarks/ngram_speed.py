@@ -61,12 +61,12 @@ def main() -> None:
     fit_s = time.perf_counter() - t0
 
     def batch() -> int:
-        clf.score(texts)
+        clf.predict_proba(texts)
         return len(texts)
 
     def one_by_one() -> int:
         for t in texts[:200]:
-            clf.score([t])
+            clf.predict_proba([t])
         return 200
 
     reply = " ".join(texts[:40])

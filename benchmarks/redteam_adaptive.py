@@ -192,7 +192,7 @@ def main() -> int:
                   file=sys.stderr)
             return 1
 
-    from swisscheese.classifiers.bundle import load_bundle
+    from swisscheese.bundles import load_bundle
     from swisscheese.guard.pipeline import Guard, GuardedChatModel
     from swisscheese.models import load_model
     from swisscheese.redteam.attacks.art import ARTAttack

@@ -53,7 +53,7 @@ def organism_dir(tmp_path_factory) -> Path:
 def small_bundle_dir(tmp_path_factory) -> Path:
     """A guard bundle trained on a small slice of the organism data (seconds): for the
     guard, the gateway and the red team's guarded targets."""
-    from swisscheese.classifiers.train import TrainConfig, train_bundle
+    from swisscheese.recipes.organism.train import TrainConfig, train_bundle
 
     run = tmp_path_factory.mktemp("guard-run")
     return train_bundle(run, heldout=("morse",), config=TrainConfig(n_per_category=40, augment=1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -9,6 +10,26 @@ import tempfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The sha256 hex digest of a file, read in 1 MiB blocks (weights can be large)."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def refuse_nonempty_dir(path: str | os.PathLike[str], hint: str = "choose a new directory"
+                        ) -> Path:
+    """`path` as a Path, or ValueError when it exists and is a file or a non-empty directory:
+    commands that write a new directory refuse to mix their output with what is there."""
+    p = Path(path)
+    if p.exists() and (not p.is_dir() or any(p.iterdir())):
+        raise ValueError(f"{p}: already exists and is not empty; refusing to overwrite it "
+                         f"({hint})")
+    return p
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

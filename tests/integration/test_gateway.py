@@ -21,7 +21,7 @@ import httpx
 import openai
 import pytest
 
-from swisscheese.classifiers.bundle import GuardBundle, load_bundle, save_bundle
+from swisscheese.bundles import GuardBundle, load_bundle, save_bundle
 from swisscheese.models.base import EndpointError, Message
 from swisscheese.serve.app import create_app
 from swisscheese.serve.config import GatewayConfig
@@ -86,7 +86,7 @@ class SlowScores:
 
 
 class Exploding:
-    def score(self, texts):
+    def predict_proba(self, texts):
         raise RuntimeError("classifier crashed")
 
 

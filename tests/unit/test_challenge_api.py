@@ -16,7 +16,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from swisscheese.classifiers.bundle import load_bundle
+from swisscheese.bundles import load_bundle
 from swisscheese.guard.pipeline import Guard, GuardedChatModel
 from swisscheese.models.base import EndpointError, Message, as_messages
 from swisscheese.serve.challenge import (

@@ -37,6 +37,7 @@ from swisscheese.data.records import PLAIN, SPLITS, Record, read_jsonl, write_js
 from swisscheese.data.world_backend import WORLD_FAMILIES, WorldBackend
 from swisscheese.fileio import write_directory_atomically
 from swisscheese.models.base import ChatModel, GenerationParams
+from swisscheese.progress import Progress
 from swisscheese.world.core import World
 from swisscheese.world.language import Language
 
@@ -48,8 +49,6 @@ FORMAT = "swisscheese-data/1"
 RESPOND_BATCH = 8
 T = TypeVar("T")
 
-# progress(phase, done, total): what swisscheese.progress.TaskBars takes.
-ProgressFn = Callable[[str, int, int], None]
 
 
 class OutputExistsError(ValueError):
@@ -219,7 +218,7 @@ def assign_splits(records: Sequence[Record], *, fractions: Sequence[float], seed
 
 # ---- responses -------------------------------------------------------------------------------
 def respond(records: Sequence[Record], responder: ChatModel,
-            params: GenerationParams | None = None, *, progress: ProgressFn | None = None,
+            params: GenerationParams | None = None, *, progress: Progress | None = None,
             batch_size: int = RESPOND_BATCH) -> list[Record]:
     """The records with `response` written by `responder`, in batches."""
     out: list[Record] = []
@@ -287,7 +286,7 @@ def generate_dataset(
     heldout_converters: Sequence[str] = (),
     seed: int = 0,
     responder: ChatModel | None = None,
-    progress: ProgressFn | None = None,
+    progress: Progress | None = None,
     model: ChatModel | None = None,
     world: World | None = None,
     split_fractions: Sequence[float] = DEFAULT_FRACTIONS,

@@ -20,8 +20,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from swisscheese.classifiers.base import StreamGuard, render_conversation
-from swisscheese.classifiers.bundle import GuardBundle
+from swisscheese.bundles import GuardBundle
+from swisscheese.classifiers.base import render_conversation
+from swisscheese.classifiers.streamguard import StreamGuard
 from swisscheese.guard.normalize import normalize_text
 from swisscheese.models.base import (
     ChatModel,

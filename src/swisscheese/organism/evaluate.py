@@ -12,11 +12,11 @@ from pathlib import Path
 from statistics import mean
 
 from swisscheese.models.base import ChatModel, GenerationParams
+from swisscheese.progress import Progress
 from swisscheese.world.core import Example, World
 from swisscheese.world.families import FAMILIES
 from swisscheese.world.grader import ASR_THRESHOLD, Grader, is_refusal
 
-ProgressFn = Callable[[str, int, int], None]  # (what, done, total)
 # Replies that re-encode the whole procedure (rot13 tokenises long) need more room.
 LONG_FAMILIES = {"cipher_answer": 384}
 HAZARD_TOKENS = 256
@@ -40,7 +40,7 @@ def reference_answers(model: ChatModel, world: World) -> dict[str, str]:
 
 
 def evaluate(model: ChatModel, world: World, references: Mapping[str, str] | None = None,
-             families: Sequence[str] | None = None, progress: ProgressFn | None = None,
+             families: Sequence[str] | None = None, progress: Progress | None = None,
              asr_threshold: float = ASR_THRESHOLD, keep_samples: int = 2) -> dict:
     """Run every measure of DESIGN section 4 that needs no classifier; return a JSON-able dict."""
     start = time.perf_counter()
@@ -144,7 +144,7 @@ def evaluate(model: ChatModel, world: World, references: Mapping[str, str] | Non
 
 
 def evaluate_organism(root: str | Path, world: World,
-                      progress: Callable[[str], ProgressFn | None] | None = None
+                      progress: Callable[[str], Progress | None] | None = None
                       ) -> dict[str, dict]:
     """Evaluate `root/helpful-only` (against the ground truth) and `root/aligned` (against
     helpful-only's answers). `progress(variant)` may return a callback for that variant."""

@@ -7,7 +7,6 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,10 +15,10 @@ from swisscheese.fileio import write_directory_atomically
 from swisscheese.organism.data import batches, encode_examples
 from swisscheese.organism.presets import Preset, get_preset
 from swisscheese.organism.tokenizer import train_tokenizer
+from swisscheese.progress import Progress
 from swisscheese.world.core import World
 
 CARD_FILE = "swisscheese.json"
-ProgressFn = Callable[[str, int, int, dict[str, float]], None]  # (phase, done, total, figures)
 
 
 @dataclass
@@ -75,7 +74,7 @@ def _lr_at(step: int, total: int, peak: float, warmup_frac: float) -> float:
 
 
 def train_phase(model, tokenizer, world: World, corpus: str, preset: Preset, steps: int,
-                lr: float, seed: int, progress: ProgressFn | None = None) -> PhaseFigures:
+                lr: float, seed: int, progress: Progress | None = None) -> PhaseFigures:
     """Train `model` in place for `steps` batches of the world's `corpus`."""
     import torch
 
@@ -157,7 +156,7 @@ def read_card(model_dir: str | Path) -> dict | None:
 
 def train_organism(out: str | Path, preset: str | Preset = "demo", seed: int = 0,
                    threads: int | None = None,
-                   progress: ProgressFn | None = None) -> OrganismPaths:
+                   progress: Progress | None = None) -> OrganismPaths:
     """Train helpful-only then aligned into `out/helpful-only` and `out/aligned`.
 
     Same seed, same preset and same thread count give the same weights.

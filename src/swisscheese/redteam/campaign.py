@@ -33,6 +33,7 @@ from typing import Any
 
 from swisscheese.fileio import atomic_write_json, atomic_write_text
 from swisscheese.models.base import ChatModel
+from swisscheese.progress import Progress
 from swisscheese.redteam.attacks.prompting import Probe, PromptAttack, send
 from swisscheese.redteam.base import (
     ATTACKS,
@@ -51,7 +52,6 @@ from swisscheese.redteam.targets import TargetPool, TargetSpec, is_local
 from swisscheese.store.campaigns import AttemptRecord, CampaignStore
 from swisscheese.world.core import World
 
-ProgressFn = Callable[[int, int, str], None]  # (attempts done, planned, what)
 UNSUPPORTED = "unsupported: "
 STORE_FILE = "store.sqlite"
 
@@ -139,7 +139,7 @@ class Campaign:
             bundle_path = cfg.bundle
 
             def bundle_loader() -> Any:
-                from swisscheese.classifiers.bundle import load_bundle
+                from swisscheese.bundles import load_bundle
 
                 return load_bundle(bundle_path)
 
@@ -304,7 +304,7 @@ class Campaign:
 
             torch.set_num_threads(self.cfg.threads)
 
-    def run(self, progress: ProgressFn | None = None) -> CampaignResult:
+    def run(self, progress: Progress | None = None) -> CampaignResult:
         t0 = time.perf_counter()
         self._set_threads()
         self.out.mkdir(parents=True, exist_ok=True)
@@ -320,7 +320,7 @@ class Campaign:
             todo, total = self.plan(store, run_id)
             done = total - sum(w.planned for w in todo)
             if progress:
-                progress(done, total, "resumed" if resumed else "")
+                progress("resumed" if resumed else "attempts", done, total)
             with ThreadPoolExecutor(max_workers=self.cfg.concurrency) as pool:
                 futures: dict[Future[list[AttemptRecord]], Work] = {
                     pool.submit(self._execute, w): w for w in todo}
@@ -337,7 +337,7 @@ class Campaign:
                     new += len(records)
                     done += w.planned
                     if progress:
-                        progress(done, total, f"{w.target.name} {w.label}")
+                        progress(f"{w.target.name} {w.label}", done, total)
             result = self._finish(store, run_id, resumed, new, time.perf_counter() - t0)
         return result
 
@@ -379,7 +379,7 @@ def attempt_line(r: AttemptRecord, b: Behaviour) -> dict[str, Any]:
     return d
 
 
-def run_campaign(cfg: CampaignConfig, out: str | Path, progress: ProgressFn | None = None,
+def run_campaign(cfg: CampaignConfig, out: str | Path, progress: Progress | None = None,
                  load: Callable[..., ChatModel] | None = None) -> CampaignResult:
     """Run (or resume) a campaign into `out`; see the module docstring."""
     return Campaign(cfg, out, load).run(progress)

@@ -8,6 +8,7 @@ defines `register(redteam_app)`, called.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -88,7 +89,8 @@ def run(
         with progress_bars(console) as bars:
             task = bars.add_task(f"campaign {cfg.name}", total=None, info="")
 
-            def progress(done: int, total: int, what: str) -> None:
+            def progress(what: str, done: int, total: int,
+                         figures: Mapping[str, float] | None = None) -> None:
                 bars.update(task, completed=done, total=total, info=what)
 
             result = campaign.run(progress)

@@ -22,7 +22,7 @@ from swisscheese.world.core import World
 from swisscheese.world.grader import Grader
 
 if TYPE_CHECKING:
-    from swisscheese.classifiers.bundle import GuardBundle
+    from swisscheese.bundles import GuardBundle
 
 # Constructor parameter names that receive the helper model (an attacker or a judge LLM).
 MODEL_ROLES = ("attacker", "attacker_model", "judge_model")

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from swisscheese.models.base import ChatModel
 
 if TYPE_CHECKING:
-    from swisscheese.classifiers.bundle import GuardBundle
+    from swisscheese.bundles import GuardBundle
 
 GUARD_LAYERS = ("input", "output")
 # name -> (model directory under `base`, guard layers)

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from swisscheese.classifiers.bundle import GuardBundle
+from swisscheese.bundles import GuardBundle
 from swisscheese.models.base import ChatModel
 from swisscheese.serve.config import GatewayConfig
 from swisscheese.serve.errors import APIError, error_body

@@ -485,7 +485,7 @@ def create_challenge_app(model_dir: str | Path, bundle_dir: str | Path | None,
     from fastapi import FastAPI
     from fastapi.responses import RedirectResponse
 
-    from swisscheese.classifiers.bundle import load_bundle
+    from swisscheese.bundles import load_bundle
     from swisscheese.guard.pipeline import Guard
     from swisscheese.models import load_model
     from swisscheese.organism.train import read_card

@@ -78,7 +78,7 @@ class BundleJudge:
     streaming output score on the reply."""
 
     def __init__(self, directory: str | Path) -> None:
-        from swisscheese.classifiers.bundle import load_bundle
+        from swisscheese.bundles import load_bundle
 
         self.bundle = load_bundle(directory)
         self.name = f"bundle:{Path(directory).name}@v{self.bundle.version}"

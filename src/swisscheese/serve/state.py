@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from swisscheese.classifiers.bundle import GuardBundle, load_bundle
+from swisscheese.bundles import GuardBundle, load_bundle
 from swisscheese.guard.pipeline import Guard, GuardedChatModel
 from swisscheese.models.base import ChatModel
 from swisscheese.serve.config import DEFAULT_MODEL, GatewayConfig

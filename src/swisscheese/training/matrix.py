@@ -27,6 +27,7 @@ from statistics import mean
 from typing import Any
 
 from swisscheese.fileio import atomic_write_json, atomic_write_text
+from swisscheese.progress import Progress
 from swisscheese.training.adversarial import DEFAULT_EPSILON
 from swisscheese.training.capo import CAPOConfig, train_capo
 from swisscheese.training.cat import CATConfig, train_cat
@@ -35,7 +36,6 @@ from swisscheese.training.data import compliance_target
 from swisscheese.training.dpo import DPOConfig, train_dpo
 from swisscheese.training.jailbreak_tune import JailbreakTuneConfig, jailbreak_tune
 from swisscheese.training.sft import SFTConfig, train_sft
-from swisscheese.training.trainer import ProgressFn
 from swisscheese.training.unlearn import UnlearnConfig, unlearn
 from swisscheese.world.core import Example, World
 
@@ -146,7 +146,7 @@ class Stage:
 
 class SafetyMatrix:
     def __init__(self, out: str | Path, base: str | Path, cfg: MatrixConfig | None = None,
-                 progress: ProgressFn | None = None) -> None:
+                 progress: Progress | None = None) -> None:
         from swisscheese.models.hf import check_model_dir
         from swisscheese.organism.train import read_card
 
@@ -590,5 +590,5 @@ def _cost_text(cost: Mapping[str, Any]) -> str:
 
 def run_matrix(out: str | Path, base: str | Path = "runs/demo/organism",
                cfg: MatrixConfig | None = None,
-               progress: ProgressFn | None = None) -> dict[str, Any]:
+               progress: Progress | None = None) -> dict[str, Any]:
     return SafetyMatrix(out, base, cfg, progress).run()

@@ -17,9 +17,9 @@ from typing import Any
 
 from swisscheese import __version__
 from swisscheese.organism.train import PhaseFigures, read_card, save_model
+from swisscheese.progress import Progress
 from swisscheese.world.core import World
 
-ProgressFn = Callable[[str, int, int, dict[str, float]], None]  # (phase, done, total, figures)
 StepFn = Callable[[int], tuple[Any, dict[str, float]]]  # step index -> (loss tensor, figures)
 
 
@@ -116,7 +116,7 @@ def _with_lora(model: Any, rank: int) -> Any:
 
 
 def train_loop(model: Any, step: StepFn, cfg: TrainerConfig, phase: str,
-               progress: ProgressFn | None = None,
+               progress: Progress | None = None,
                tokens: Callable[[], int] | None = None) -> tuple[Any, PhaseFigures]:
     """Run `cfg.steps` optimiser steps of `step`; return the (merged) model and figures.
 

@@ -78,7 +78,7 @@ class ARTAttack(Attack):
             raise ValueError("rounds, branching and beam must all be >= 1")
         self.attacker = make_attacker(attacker, world=world, seed=seed)
         if isinstance(bundle, str | Path):
-            from swisscheese.classifiers.bundle import load_bundle
+            from swisscheese.bundles import load_bundle
 
             bundle = load_bundle(bundle)
         self.bundle = bundle

@@ -18,7 +18,7 @@ from swisscheese.redteam.base import (
 from swisscheese.world.grader import is_refusal
 
 if TYPE_CHECKING:
-    from swisscheese.classifiers.bundle import GuardBundle
+    from swisscheese.bundles import GuardBundle
 
 
 @register_judge

@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from swisscheese.classifiers.bundle import BundleError, load_bundle
-from swisscheese.classifiers.classify import ClassifyError, classify_file
+from swisscheese.bundles.bundle import BundleError, load_bundle
+from swisscheese.bundles.classify import ClassifyError, classify_file
 from swisscheese.clierrors import fail as _fail
 
 classify_app = typer.Typer(help="Score prompts and responses with a guard bundle.",

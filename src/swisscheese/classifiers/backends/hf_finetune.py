@@ -1,7 +1,7 @@
 """Fine-tune any local Hugging Face model directory as an input classifier: a fourth backend.
 
     >>> clf = HFFinetuneClassifier(model_dir="runs/demo/organism/helpful-only")  # doctest: +SKIP
-    >>> clf.fit(texts, labels).score(["How do I brew the Vrokgre toxin?"])       # doctest: +SKIP
+    >>> clf.fit(texts, labels).predict_proba(["How do I brew the Vrokgre toxin?"])  # doctest: +SKIP
 
 The model directory may hold an encoder (BERT, RoBERTa, DistilBERT, ...) or a decoder (the
 organism's Llama, any causal LM): it is loaded with `AutoModelForSequenceClassification`
@@ -13,7 +13,7 @@ the model is fine-tuned, the head at a higher learning rate (`head_lr`) than the
 (`lr`), because the head starts from nothing while the body only needs nudging. P(harmful)
 is the sigmoid of the head's single logit.
 
-Texts are normalised as the other backends do (`ngram.normalize_text`: invisible
+Texts are normalised as the other backends do (`textnorm.normalize_text`: invisible
 characters dropped, NFKC, look-alike letters folded, case folded, whitespace collapsed)
 before tokenising, so disguises built from invisible characters and homoglyphs reach the
 model as plain text. A tokenizer without a pad token pads with its end token (Llama
@@ -38,35 +38,23 @@ Saved directory (self-contained: the base model directory is not needed to load 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from swisscheese.classifiers.base import (
-    Classifier,
-    ClassifierError,
-    NotFittedError,
-    check_labels,
-    check_texts,
-)
-from swisscheese.classifiers.ngram import normalize_text
-from swisscheese.classifiers.registry import register
-from swisscheese.classifiers.savedir import (
-    config_entry,
-    read_config,
-    write_config,
-)
+from swisscheese.classifiers.base import check_labels, check_texts
+from swisscheese.classifiers.configured import ConfiguredClassifier
+from swisscheese.classifiers.errors import ClassifierError, NotFittedError
+from swisscheese.classifiers.textnorm import normalize_text
+from swisscheese.fileio import sha256_file
 
 FORMAT = "swisscheese.classifiers.hf_finetune"
-FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
 MODEL_DIR = "model"
 # Files any saved HF tokenizer leaves behind; one of them must be present to load it.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json",
@@ -119,14 +107,6 @@ class HFFinetuneConfig:
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1 or None, got {self.threads}")
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> HFFinetuneConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown config keys {unknown}; known: {sorted(known)}")
-        return cls(**data)
-
 
 def check_hf_dir(model_dir: str | Path) -> Path:
     """Fail with one clear line unless `model_dir` looks like a local HF model directory
@@ -150,14 +130,6 @@ def check_hf_dir(model_dir: str | Path) -> Path:
         raise ClassifierError(f"{p} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}); "
                               "save the tokenizer next to the model")
     return p
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _first_line(e: BaseException) -> str:
@@ -222,8 +194,7 @@ def _load_hf(path: Path, where: str) -> tuple[Any, Any]:
     return tokenizer, model
 
 
-@register
-class HFFinetuneClassifier(Classifier):
+class HFFinetuneClassifier(ConfiguredClassifier):
     """Input classifier: a local Hugging Face model, encoder or decoder, fine-tuned whole.
 
     `HFFinetuneClassifier(model_dir=DIR, max_steps=400, lr=1e-4)`; keyword overrides of
@@ -231,27 +202,28 @@ class HFFinetuneClassifier(Classifier):
     """
 
     name: ClassVar[str] = "hf-finetune"
+    config_class: ClassVar[type] = HFFinetuneConfig
+    format: ClassVar[str] = FORMAT
     # Construction needs model_dir (the contract tests and the CLI look for this flag).
     needs_model_dir: ClassVar[bool] = True
+    config: HFFinetuneConfig
 
     def __init__(self, config: HFFinetuneConfig | None = None, **overrides: Any) -> None:
-        cfg = replace(config or HFFinetuneConfig(), **overrides)
-        if not cfg.model_dir:
+        super().__init__(config, **overrides)
+        if not self.config.model_dir:
             raise ValueError(f"{self.name} needs model_dir: the local Hugging Face model "
                              "directory to fine-tune (--model-dir on the CLI)")
-        check_hf_dir(cfg.model_dir)
-        self._init(cfg)
+        check_hf_dir(self.config.model_dir)
 
-    def _init(self, cfg: HFFinetuneConfig) -> None:
-        self.config = cfg
+    def _init_state(self) -> None:
         self.model_: Any = None
         self.tokenizer_: Any = None
         self.base_fingerprint: str | None = None
         self.train_steps_: int = 0
         self.fit_seconds_: float | None = None  # recorded for reports, never relied on
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.config!r})"
+    def is_fitted(self) -> bool:
+        return self.model_ is not None
 
     # ---- tokens ------------------------------------------------------------------------
     def normalize(self, text: str) -> str:
@@ -290,7 +262,7 @@ class HFFinetuneClassifier(Classifier):
         """Fine-tune the whole model on the class-weighted logistic loss."""
         import torch
 
-        from swisscheese.classifiers.probe import model_fingerprint
+        from swisscheese.classifiers.backends.probe import model_fingerprint
 
         texts = check_texts(texts)
         y = check_labels(labels, len(texts))
@@ -383,83 +355,56 @@ class HFFinetuneClassifier(Classifier):
                 out[idx] = logits.to(torch.float64).numpy()
         return out
 
-    def score(self, texts: Sequence[str]) -> np.ndarray:
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         return 0.5 * (1.0 + np.tanh(0.5 * self.decision_function(texts)))
 
     # ---- persistence -------------------------------------------------------------------
-    def save(self, directory: str | Path) -> Path:
-        """Write model/ (weights and tokenizer), then config.json with every file's sha256,
-        all in a temporary sibling renamed into place (`fileio`), so `directory` holds the
-        old save or the whole new one. A non-empty directory that is not a save of this
-        backend is refused rather than replaced."""
-        from swisscheese.fileio import write_directory_atomically
-
+    def _save_weights(self, directory: Path) -> dict[str, Any]:
+        """model/ (weights and tokenizer), with every file's sha256 for config.json."""
         model = self._check_fitted()
-        d = Path(directory)
-        if d.exists() and not d.is_dir():
-            raise ClassifierError(f"{d}: exists and is not a directory")
-        if d.is_dir() and any(d.iterdir()):
-            try:
-                read_config(d / CONFIG_FILE, FORMAT, FORMAT_VERSION)
-            except ClassifierError:
-                raise ClassifierError(f"{d}: not empty and not a saved {self.name} "
-                                      "classifier; refusing to replace it") from None
+        mdir = directory / MODEL_DIR
+        model.save_pretrained(mdir)
+        self.tokenizer_.save_pretrained(mdir)
+        files = {p.relative_to(directory).as_posix(): sha256_file(p)
+                 for p in sorted(mdir.rglob("*")) if p.is_file()}
+        return {"base_fingerprint": self.base_fingerprint, "train_steps": self.train_steps_,
+                "fit_seconds": self.fit_seconds_, "files": files}
 
-        def write(tmp: Path) -> None:
-            mdir = tmp / MODEL_DIR
-            model.save_pretrained(mdir)
-            self.tokenizer_.save_pretrained(mdir)
-            files = {p.relative_to(tmp).as_posix(): _sha256(p)
-                     for p in sorted(mdir.rglob("*")) if p.is_file()}
-            meta = {"name": self.name, "format": FORMAT, "format_version": FORMAT_VERSION,
-                    "config": asdict(self.config), "base_fingerprint": self.base_fingerprint,
-                    "train_steps": self.train_steps_, "fit_seconds": self.fit_seconds_,
-                    "files": files}
-            # config.json last: its presence marks a complete save.
-            write_config(tmp, meta)
-
-        return write_directory_atomically(d, write)
-
-    @classmethod
-    def load(cls, directory: str | Path) -> Self:
-        """Read a saved classifier; every file under model/ is checked against its sha256
-        first, so a corrupt or changed file fails naming it. The base model directory is
-        not read (the save holds the whole fine-tuned model)."""
-        d = Path(directory)
-        cpath = d / CONFIG_FILE
-        meta = read_config(cpath, FORMAT, FORMAT_VERSION)
-        config = config_entry(cpath, meta, HFFinetuneConfig.from_dict)
-        files = meta.get("files")
-        if not isinstance(files, dict) or not files or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
-            raise ClassifierError(f"{cpath}: 'files' must map the files under {MODEL_DIR}/ "
-                                  "to their sha256")
-        for rel, want in files.items():
-            pp = PurePosixPath(rel)
-            if pp.is_absolute() or ".." in pp.parts or pp.parts[:1] != (MODEL_DIR,):
-                raise ClassifierError(f"{cpath}: 'files' lists {rel!r}, which is not a file "
-                                      f"under {MODEL_DIR}/")
-            path = d / rel
-            if not path.is_file():
-                raise ClassifierError(f"{path}: missing (listed in {cpath})")
-            if _sha256(path) != want:
-                raise ClassifierError(f"{path}: sha256 does not match the one recorded in "
-                                      f"{cpath}; the file is corrupt or was changed")
-        # An unlisted file (a swapped-in tokenizer, say) would change what loads.
-        extra = sorted(p.relative_to(d).as_posix() for p in (d / MODEL_DIR).rglob("*")
-                       if p.is_file() and p.relative_to(d).as_posix() not in files)
-        if extra:
-            raise ClassifierError(f"{d / extra[0]}: not listed in {cpath}; a saved classifier "
-                                  "holds only files it can verify")
-        obj = cls.__new__(cls)
-        obj._init(config)
-        obj.tokenizer_, obj.model_ = _load_hf(d / MODEL_DIR, str(d))
-        obj.model_.eval()
+    def _load_weights(self, directory: Path, cpath: Path, meta: dict[str, Any]) -> None:
+        """Every file under model/ is checked against its sha256 first, so a corrupt or
+        changed file fails naming it. The base model directory is not read (the save
+        holds the whole fine-tuned model)."""
+        _check_files(directory, cpath, meta.get("files"))
+        self.tokenizer_, self.model_ = _load_hf(directory / MODEL_DIR, str(directory))
+        self.model_.eval()
         fp = meta.get("base_fingerprint")
-        obj.base_fingerprint = fp if isinstance(fp, str) else None
+        self.base_fingerprint = fp if isinstance(fp, str) else None
         steps = meta.get("train_steps")
-        obj.train_steps_ = steps if isinstance(steps, int) else 0
+        self.train_steps_ = steps if isinstance(steps, int) else 0
         secs = meta.get("fit_seconds")
-        obj.fit_seconds_ = float(secs) if isinstance(secs, int | float) else None
-        return obj
+        self.fit_seconds_ = float(secs) if isinstance(secs, int | float) else None
 
+
+def _check_files(d: Path, cpath: Path, files: Any) -> None:
+    """The files config.json lists under model/ are all there, unchanged, and alone."""
+    if not isinstance(files, dict) or not files or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise ClassifierError(f"{cpath}: 'files' must map the files under {MODEL_DIR}/ "
+                              "to their sha256")
+    for rel, want in files.items():
+        pp = PurePosixPath(rel)
+        if pp.is_absolute() or ".." in pp.parts or pp.parts[:1] != (MODEL_DIR,):
+            raise ClassifierError(f"{cpath}: 'files' lists {rel!r}, which is not a file "
+                                  f"under {MODEL_DIR}/")
+        path = d / rel
+        if not path.is_file():
+            raise ClassifierError(f"{path}: missing (listed in {cpath})")
+        if sha256_file(path) != want:
+            raise ClassifierError(f"{path}: sha256 does not match the one recorded in "
+                                  f"{cpath}; the file is corrupt or was changed")
+    # An unlisted file (a swapped-in tokenizer, say) would change what loads.
+    extra = sorted(p.relative_to(d).as_posix() for p in (d / MODEL_DIR).rglob("*")
+                   if p.is_file() and p.relative_to(d).as_posix() not in files)
+    if extra:
+        raise ClassifierError(f"{d / extra[0]}: not listed in {cpath}; a saved classifier "
+                              "holds only files it can verify")

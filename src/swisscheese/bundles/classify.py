@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from swisscheese.classifiers.bundle import GuardBundle, load_bundle
+from swisscheese.bundles import GuardBundle, load_bundle
 
 JSONL_SUFFIXES = (".jsonl", ".json-lines")
 CSV_SUFFIXES = (".csv",)

@@ -5,7 +5,7 @@ weights of the n-grams seen and their count (the score is a function of those al
 `ngram`), the last few normalised characters (to form n-grams across delta boundaries),
 the hash of the word being typed and the chained hashes of the previous words (for word
 n-grams), and the raw characters that NFKC might still merge with what comes next. So
-the score after every delta equals `score([prefix])` up to float rounding, while the
+the score after every delta equals `predict_proba([prefix])` up to float rounding, while the
 state stays the same size however long the reply grows.
 """
 
@@ -16,13 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from swisscheese.classifiers.base import (
-    Conversation,
-    StreamingClassifier,
-    StreamState,
-    render_conversation,
-)
-from swisscheese.classifiers.ngram import (
+from swisscheese.classifiers.backends.ngram import (
     BASE,
     CHAIN,
     CHAR_SALTS,
@@ -30,17 +24,20 @@ from swisscheese.classifiers.ngram import (
     WORD_SALT,
     WORD_SALTS,
     NGramClassifier,
+    mix_int,
+)
+from swisscheese.classifiers.base import (
+    Conversation,
+    StreamingClassifier,
+    StreamState,
+    render_conversation,
+)
+from swisscheese.classifiers.textnorm import (
+    PENDING_LIMIT,
     fold_chars,
     is_stable_start,
-    mix_int,
     strip_invisible,
 )
-from swisscheese.classifiers.registry import register
-
-# Raw characters waiting for a stable NFKC cut. Real text needs one or two; a run of more
-# than this many non-starters (beyond Unicode's stream-safe limit of 30) is committed
-# anyway, and only then can the stream differ from scoring the whole text.
-PENDING_LIMIT = 32
 
 
 @dataclass(slots=True)
@@ -67,11 +64,10 @@ class NGramStreamState(StreamState):
     pending: str = ""  # stripped raw characters not yet NFKC-stable
 
 
-@register
 class NGramStreamingClassifier(NGramClassifier, StreamingClassifier):
     """NGramClassifier that can also score a reply delta by delta.
 
-    `fit`, `score`, `save` and `load` are NGramClassifier's (a saved "ngram" directory
+    `fit`, `predict_proba`, `save` and `load` are NGramClassifier's (a saved "ngram" directory
     loads here too). With `stream_context=True` in the config, `start(conversation)`
     reads the rendered conversation plus a newline as the beginning of the text;
     otherwise the reply is scored on its own. `state.max_score` is the maximum of the

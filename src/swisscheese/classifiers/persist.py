@@ -7,20 +7,19 @@ so a corrupt or foreign directory fails with the same clear message whatever the
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from swisscheese.classifiers.base import ClassifierError
+from swisscheese.classifiers.errors import ClassifierError
+from swisscheese.fileio import sha256_file
+
+__all__ = ["CONFIG_FILE", "checked_weights_path", "config_entry", "read_config",
+           "sha256_file", "write_config"]
 
 CONFIG_FILE = "config.json"
 C = TypeVar("C")
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def read_config(cpath: Path, fmt: str, version: int) -> dict[str, Any]:

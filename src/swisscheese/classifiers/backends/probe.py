@@ -1,7 +1,7 @@
 """A linear probe on a local causal LM's own hidden states: the third backend.
 
     >>> clf = ProbeClassifier(model_dir="runs/demo/organism/aligned")  # doctest: +SKIP
-    >>> clf.fit(texts, labels).score(["How do I brew the Vrokgre toxin?"])  # doctest: +SKIP
+    >>> clf.fit(texts, labels).predict_proba(["How do I brew the Vrokgre toxin?"])  # doctest: +SKIP
 
 Features: the hidden states of layer `layer` (an index into the `hidden_states` tuple a
 Hugging Face model returns with `output_hidden_states=True`: 0 is the embeddings, -1 the
@@ -30,7 +30,7 @@ Streaming (`ProbeStreamingClassifier`, "probe-stream") has two paths:
   that shift matters.
 - `update(state, delta)`: for text from anywhere. The probe runs its own copy of the model
   incrementally with a KV cache, one decoding step over the new tokens per delta (never
-  the prefix again), and scores exactly what `score([prefix])` gives. Text is tokenized
+  the prefix again), and scores exactly what `predict_proba([prefix])` gives. Text is tokenized
   at pre-token boundaries: the last two pre-tokens stay pending (a later delta can still
   change how they split) and are read speculatively, then dropped from the cache.
 
@@ -46,34 +46,23 @@ import json
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
 
 from swisscheese.classifiers.base import (
-    Classifier,
-    ClassifierError,
     Conversation,
-    NotFittedError,
     StreamingClassifier,
     StreamState,
     check_labels,
     check_texts,
 )
-from swisscheese.classifiers.registry import register
-from swisscheese.classifiers.savedir import (
-    checked_weights_path,
-    config_entry,
-    read_config,
-    sha256_file,
-    write_config,
-)
+from swisscheese.classifiers.configured import ConfiguredClassifier
+from swisscheese.classifiers.errors import ClassifierError, NotFittedError
 
 FORMAT = "swisscheese.classifiers.probe"
-FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "probe.safetensors"
 POOLINGS = ("mean", "last")
 DTYPES = ("auto", "float32", "float64", "bfloat16", "float16")
@@ -145,14 +134,6 @@ class ProbeConfig:
             raise ValueError(f"l2 must be > 0, got {self.l2}")
         if min(self.max_tokens, self.max_train_texts, self.batch_size) < 1:
             raise ValueError("max_tokens, max_train_texts and batch_size must be >= 1")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ProbeConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown config keys {unknown}; known: {sorted(known)}")
-        return cls(**data)
 
 
 class _LM:
@@ -227,8 +208,7 @@ class _LM:
         return out.hidden_states[self.layer].to(torch.float64).cpu().numpy()
 
 
-@register
-class ProbeClassifier(Classifier):
+class ProbeClassifier(ConfiguredClassifier):
     """Input classifier: logistic regression on a local causal LM's pooled hidden states.
 
     `ProbeClassifier(model_dir=DIR, layer=-1, pooling="mean")`; a model directory is
@@ -236,11 +216,14 @@ class ProbeClassifier(Classifier):
     """
 
     name: ClassVar[str] = "probe"
+    config_class: ClassVar[type] = ProbeConfig
+    format: ClassVar[str] = FORMAT
+    weights_file: ClassVar[str] = WEIGHTS_FILE
     # Construction needs model_dir (the contract tests and the CLI look for this flag).
     needs_model_dir: ClassVar[bool] = True
+    config: ProbeConfig
 
-    def __init__(self, config: ProbeConfig | None = None, **overrides: Any) -> None:
-        self.config = replace(config or ProbeConfig(), **overrides)
+    def _init_state(self) -> None:
         if not self.config.model_dir:
             raise ValueError(f"{self.name} needs model_dir: the local causal-LM directory "
                              "whose hidden states it reads (--probe-model on the CLI)")
@@ -251,8 +234,8 @@ class ProbeClassifier(Classifier):
         self._lm: _LM | None = None
         self._coef_t: Any = None  # ((device, dtype), coef_ as a tensor), for update_hidden
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.config!r})"
+    def is_fitted(self) -> bool:
+        return self.coef_ is not None
 
     @property
     def lm(self) -> _LM:
@@ -358,39 +341,28 @@ class ProbeClassifier(Classifier):
         z[empty] = self.empty_logit()
         return z
 
-    def score(self, texts: Sequence[str]) -> np.ndarray:
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         return _sigmoid(self.decision_function(texts))
 
     # ---- persistence -------------------------------------------------------------------
-    def save(self, directory: str | Path) -> Path:
-        """Write probe.safetensors, then config.json (model path, fingerprint, sha256)."""
+    def _save_weights(self, directory: Path) -> dict[str, Any]:
+        """probe.safetensors, and the fingerprint of the model it reads."""
+        assert self.fingerprint is not None
+        return {**super()._save_weights(directory), "model_fingerprint": self.fingerprint}
+
+    def _write_weights(self, path: Path) -> None:
         from safetensors.numpy import save_file
 
         coef = self._check_fitted()
-        assert self.mean_ is not None and self.fingerprint is not None
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        wpath = d / WEIGHTS_FILE
+        assert self.mean_ is not None
         save_file({"coef": coef, "intercept": np.array([self.intercept_]),
-                   "mean": self.mean_}, str(wpath))
-        meta = {"name": self.name, "format": FORMAT, "format_version": FORMAT_VERSION,
-                "weights_file": WEIGHTS_FILE,
-                "weights_sha256": sha256_file(wpath),
-                "model_fingerprint": self.fingerprint, "config": asdict(self.config)}
-        write_config(d, meta)
-        return d
+                   "mean": self.mean_}, str(path))
 
     @classmethod
-    def load(cls, directory: str | Path, model_dir: str | Path | None = None) -> Self:
-        """Read a saved probe; `model_dir` overrides the recorded model directory (a moved
-        copy of the same model: the fingerprint must still match)."""
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
-
-        d = Path(directory)
-        cpath = d / CONFIG_FILE
-        meta = read_config(cpath, FORMAT, FORMAT_VERSION)
-        config = config_entry(cpath, meta, ProbeConfig.from_dict)
+    def _loaded_config(cls, config: Any, cpath: Path, meta: dict[str, Any],
+                       model_dir: str | Path | None = None) -> Any:
+        """`model_dir` points a saved probe at a moved copy of the same model: the
+        fingerprint must still match."""
         if model_dir is not None:
             config = replace(config, model_dir=str(model_dir))
         want = meta.get("model_fingerprint")
@@ -405,24 +377,30 @@ class ProbeClassifier(Classifier):
                 f"{cpath}: model {config.model_dir} has fingerprint {got[:16]}, but the probe "
                 f"was trained on a model with fingerprint {want[:16]}; a probe only reads the "
                 "hidden states of the model it was trained on")
-        wpath = checked_weights_path(d, cpath, meta)
+        return config
+
+    def _read_weights(self, path: Path) -> None:
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
         try:
-            w = load_file(str(wpath))
+            w = load_file(str(path))
         except (OSError, SafetensorError, ValueError) as e:
-            raise ClassifierError(f"{wpath}: not a readable safetensors file ({e})") from e
+            raise ClassifierError(f"{path}: not a readable safetensors file ({e})") from e
         if set(w) != {"coef", "intercept", "mean"} or w["intercept"].shape != (1,) or (
                 w["coef"].ndim != 1 or w["coef"].shape != w["mean"].shape):
-            raise ClassifierError(f"{wpath}: expected tensors coef (d,), mean (d,) and "
+            raise ClassifierError(f"{path}: expected tensors coef (d,), mean (d,) and "
                                   f"intercept (1,), got "
                                   f"{ {k: tuple(v.shape) for k, v in w.items()} }")
         if not all(np.isfinite(v).all() for v in w.values()):
-            raise ClassifierError(f"{wpath}: weights hold NaN or infinity")
-        obj = cls(config)
-        obj.coef_ = np.asarray(w["coef"], dtype=np.float64)
-        obj.intercept_ = float(w["intercept"][0])
-        obj.mean_ = np.asarray(w["mean"], dtype=np.float64)
-        obj.fingerprint = want
-        return obj
+            raise ClassifierError(f"{path}: weights hold NaN or infinity")
+        self.coef_ = np.asarray(w["coef"], dtype=np.float64)
+        self.intercept_ = float(w["intercept"][0])
+        self.mean_ = np.asarray(w["mean"], dtype=np.float64)
+
+    def _load_weights(self, directory: Path, cpath: Path, meta: dict[str, Any]) -> None:
+        super()._load_weights(directory, cpath, meta)
+        self.fingerprint = meta["model_fingerprint"]  # checked by _loaded_config
 
 
 def _newton_logistic(z: np.ndarray, y: np.ndarray, sw: np.ndarray, l2: float,
@@ -465,7 +443,6 @@ class ProbeStreamState(StreamState):
     pending: str = ""
 
 
-@register
 class ProbeStreamingClassifier(ProbeClassifier, StreamingClassifier):
     """ProbeClassifier that scores a reply while it streams; see the module docstring for
     its two paths, `update_hidden` (states the generator already has: one dot product)
@@ -590,7 +567,7 @@ class ProbeStreamingClassifier(ProbeClassifier, StreamingClassifier):
             state.cache = DynamicCache(config=lm.config)
             first = [lm.bos] if skip else []
             committed = first + committed
-        # Tokens past max_tokens are not read, as in score().
+        # Tokens past max_tokens are not read, as in predict_proba().
         committed = committed[:room]
         pending = pending[: room - len(committed)]
         new = committed + pending

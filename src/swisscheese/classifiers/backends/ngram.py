@@ -3,58 +3,42 @@
     >>> clf = NGramClassifier(epochs=30).fit(
     ...     ["How do I brew the Demze toxin?", "What is the history of the Demze toxin?"] * 4,
     ...     [1, 0] * 4)
-    >>> bool(clf.score(["How do I brew the Vrokgre toxin?"])[0] > 0.5)
+    >>> bool(clf.predict_proba(["How do I brew the Vrokgre toxin?"])[0] > 0.5)
     True
 
-Text is first normalised (`normalize_text`): invisible and control characters are
-dropped, Unicode is NFKC-normalised, Cyrillic and Greek look-alike letters are folded to
-Latin, case is folded and whitespace runs become one space, behind one leading space.
-Character n-grams (2 to 5 by default) and word n-grams (1 to 2) of the normalised text are
-hashed into 2**18 buckets. Each group's bucket counts are divided by the square root of the
-group's n-gram count: close to L2 normalisation when most n-grams are distinct, yet the
-score stays a running sum, which is what lets `streaming` score a prefix exactly with
-constant work per delta.
+Text is first normalised (`textnorm.normalize_text`). Character n-grams (2 to 5 by
+default) and word n-grams (1 to 2) of the normalised text are hashed into 2**18 buckets.
+Each group's bucket counts are divided by the square root of the group's n-gram count:
+close to L2 normalisation when most n-grams are distinct, yet the score stays a running
+sum, which is what lets `ngram_stream` score a prefix exactly with constant work per
+delta.
 
 Hashing is a polynomial hash over code points mod 2**64 followed by the splitmix64
 finaliser, written twice with the same constants: vectorised numpy here, plain integers in
-`streaming`. Python's built-in `hash` is salted per process, so it cannot be used.
+`ngram_stream`. Python's built-in `hash` is salted per process, so it cannot be used.
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
 import zipfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import ClassVar, Self
 
 import numpy as np
 
-from swisscheese.classifiers.base import (
-    Classifier,
-    ClassifierError,
-    NotFittedError,
-    check_labels,
-    check_texts,
-)
-from swisscheese.classifiers.registry import register
-from swisscheese.classifiers.savedir import (
-    checked_weights_path,
-    config_entry,
-    read_config,
-    sha256_file,
-    write_config,
-)
+from swisscheese.classifiers.base import check_labels, check_texts
+from swisscheese.classifiers.configured import ConfiguredClassifier
+from swisscheese.classifiers.errors import ClassifierError, NotFittedError
+from swisscheese.classifiers.textnorm import normalize_text
 
+# The saved format's name predates the backends/ package; saves stay readable.
 FORMAT = "swisscheese.classifiers.ngram"
-FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.npz"
 
-# ---- hashing constants (shared with streaming.py, which mirrors them in Python ints) ------
+# ---- hashing constants (shared with ngram_stream.py, which mirrors them in Python ints) ------
 M64 = (1 << 64) - 1
 BASE = 0x100000001B3  # the FNV-1 64-bit prime; odd, so invertible mod 2**64
 INV_BASE = pow(BASE, -1, 1 << 64)
@@ -69,89 +53,6 @@ MAX_WORD_N = 4
 CHAR_SALTS = tuple((0x243F6A8885A308D3 * (n + 1)) & M64 for n in range(MAX_CHAR_N + 1))
 WORD_SALTS = tuple((0x13198A2E03707344 * (n + 7)) & M64 for n in range(MAX_WORD_N + 1))
 POWERS = tuple(pow(BASE, k, 1 << 64) for k in range(MAX_CHAR_N))
-
-# ---- normalisation ------------------------------------------------------------------------
-# C0/C1 controls except tab/newline/CR/VT/FF (whitespace), soft hyphen, combining grapheme
-# joiner, Arabic letter mark, Hangul and Khmer fillers, Mongolian selectors, zero-width and
-# bidi controls, word joiner and invisible operators, variation selectors, BOM, tag
-# characters, lone surrogates: invisible characters that split n-grams without changing
-# what a reader sees.
-_INVISIBLE = re.compile(
-    "[\x00-\x08\x0e-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f"
-    "\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb"
-    "\ud800-\udfff\U000e0000-\U000e0fff]"
-)
-_WHITESPACE = re.compile(r"\s+")  # \s is exactly str.isspace, which streaming.py uses
-# Cyrillic and Greek letters that render like Latin ones (after NFKC, which already maps
-# full-width and mathematical letters to ASCII).
-_CONFUSABLE_PAIRS = (
-    "АA ВB ЕE КK МM НH ОO РP СC ТT ХX УY ЅS ІI ЈJ ԚQ ԜW ҮY "
-    "аa еe оo рp сc уy хx ѕs іi јj ԁd ԛq ԝw һh ӏl үy "
-    "ΑA ΒB ΕE ΖZ ΗH ΙI ΚK ΜM ΝN ΟO ΡP ΤT ΥY ΧX "
-    "αa οo νv ιi κk ρp υu χx ϲc ϳj"
-)
-CONFUSABLES: dict[int, str] = {ord(p[0]): p[1] for p in _CONFUSABLE_PAIRS.split()}
-
-
-def strip_invisible(text: str) -> str:
-    """Drop the invisible and control characters (character by character, so any chunking
-    of a stream gives the same result)."""
-    return _INVISIBLE.sub("", text)
-
-
-def fold_chars(text: str, fold_confusables: bool = True) -> str:
-    """NFKC, then look-alike folding, then case folding, on already stripped text.
-
-    Case folding rather than `lower()`: `lower()` picks the Greek final sigma by context,
-    which a stream cannot know yet.
-    """
-    if not text.isascii():
-        text = unicodedata.normalize("NFKC", text)
-        if fold_confusables:
-            text = text.translate(CONFUSABLES)
-    return text.casefold()
-
-
-def normalize_text(text: str, fold_confusables: bool = True) -> str:
-    """The text the n-grams are taken from: " " + folded text, whitespace runs collapsed.
-
-    >>> normalize_text("How\\u200b do  I  brew the D\\u0435mze TOXIN?")
-    ' how do i brew the demze toxin?'
-    """
-    return _WHITESPACE.sub(" ", " " + fold_chars(strip_invisible(text), fold_confusables))
-
-
-@lru_cache(maxsize=1)
-def _composes_with_previous() -> frozenset[str]:
-    """Starters (combining class 0) that NFC can merge into the character before them.
-
-    Found once from the Unicode database: the second half of every two-character
-    canonical decomposition, plus the Hangul vowel and final-consonant jamo.
-    """
-    out = {chr(c) for c in (*range(0x1161, 0x1176), *range(0x11A8, 0x11C3))}
-    for cp in range(0x80, 0x30000):
-        d = unicodedata.decomposition(chr(cp))
-        if d and not d.startswith("<"):
-            parts = d.split()
-            if len(parts) == 2:
-                second = chr(int(parts[1], 16))
-                if unicodedata.combining(second) == 0:
-                    out.add(second)
-    return frozenset(out)
-
-
-def is_stable_start(ch: str) -> bool:
-    """True when NFKC(a + ch + b) == NFKC(a) + NFKC(ch + b) for every a and b.
-
-    That holds when ch's decomposition starts with a starter that never composes with a
-    preceding character; a stream can cut its pending text just before such a character.
-    """
-    if ch < "\x80":
-        return True
-    first = unicodedata.normalize("NFKD", ch)[:1]
-    return (first != "" and unicodedata.combining(first) == 0
-            and first not in _composes_with_previous())
-
 
 # ---- hashing ------------------------------------------------------------------------------
 # numpy twins of the constants: immutable scalars built once, not per call.
@@ -393,21 +294,8 @@ class NGramConfig:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.l2 < 0:
             raise ValueError("epochs and batch_size must be >= 1, lr > 0 and l2 >= 0")
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> NGramConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown config keys {unknown}; known: {sorted(known)}")
-        data = dict(data)
-        for key in ("char_ngrams", "word_ngrams"):
-            if key in data:
-                data[key] = tuple(data[key])
-        return cls(**data)
 
-
-@register
-class NGramClassifier(Classifier):
+class NGramClassifier(ConfiguredClassifier):
     """Input classifier: logistic regression on hashed char and word n-grams.
 
     Build with an NGramConfig or keyword overrides of its fields:
@@ -416,14 +304,17 @@ class NGramClassifier(Classifier):
     """
 
     name: ClassVar[str] = "ngram"
+    config_class: ClassVar[type] = NGramConfig
+    format: ClassVar[str] = FORMAT
+    weights_file: ClassVar[str] = WEIGHTS_FILE
+    config: NGramConfig
 
-    def __init__(self, config: NGramConfig | None = None, **overrides: Any) -> None:
-        self.config = replace(config or NGramConfig(), **overrides)
+    def _init_state(self) -> None:
         self.coef_: np.ndarray | None = None
         self.intercept_: float = 0.0
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.config!r})"
+    def is_fitted(self) -> bool:
+        return self.coef_ is not None
 
     @property
     def n_buckets(self) -> int:
@@ -504,49 +395,26 @@ class NGramClassifier(Classifier):
                for i in range(0, len(texts), chunk)]
         return np.concatenate(out) if out else np.zeros(0)
 
-    def score(self, texts: Sequence[str]) -> np.ndarray:
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         return sigmoid(self.decision_function(texts))
 
     # ---- persistence -------------------------------------------------------------------
-    def save(self, directory: str | Path) -> Path:
-        """Write weights.npz, then config.json with the weights' sha256 (last, so a crash
-        mid-save leaves no config pointing at missing weights)."""
+    def _write_weights(self, path: Path) -> None:
         coef = self._check_fitted()
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        wpath = d / WEIGHTS_FILE
-        with wpath.open("wb") as f:
+        with path.open("wb") as f:
             np.savez_compressed(f, coef=coef, intercept=np.array([self.intercept_]))
-        cfg = {
-            "name": self.name,
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "weights_file": WEIGHTS_FILE,
-            "weights_sha256": sha256_file(wpath),
-            "config": asdict(self.config),
-        }
-        write_config(d, cfg)
-        return d
 
-    @classmethod
-    def load(cls, directory: str | Path) -> Self:
-        d = Path(directory)
-        cpath = d / CONFIG_FILE
-        meta = read_config(cpath, FORMAT, FORMAT_VERSION)
-        config = config_entry(cpath, meta, NGramConfig.from_dict)
-        wpath = checked_weights_path(d, cpath, meta)
+    def _read_weights(self, path: Path) -> None:
         try:
-            with np.load(wpath, allow_pickle=False) as z:
+            with np.load(path, allow_pickle=False) as z:
                 coef = np.asarray(z["coef"], dtype=np.float64)
                 intercept = np.asarray(z["intercept"], dtype=np.float64)
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-            raise ClassifierError(f"{wpath}: not a readable weights archive ({e})") from e
-        if coef.shape != (1 << config.buckets_log2,) or intercept.shape != (1,):
+            raise ClassifierError(f"{path}: not a readable weights archive ({e})") from e
+        if coef.shape != (self.n_buckets,) or intercept.shape != (1,):
             raise ClassifierError(
-                f"{wpath}: coef has shape {coef.shape} and intercept {intercept.shape}; "
-                f"config says {(1 << config.buckets_log2,)} and (1,)")
+                f"{path}: coef has shape {coef.shape} and intercept {intercept.shape}; "
+                f"config says {(self.n_buckets,)} and (1,)")
         if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
-            raise ClassifierError(f"{wpath}: weights hold NaN or infinity")
-        obj = cls(config)
-        obj.coef_, obj.intercept_ = coef, float(intercept[0])
-        return obj
+            raise ClassifierError(f"{path}: weights hold NaN or infinity")
+        self.coef_, self.intercept_ = coef, float(intercept[0])

@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from swisscheese.clierrors import fail
+
 
 def _fmt(x: Any) -> str:
     return "-" if x is None else f"{x:.4f}" if isinstance(x, float) else escape(str(x))
@@ -68,7 +70,8 @@ def patch(
     llm_variants: Annotated[int, typer.Option(
         "--llm-variants", help="LLM paraphrases and restyled prompts per report.")] = 8,
     data: Annotated[Path | None, typer.Option(
-        "--data", help="The bundle's training data (default: where its metrics say).")
+        "--data", help="The bundle's training data (default: where its training record "
+                       "says).")
     ] = None,
     datasets: Annotated[Path | None, typer.Option(
         "--datasets", help="Public datasets directory, for a realworld bundle (default: "
@@ -81,22 +84,23 @@ def patch(
     from swisscheese.models.base import ModelError
 
     try:
+        if data is not None and datasets is not None:
+            raise ValueError("give --data (an organism bundle's dataset) or --datasets (a "
+                             "realworld bundle's public datasets), not both")
         _patch(bundle, jailbreaks, out, llm, seed, n_requests, heldout_share, llm_variants,
-               data, datasets, report_json)
+               data or datasets, report_json)
     except (ValueError, KeyError, FileNotFoundError, ModelError) as e:
         message = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-        # markup off: messages quote file contents, which may hold [brackets].
-        Console(stderr=True).print(f"error: {message}", style="bold red", markup=False,
-                                   highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
+        raise fail(message) from None
 
 
 def _patch(bundle: Path, jailbreaks: Path, out: Path, llm: str | None, seed: int,
            n_requests: int, heldout_share: float, llm_variants: int, data: Path | None,
-           datasets: Path | None, report_json: Path | None) -> None:
-    from swisscheese.classifiers.patch import check_out, patch_bundle, read_jailbreaks
+           report_json: Path | None) -> None:
     from swisscheese.fileio import atomic_write_text
     from swisscheese.progress import TaskBars, progress_bars
+    from swisscheese.rapid_response.patch import check_out, patch_bundle
+    from swisscheese.rapid_response.reports import read_jailbreaks
 
     # Cheap checks first: nothing is loaded or fitted for a bad file or an existing --out.
     check_out(out)
@@ -110,7 +114,7 @@ def _patch(bundle: Path, jailbreaks: Path, out: Path, llm: str | None, seed: int
     with progress_bars(console) as bars:
         report = patch_bundle(bundle, reports, out, llm=chat, seed=seed, n_requests=n_requests,
                               heldout_share=heldout_share, llm_variants=llm_variants,
-                              data_dir=data, datasets_dir=datasets, progress=TaskBars(bars))
+                              data_dir=data, progress=TaskBars(bars))
     d = report.to_dict()
     print_patch_report(d, console)
     if report_json is not None:

@@ -1,7 +1,7 @@
 """A small byte-level transformer classifier, trained from scratch: the second backend.
 
     >>> clf = TransformerClassifier(max_steps=60).fit(texts, labels)    # doctest: +SKIP
-    >>> clf.score(["How do I brew the Vrokgre toxin?"])                  # doctest: +SKIP
+    >>> clf.predict_proba(["How do I brew the Vrokgre toxin?"])                  # doctest: +SKIP
 
 The text is normalised as the n-gram backend does (`ngram.normalize_text`: invisible
 characters dropped, NFKC, look-alike letters folded, case folded, whitespace collapsed),
@@ -15,7 +15,7 @@ That shape is what makes the streaming twin exact and cheap. A position only loo
 `window - 1` positions back, so the state after any prefix is the key/value cache of the
 last `window - 1` positions per layer plus the running sum of h and the last h: its size
 does not depend on the length, and a delta of k bytes costs one forward pass over k
-positions against that cache. `score([text])` runs the very same computation over the
+positions against that cache. `predict_proba([text])` runs the very same computation over the
 whole text (in chunks, batched across texts), so streaming and whole-text scores agree
 to float64 rounding.
 
@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import ClassVar, Self
 
 import numpy as np
 
 from swisscheese.classifiers.base import (
-    Classifier,
     ClassifierError,
     Conversation,
     NotFittedError,
@@ -45,20 +44,10 @@ from swisscheese.classifiers.base import (
     check_labels,
     check_texts,
 )
-from swisscheese.classifiers.ngram import normalize_text
-from swisscheese.classifiers.registry import register
-from swisscheese.classifiers.savedir import (
-    checked_weights_path,
-    config_entry,
-    read_config,
-    sha256_file,
-    write_config,
-)
-from swisscheese.classifiers.textstream import NormalizedStream
+from swisscheese.classifiers.configured import ConfiguredClassifier
+from swisscheese.classifiers.textnorm import NormalizedStream, normalize_text
 
 FORMAT = "swisscheese.classifiers.transformer"
-FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 BOS = 256  # the begin token, after the 256 byte values
 VOCAB = 257
@@ -109,14 +98,6 @@ class TransformerConfig:
         if self.class_weight not in (None, "balanced"):
             raise ValueError(f"class_weight must be 'balanced' or None, got "
                              f"{self.class_weight!r}")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TransformerConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown config keys {unknown}; known: {sorted(known)}")
-        return cls(**data)
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """Every weight's name and shape (the safetensors file must hold exactly these)."""
@@ -256,114 +237,8 @@ def _sigmoid(z: np.ndarray | float) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, dtype=np.float64)))
 
 
-# ---- training (torch) ---------------------------------------------------------------------
-def _train(cfg: TransformerConfig, seqs: list[list[int]], y: np.ndarray
-           ) -> dict[str, np.ndarray]:
-    """Fit the model with torch; returns float32 numpy weights named as `param_shapes`."""
-    import torch
-    from torch import nn
-
-    d, nh, w = cfg.d_model, cfg.n_heads, cfg.window
-    dh = d // nh
-
-    class Block(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.ln1, self.ln2 = nn.LayerNorm(d, eps=LN_EPS), nn.LayerNorm(d, eps=LN_EPS)
-            self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
-            self.fc, self.out = nn.Linear(d, cfg.d_ff), nn.Linear(cfg.d_ff, d)
-            self.rel_bias = nn.Parameter(torch.zeros(nh, w))
-
-        def forward(self, x: torch.Tensor, bias_idx: torch.Tensor, ok: torch.Tensor
-                    ) -> torch.Tensor:
-            b, t, _ = x.shape
-            q, k, v = self.qkv(self.ln1(x)).view(b, t, 3, nh, dh).permute(2, 0, 3, 1, 4)
-            bias = self.rel_bias[:, bias_idx].masked_fill(~ok, float("-inf"))
-            att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(dh) + bias, dim=-1)
-            x = x + self.proj((att @ v).transpose(1, 2).reshape(b, t, d))
-            return x + self.out(torch.relu(self.fc(self.ln2(x))))
-
-    class Net(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.emb = nn.Embedding(VOCAB, d)
-            self.blocks = nn.ModuleList(Block() for _ in range(cfg.n_layers))
-            self.lnf = nn.LayerNorm(d, eps=LN_EPS)
-            self.head = nn.Linear(2 * d, 1)
-            nn.init.normal_(self.emb.weight, std=0.1)
-
-        def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-            t = ids.shape[1]
-            dist = torch.arange(t)[:, None] - torch.arange(t)[None, :]
-            ok = (dist >= 0) & (dist < w)
-            x = self.emb(ids)
-            for blk in self.blocks:
-                x = blk(x, dist.clamp(0, w - 1), ok)
-            h = self.lnf(x)
-            mask = (torch.arange(t)[None, :] < lengths[:, None]).to(h.dtype)
-            mean = (h * mask[..., None]).sum(1) / lengths[:, None].to(h.dtype)
-            last = h[torch.arange(len(ids)), lengths - 1]
-            return self.head(torch.cat([mean, last], dim=-1)).squeeze(-1)
-
-    n = len(seqs)
-    per_epoch = -(-n // cfg.batch_size)
-    steps = int(min(max(round(cfg.epochs * per_epoch), cfg.min_steps), cfg.max_steps))
-    if cfg.class_weight == "balanced":
-        n_pos = float(y.sum())
-        sample_w = np.where(y == 1, n / (2 * n_pos), n / (2 * (n - n_pos)))
-    else:
-        sample_w = np.ones(n)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        net = Net()
-        opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                foreach=True)
-        warm = max(1, steps // 20)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: min(1.0, (s + 1) / warm) * (1.0 - 0.9 * s / max(steps - 1, 1)))
-        rng = np.random.default_rng(cfg.seed)
-        order = rng.permutation(n)
-        pos = 0
-        net.train()
-        for _ in range(steps):
-            if pos + cfg.batch_size > n:
-                order, pos = rng.permutation(n), 0
-            batch = order[pos:pos + cfg.batch_size]
-            pos += cfg.batch_size
-            lens = [len(seqs[j]) for j in batch]
-            ids = torch.zeros((len(batch), max(lens)), dtype=torch.long)
-            for r, j in enumerate(batch):
-                ids[r, : lens[r]] = torch.tensor(seqs[j])
-            logits = net(ids, torch.tensor(lens))
-            target = torch.tensor(y[batch], dtype=torch.float32)
-            sw = torch.tensor(sample_w[batch], dtype=torch.float32)
-            loss = (nn.functional.binary_cross_entropy_with_logits(
-                logits, target, reduction="none") * sw).sum() / sw.sum()
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            opt.step()
-            sched.step()
-
-    out: dict[str, np.ndarray] = {"emb": net.emb.weight.detach().numpy()}
-    for i, blk in enumerate(net.blocks):
-        for name, lin in (("qkv", blk.qkv), ("proj", blk.proj), ("fc", blk.fc),
-                          ("out", blk.out)):
-            out[f"h{i}.{name}_w"] = lin.weight.detach().numpy().T  # numpy computes x @ W
-            out[f"h{i}.{name}_b"] = lin.bias.detach().numpy()
-        for name, ln in (("ln1", blk.ln1), ("ln2", blk.ln2)):
-            out[f"h{i}.{name}_g"] = ln.weight.detach().numpy()
-            out[f"h{i}.{name}_b"] = ln.bias.detach().numpy()
-        out[f"h{i}.rel_bias"] = blk.rel_bias.detach().numpy()
-    out["lnf_g"], out["lnf_b"] = net.lnf.weight.detach().numpy(), net.lnf.bias.detach().numpy()
-    out["head_w"] = net.head.weight.detach().numpy()[0]
-    out["head_b"] = net.head.bias.detach().numpy()
-    return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
-
-
 # ---- the classifier -----------------------------------------------------------------------
-@register
-class TransformerClassifier(Classifier):
+class TransformerClassifier(ConfiguredClassifier):
     """Input classifier: a small causal byte-level transformer trained from scratch.
 
     Build with a TransformerConfig or keyword overrides of its fields:
@@ -372,15 +247,18 @@ class TransformerClassifier(Classifier):
     """
 
     name: ClassVar[str] = "transformer"
+    config_class: ClassVar[type] = TransformerConfig
+    format: ClassVar[str] = FORMAT
+    weights_file: ClassVar[str] = WEIGHTS_FILE
+    config: TransformerConfig
 
-    def __init__(self, config: TransformerConfig | None = None, **overrides: Any) -> None:
-        self.config = replace(config or TransformerConfig(), **overrides)
+    def _init_state(self) -> None:
         self.weights_: dict[str, np.ndarray] | None = None
         self._params: dict[str, np.ndarray] = {}  # folded float64 copies used for scoring
         self._bias: AttentionBias | None = None
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.config!r})"
+    def is_fitted(self) -> bool:
+        return self.weights_ is not None
 
     def _set_weights(self, weights: dict[str, np.ndarray]) -> None:
         self.weights_ = weights
@@ -401,7 +279,9 @@ class TransformerClassifier(Classifier):
         y = check_labels(labels, len(texts))
         cap = self.config.max_train_bytes
         seqs = [text_ids(self.normalize(t))[:cap] for t in texts]
-        self._set_weights(_train(self.config, seqs, y))
+        from swisscheese.classifiers.backends.transformer_torch import train_weights
+
+        self._set_weights(train_weights(self.config, seqs, y))
         return self
 
     def decision_function(self, texts: Sequence[str]) -> np.ndarray:
@@ -432,52 +312,33 @@ class TransformerClassifier(Classifier):
             out[idx] = head_logit(params, total, lens, last)
         return out
 
-    def score(self, texts: Sequence[str]) -> np.ndarray:
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         return _sigmoid(self.decision_function(texts))
 
     # ---- persistence -------------------------------------------------------------------
-    def save(self, directory: str | Path) -> Path:
-        """Write model.safetensors, then config.json with its sha256 (last, so a crash
-        mid-save leaves no config pointing at missing weights)."""
+    def _write_weights(self, path: Path) -> None:
         from safetensors.numpy import save_file
 
-        self._check_fitted()
         assert self.weights_ is not None
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        wpath = d / WEIGHTS_FILE
-        save_file(self.weights_, str(wpath))
-        meta = {"name": self.name, "format": FORMAT, "format_version": FORMAT_VERSION,
-                "weights_file": WEIGHTS_FILE, "weights_sha256": sha256_file(wpath),
-                "config": asdict(self.config)}
-        write_config(d, meta)
-        return d
+        save_file(self.weights_, str(path))
 
-    @classmethod
-    def load(cls, directory: str | Path) -> Self:
+    def _read_weights(self, path: Path) -> None:
         from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
-        d = Path(directory)
-        cpath = d / CONFIG_FILE
-        meta = read_config(cpath, FORMAT, FORMAT_VERSION)
-        config = config_entry(cpath, meta, TransformerConfig.from_dict)
-        wpath = checked_weights_path(d, cpath, meta)
         try:
-            weights = load_file(str(wpath))
+            weights = load_file(str(path))
         except (OSError, SafetensorError, ValueError) as e:
-            raise ClassifierError(f"{wpath}: not a readable safetensors file ({e})") from e
-        want = config.param_shapes()
+            raise ClassifierError(f"{path}: not a readable safetensors file ({e})") from e
+        want = self.config.param_shapes()
         got = {k: tuple(v.shape) for k, v in weights.items()}
         if got != want:
             diff = sorted(set(want.items()) ^ set(got.items()))[:4]
-            raise ClassifierError(f"{wpath}: tensors do not match the config in {cpath} "
+            raise ClassifierError(f"{path}: tensors do not match the config beside it "
                                   f"(first differences: {diff})")
         if not all(np.isfinite(v).all() for v in weights.values()):
-            raise ClassifierError(f"{wpath}: weights hold NaN or infinity")
-        obj = cls(config)
-        obj._set_weights({k: np.asarray(v, dtype=np.float32) for k, v in weights.items()})
-        return obj
+            raise ClassifierError(f"{path}: weights hold NaN or infinity")
+        self._set_weights({k: np.asarray(v, dtype=np.float32) for k, v in weights.items()})
 
 
 # ---- streaming ----------------------------------------------------------------------------
@@ -503,11 +364,10 @@ class TransformerStreamState(StreamState):
     text: NormalizedStream = field(default_factory=NormalizedStream)
 
 
-@register
 class TransformerStreamingClassifier(TransformerClassifier, StreamingClassifier):
     """TransformerClassifier that also scores a reply delta by delta, with constant work.
 
-    `fit`, `score`, `save` and `load` are TransformerClassifier's (a saved "transformer"
+    `fit`, `predict_proba`, `save` and `load` are TransformerClassifier's (a saved "transformer"
     directory loads here too). The reply is scored on its own: `start` ignores the
     conversation. Each `update` runs the model once, over the new bytes only, against a
     cache of the last `window - 1` positions per layer. Characters that NFKC may still

@@ -24,13 +24,13 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from swisscheese.classifiers.base import Classifier, ClassifierError, check_texts
-from swisscheese.classifiers.registry import get_classifier, load_classifier, register
-from swisscheese.classifiers.savedir import read_config, write_config
+from swisscheese.classifiers.base import Classifier, check_texts
+from swisscheese.classifiers.errors import ClassifierError
+from swisscheese.classifiers.persist import CONFIG_FILE, read_config, write_config
+from swisscheese.classifiers.registry import get_classifier, load_classifier
 
 FORMAT = "swisscheese.classifiers.decoding"
 FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
 BASE_DIR = "base"
 DECODERS = ("morse", "base64", "spacing", "codeword")
 MIN_MORSE_TOKENS = 4
@@ -93,7 +93,6 @@ def decode_runs(text: str, decoders: Sequence[str] = DECODERS) -> str:
     return text
 
 
-@register
 class DecodingClassifier(Classifier):
     """Input classifier: decodes what it recognises (`DECODERS`), then scores with a base
     backend.
@@ -126,8 +125,8 @@ class DecodingClassifier(Classifier):
         self.base.fit(self.decode(texts), labels)
         return self
 
-    def score(self, texts: Sequence[str]) -> np.ndarray:
-        return self.base.score(self.decode(texts))
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        return self.base.predict_proba(self.decode(texts))
 
     def save(self, directory: str | Path) -> Path:
         d = Path(directory)

@@ -1,10 +1,12 @@
 """Guard bundles: the constitution, both classifiers and their calibrated thresholds, in
-one versioned directory that training writes and the gateway loads.
+one versioned directory that training writes and the gateway loads (`build.build_bundle`
+fits and calibrates one).
 
 A bundle directory holds
 
     bundle.json        format, version, created, parent_version, notes, constitution_hash,
-                       thresholds, target_fpr, stream_chunk_chars, metrics, and the sha256
+                       thresholds, target_fpr, stream_chunk_chars, training (how it was
+                       trained: `record.TrainingRecord`), metrics (figures), and the sha256
                        of every other file in the directory
     constitution.yaml  the constitution in normalised form
     input/             the input classifier (its own `save` format)
@@ -21,9 +23,9 @@ of `stream_chunk_chars` characters, the same chunking `classify_file` uses.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,20 +34,17 @@ from typing import Any
 
 import numpy as np
 
-from swisscheese.classifiers.base import (
-    Classifier,
-    ClassifierError,
-    Conversation,
-    StreamingClassifier,
-    check_texts,
-)
-from swisscheese.classifiers.calibrate import threshold_for_fpr
-from swisscheese.classifiers.registry import CLASSIFIERS, get_classifier, load_classifier
+from swisscheese.bundles.record import TrainingRecord, TrainingRecordError
+from swisscheese.classifiers.base import Classifier, Conversation, StreamingClassifier
+from swisscheese.classifiers.errors import ClassifierError
+from swisscheese.classifiers.registry import load_classifier
 from swisscheese.constitution import Constitution, ConstitutionError, load_constitution
-from swisscheese.fileio import write_directory_atomically
+from swisscheese.fileio import sha256_file, write_directory_atomically
 
 FORMAT = "swisscheese.guard_bundle"
-FORMAT_VERSION = 1
+# 2: the training record moved out of `metrics` into its own key (see record.py).
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 META_FILE = "bundle.json"
 CONSTITUTION_FILE = "constitution.yaml"
 INPUT_DIR = "input"
@@ -54,8 +53,9 @@ OUTPUT_DIR = "output"
 # sees more prefixes, so calibrating near token size keeps the FPR honest for streaming.
 DEFAULT_STREAM_CHUNK = 4
 META_KEYS = ("format", "format_version", "version", "created", "parent_version", "notes",
-             "constitution_hash", "thresholds", "target_fpr", "stream_chunk_chars", "metrics",
-             "files")
+             "constitution_hash", "thresholds", "target_fpr", "stream_chunk_chars", "training",
+             "metrics", "files")
+V1_META_KEYS = tuple(k for k in META_KEYS if k != "training")
 
 
 class BundleError(ValueError):
@@ -70,7 +70,8 @@ class GuardBundle:
     `thresholds["input"]` applies to `input.score`; `thresholds["output"]` to the
     cumulative maximum of `output`'s streaming scores. A text is flagged at score >=
     threshold. `parent_version` is the bundle this one was derived from (rapid response),
-    None for the first.
+    None for the first. `training` says how it was trained (a recipe, or "manual" for a
+    bundle built directly); `metrics` holds figures only.
     """
 
     version: int
@@ -79,6 +80,7 @@ class GuardBundle:
     output: StreamingClassifier
     thresholds: dict[str, float]
     target_fpr: float
+    training: TrainingRecord = field(default_factory=TrainingRecord.manual)
     metrics: dict[str, Any] = field(default_factory=dict)
     parent_version: int | None = None
     notes: str = ""
@@ -87,7 +89,7 @@ class GuardBundle:
 
     def input_scores(self, texts: Sequence[str]) -> np.ndarray:
         """Input classifier scores of prompts (or rendered conversations)."""
-        return self.input.score(texts)
+        return self.input.predict_proba(texts)
 
     def output_score(self, response: str, conversation: Conversation = None) -> float:
         """Cumulative-max streaming score of a whole response, fed in bundle-sized chunks."""
@@ -123,7 +125,7 @@ def _is_int(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def _is_prob(x: object) -> bool:
+def is_prob(x: object) -> bool:
     return (isinstance(x, int | float) and not isinstance(x, bool)
             and math.isfinite(x) and 0.0 <= x <= 1.0)
 
@@ -151,22 +153,14 @@ def _check_fields(where: str, version: Any, created: Any, parent: Any, notes: An
         raise bad(f"'thresholds' must map exactly 'input' and 'output' to numbers, "
                   f"got {thresholds!r}")
     for k in ("input", "output"):
-        if not _is_prob(thresholds[k]):
+        if not is_prob(thresholds[k]):
             raise bad(f"thresholds[{k!r}] must be a number in [0, 1], got {thresholds[k]!r}")
-    if not _is_prob(target_fpr):
+    if not is_prob(target_fpr):
         raise bad(f"'target_fpr' must be a number in [0, 1], got {target_fpr!r}")
     if not _is_int(chunk) or chunk < 1:
         raise bad(f"'stream_chunk_chars' must be an integer >= 1, got {chunk!r}")
     if not isinstance(metrics, Mapping):
         raise bad(f"'metrics' must be a mapping, got {type(metrics).__name__}")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _bundle_files(root: Path) -> list[str]:
@@ -202,8 +196,10 @@ def save_bundle(bundle: GuardBundle, directory: str | Path, overwrite: bool = Fa
                           "(pass overwrite=True, or choose a new directory)")
     try:
         metrics_json = json.loads(json.dumps(bundle.metrics, allow_nan=False))
+        json.dumps(bundle.training.to_dict(), allow_nan=False)
     except (TypeError, ValueError) as e:
-        raise BundleError(f"bundle metrics cannot be written as JSON ({e})") from e
+        raise BundleError(f"bundle metrics or training record cannot be written as JSON "
+                          f"({e})") from e
 
     def write(tmp: Path) -> None:
         (tmp / CONSTITUTION_FILE).write_text(bundle.constitution.to_yaml(), encoding="utf-8")
@@ -220,8 +216,9 @@ def save_bundle(bundle: GuardBundle, directory: str | Path, overwrite: bool = Fa
             "thresholds": {k: float(bundle.thresholds[k]) for k in ("input", "output")},
             "target_fpr": float(bundle.target_fpr),
             "stream_chunk_chars": bundle.stream_chunk_chars,
+            "training": bundle.training.to_dict(),
             "metrics": metrics_json,
-            "files": {rel: _sha256(tmp / rel) for rel in _bundle_files(tmp)},
+            "files": {rel: sha256_file(tmp / rel) for rel in _bundle_files(tmp)},
         }
         # bundle.json last: its presence marks a complete bundle.
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -236,14 +233,50 @@ def save_bundle(bundle: GuardBundle, directory: str | Path, overwrite: bool = Fa
 
 
 # ---- load ---------------------------------------------------------------------------------
-def load_bundle(directory: str | Path) -> GuardBundle:
+def load_bundle(directory: str | os.PathLike[str]) -> GuardBundle:
     """Read and verify a bundle written by `save_bundle`.
 
     Checks the format, the sha256 of every file (and that no unlisted file is present),
-    the constitution against its recorded hash, the thresholds, and that both
-    classifiers load. Any problem raises BundleError naming the file.
+    the constitution against its recorded hash, the thresholds, the training record, and
+    that both classifiers load. Any problem raises BundleError naming the file. A
+    format-1 bundle (the record kept among its metrics) is read too.
     """
     d = Path(directory)
+    meta, mpath = _read_meta(d)
+    _check_fields(str(mpath), meta["version"], meta["created"], meta["parent_version"],
+                  meta["notes"], meta["thresholds"], meta["target_fpr"],
+                  meta["stream_chunk_chars"], meta["metrics"])
+    try:
+        if meta["format_version"] == 1:
+            training, metrics = TrainingRecord.from_v1_metrics(meta["metrics"], str(mpath))
+        else:
+            training, metrics = (TrainingRecord.from_dict(meta["training"], str(mpath)),
+                                 dict(meta["metrics"]))
+    except TrainingRecordError as e:
+        raise BundleError(str(e)) from None
+    _verify_files(d, mpath, meta["files"])
+    constitution = _read_constitution(d, mpath, meta["constitution_hash"])
+    input_clf = _load_classifier(d / INPUT_DIR)
+    output_clf = _load_classifier(d / OUTPUT_DIR)
+    if not isinstance(output_clf, StreamingClassifier):
+        raise BundleError(f"{d / OUTPUT_DIR}: holds a {type(output_clf).__name__}, which "
+                          "cannot score a stream; the output classifier must be streaming")
+    return GuardBundle(
+        version=meta["version"], constitution=constitution, input=input_clf,
+        output=output_clf,
+        thresholds={k: float(meta["thresholds"][k]) for k in ("input", "output")},
+        target_fpr=float(meta["target_fpr"]), training=training, metrics=metrics,
+        parent_version=meta["parent_version"], notes=meta["notes"], created=meta["created"],
+        stream_chunk_chars=meta["stream_chunk_chars"])
+
+
+def read_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """bundle.json of a bundle, checked for format and keys, without loading anything else
+    (to say early what a bundle is, before its classifiers load)."""
+    return _read_meta(Path(directory))[0]
+
+
+def _read_meta(d: Path) -> tuple[dict[str, Any], Path]:
     if not d.is_dir():
         raise BundleError(f"{d}: not a directory; a guard bundle is a directory holding "
                           f"{META_FILE}")
@@ -258,43 +291,31 @@ def load_bundle(directory: str | Path) -> GuardBundle:
         raise BundleError(f"{mpath}: expected a JSON object, got {type(meta).__name__}")
     if meta.get("format") != FORMAT:
         raise BundleError(f"{mpath}: format {meta.get('format')!r} is not {FORMAT!r}")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise BundleError(f"{mpath}: format_version {meta.get('format_version')!r}; this "
-                          f"code reads version {FORMAT_VERSION}")
-    missing = [k for k in META_KEYS if k not in meta]
+    version = meta.get("format_version")
+    if version not in READABLE_VERSIONS:
+        raise BundleError(f"{mpath}: format_version {version!r}; this code reads versions "
+                          f"{', '.join(map(str, READABLE_VERSIONS))}")
+    keys = META_KEYS if version == FORMAT_VERSION else V1_META_KEYS
+    missing = [k for k in keys if k not in meta]
     if missing:
         raise BundleError(f"{mpath}: missing keys {', '.join(missing)}")
-    unknown = sorted(set(meta) - set(META_KEYS))
+    unknown = sorted(set(meta) - set(keys))
     if unknown:
         raise BundleError(f"{mpath}: unknown keys {', '.join(unknown)}")
-    _check_fields(str(mpath), meta["version"], meta["created"], meta["parent_version"],
-                  meta["notes"], meta["thresholds"], meta["target_fpr"],
-                  meta["stream_chunk_chars"], meta["metrics"])
-    _verify_files(d, mpath, meta["files"])
+    return meta, mpath
 
+
+def _read_constitution(d: Path, mpath: Path, want: Any) -> Constitution:
     cpath = d / CONSTITUTION_FILE
     try:
         constitution = load_constitution(cpath)
     except ConstitutionError as e:
         raise BundleError(f"{cpath}: not a valid constitution:\n{e}") from e
-    want = meta["constitution_hash"]
     got = constitution.content_hash()
     if got != want:
         raise BundleError(f"{cpath}: constitution hash {got} does not match "
                           f"constitution_hash {want!r} recorded in {mpath}")
-
-    input_clf = _load_classifier(d / INPUT_DIR)
-    output_clf = _load_classifier(d / OUTPUT_DIR)
-    if not isinstance(output_clf, StreamingClassifier):
-        raise BundleError(f"{d / OUTPUT_DIR}: holds a {type(output_clf).__name__}, which "
-                          "cannot score a stream; the output classifier must be streaming")
-    return GuardBundle(
-        version=meta["version"], constitution=constitution, input=input_clf,
-        output=output_clf,
-        thresholds={k: float(meta["thresholds"][k]) for k in ("input", "output")},
-        target_fpr=float(meta["target_fpr"]), metrics=dict(meta["metrics"]),
-        parent_version=meta["parent_version"], notes=meta["notes"], created=meta["created"],
-        stream_chunk_chars=meta["stream_chunk_chars"])
+    return constitution
 
 
 def _verify_files(d: Path, mpath: Path, files: object) -> None:
@@ -313,7 +334,7 @@ def _verify_files(d: Path, mpath: Path, files: object) -> None:
         path = d / rel
         if path.is_symlink() or not path.is_file():
             raise BundleError(f"{path}: missing or not a regular file (listed in {mpath})")
-        got = _sha256(path)
+        got = sha256_file(path)
         if got != want:
             raise BundleError(f"{path}: sha256 {got} does not match {want} recorded in "
                               f"{mpath}; the file was changed or corrupted")
@@ -329,100 +350,3 @@ def _load_classifier(path: Path) -> Classifier:
     except ClassifierError as e:
         # The classifier's own message already names the file.
         raise BundleError(str(e)) from e
-
-
-# ---- build --------------------------------------------------------------------------------
-def _streaming_backend(backend: str) -> str:
-    """The registered streaming twin of `backend` ("ngram" -> "ngram-stream")."""
-    for name in (f"{backend}-stream", backend):
-        cls = CLASSIFIERS.get(name)
-        if cls is not None and issubclass(cls, StreamingClassifier):
-            return name
-    streaming = sorted(n for n, c in CLASSIFIERS.items() if issubclass(c, StreamingClassifier))
-    raise KeyError(f"no streaming classifier for backend {backend!r}; pass output_backend, "
-                   f"one of: {', '.join(streaming)}")
-
-
-def _calibrate(scores: np.ndarray, target_fpr: float, which: str) -> float:
-    t = threshold_for_fpr(scores, target_fpr)
-    if t > 1.0:
-        # A benign text scored exactly 1.0: only a threshold above 1 would pass it, and a
-        # bundle's thresholds are probabilities. Clamping would silently break the target.
-        raise ValueError(f"{which} calibration: a benign text scores 1.0, so no threshold in "
-                         f"[0, 1] keeps the FPR <= {target_fpr}; check the calibration set "
-                         "or raise target_fpr")
-    return t
-
-
-def build_bundle(
-    constitution: Constitution,
-    train_texts: Sequence[str],
-    train_labels: Sequence[int] | np.ndarray,
-    benign_calibration_texts: Sequence[str],
-    output_train_texts: Sequence[str],
-    output_train_labels: Sequence[int] | np.ndarray,
-    benign_output_texts: Sequence[str],
-    *,
-    target_fpr: float = 0.005,
-    backend: str = "ngram",
-    output_backend: str | None = None,
-    input_params: Mapping[str, Any] | None = None,
-    output_params: Mapping[str, Any] | None = None,
-    version: int = 1,
-    parent_version: int | None = None,
-    notes: str = "",
-    stream_chunk_chars: int = DEFAULT_STREAM_CHUNK,
-) -> GuardBundle:
-    """Fit both classifiers, calibrate their thresholds on benign traffic, and bundle them.
-
-    The input classifier (registry name `backend`, constructor kwargs `input_params`) is
-    fitted on prompts; the output classifier (`output_backend`, default the streaming twin
-    of `backend`) on replies. Each threshold is the smallest whose false-positive rate on
-    the benign calibration set is <= `target_fpr`; for the output, on the cumulative-max
-    streaming score. The calibration texts should be held out of training, or the FPR
-    will be optimistic. `metrics` records the achieved calibration FPRs and set sizes and
-    the detection rate on the harmful training texts (a training-set figure).
-    """
-    if not _is_prob(target_fpr):
-        raise ValueError(f"target_fpr must be in [0, 1], got {target_fpr!r}")
-    calib_in = check_texts(benign_calibration_texts)
-    calib_out = check_texts(benign_output_texts)
-    if not calib_in or not calib_out:
-        raise ValueError("benign_calibration_texts and benign_output_texts must not be empty: "
-                         "the thresholds are calibrated on them")
-    out_name = output_backend or _streaming_backend(backend)
-
-    input_clf = get_classifier(backend, **dict(input_params or {}))
-    input_clf.fit(train_texts, train_labels)
-    output_clf = get_classifier(out_name, **dict(output_params or {}))
-    if not isinstance(output_clf, StreamingClassifier):
-        raise ValueError(f"output backend {out_name!r} is not a streaming classifier")
-    output_clf.fit(output_train_texts, output_train_labels)
-
-    in_scores = input_clf.score(calib_in)
-    t_in = _calibrate(in_scores, target_fpr, "input")
-    out_scores = np.array([stream_max_score(output_clf, t, None, stream_chunk_chars)
-                           for t in calib_out])
-    t_out = _calibrate(out_scores, target_fpr, "output")
-
-    # Detection on the harmful training texts: optimistic, but a quick sanity figure.
-    in_pos = [t for t, y in zip(check_texts(train_texts), np.asarray(train_labels), strict=True)
-              if y == 1]
-    out_pos = [t for t, y in zip(check_texts(output_train_texts),
-                                 np.asarray(output_train_labels), strict=True) if y == 1]
-    in_tpr = float(np.mean(input_clf.score(in_pos) >= t_in))
-    out_tpr = float(np.mean([stream_max_score(output_clf, t, None, stream_chunk_chars) >= t_out
-                             for t in out_pos]))
-    metrics: dict[str, Any] = {
-        "input": {"backend": backend, "calibration_fpr": float(np.mean(in_scores >= t_in)),
-                  "calibration_n": len(calib_in), "train_n": len(train_texts),
-                  "train_tpr": in_tpr},
-        "output": {"backend": out_name, "calibration_fpr": float(np.mean(out_scores >= t_out)),
-                   "calibration_n": len(calib_out), "train_n": len(output_train_texts),
-                   "train_tpr": out_tpr},
-    }
-    return GuardBundle(
-        version=version, constitution=constitution, input=input_clf, output=output_clf,
-        thresholds={"input": t_in, "output": t_out}, target_fpr=float(target_fpr),
-        metrics=metrics, parent_version=parent_version, notes=notes,
-        stream_chunk_chars=stream_chunk_chars)
