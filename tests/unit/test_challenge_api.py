@@ -27,7 +27,7 @@ from swisscheese.serve.challenge import (
     ChallengeError,
     challenge_router,
 )
-from swisscheese.serve.challenge_template import prompt_template
+from swisscheese.serve.challenge.template import prompt_template
 from swisscheese.store.challenge import ChallengeStore
 from swisscheese.world.ciphers import encode
 from swisscheese.world.grader import Grader

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from swisscheese.data.generate import (
-    BACKENDS,
+    DATA_BACKENDS,
     check_out_dir,
     generate_dataset,
     resolve_converters,
@@ -37,7 +37,7 @@ def generate(
     constitution: Annotated[Path | None, typer.Option(
         "--constitution", help="Constitution YAML file (default: the world's default).")] = None,
     backend: Annotated[str, typer.Option(
-        help=f"Where requests come from: {' or '.join(BACKENDS)}.")] = "world",
+        help=f"Where requests come from: {' or '.join(DATA_BACKENDS.names())}.")] = "world",
     model: Annotated[str | None, typer.Option(
         "--model", help="Model directory or OpenAI-compatible URL: writes the requests for the "
                         "llm backend; answers them as the responder for both backends.")] = None,
@@ -61,8 +61,7 @@ def generate(
 
     # Everything that can be checked is checked before a model is loaded (which is slow).
     c = default_constitution() if constitution is None else load_constitution(constitution)
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; expected one of: {', '.join(BACKENDS)}")
+    DATA_BACKENDS.get(backend)  # an unknown name lists the registered ones
     if backend == "llm" and model is None:
         raise ValueError("the llm backend needs --model SPEC (a model directory or an "
                          "OpenAI-compatible URL) to write requests")

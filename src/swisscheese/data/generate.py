@@ -32,16 +32,15 @@ from typing import Any, Protocol, TypeVar
 from swisscheese.constitution.schema import Category, Constitution
 from swisscheese.data.converters import CONVERTERS, Converter, ConverterStack, get_converter
 from swisscheese.data.converters import list_converters as _registered
-from swisscheese.data.llm_backend import LLMBackend
 from swisscheese.data.records import PLAIN, SPLITS, Record, read_jsonl, write_jsonl
-from swisscheese.data.world_backend import WORLD_FAMILIES, WorldBackend
+from swisscheese.data.world_backend import WORLD_FAMILIES
 from swisscheese.fileio import write_directory_atomically
 from swisscheese.models.base import ChatModel, GenerationParams
 from swisscheese.progress import Progress
+from swisscheese.registry import Registry
 from swisscheese.world.core import World
 from swisscheese.world.language import Language
 
-BACKENDS = ("world", "llm")
 DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)  # train, val, test
 DEFAULT_CONVERT_SHARE = 0.3
 MANIFEST = "manifest.json"
@@ -75,17 +74,25 @@ class Backend(Protocol):
 
 
 # ---- options ---------------------------------------------------------------------------------
+# The data-backend registry: where requests come from, by name (imported when first used).
+DATA_BACKENDS: Registry[Any] = Registry("data backend",
+                                        entry_point_group="swisscheese.data_backends")
+DATA_BACKENDS.add_lazy("world", "swisscheese.data.world_backend:WorldBackend")
+DATA_BACKENDS.add_lazy("llm", "swisscheese.data.llm_backend:LLMBackend")
+# What each backend's constructor needs from the caller (the others take a world).
+_NEEDS_MODEL = frozenset({"llm"})
+
+
 def make_backend(name: str, *, model: ChatModel | None = None,
                  world: World | None = None) -> Backend:
-    """The backend called `name`; the llm backend writes with `model`."""
-    if name == "world":
-        return WorldBackend(world)
-    if name == "llm":
+    """The backend called `name`; a backend that writes requests (llm) writes with `model`."""
+    cls = DATA_BACKENDS.get(name)  # an unknown name lists the registered ones
+    if name in _NEEDS_MODEL:
         if model is None:
-            raise ValueError("the llm backend needs a model to write requests: "
+            raise ValueError(f"the {name} backend needs a model to write requests: "
                              "pass --model SPEC (a model directory or an OpenAI-compatible URL)")
-        return LLMBackend(model)
-    raise ValueError(f"unknown backend {name!r}; expected one of: {', '.join(BACKENDS)}")
+        return cls(model)  # type: ignore[no-any-return]
+    return cls(world)  # type: ignore[no-any-return]
 
 
 def _check_converter(name: str) -> None:
@@ -353,7 +360,7 @@ def generate_dataset(
     by_hazard = hazard_splits(be.hazard_groups(), fractions, seed)
     records = assign_splits(records, fractions=fractions, seed=seed, by_hazard=by_hazard,
                             heldout=held)
-    writer = be.model if isinstance(be, LLMBackend) else None
+    writer = getattr(be, "model", None)  # a backend that writes with a model
     answerer = responder if responder is not None else writer
     if answerer is not None:
         params = response_params or GenerationParams(max_new_tokens=256, temperature=0.0,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from swisscheese.models.base import ChatModel
-from swisscheese.redteam.base import Registry
+from swisscheese.registry import Registry
 from swisscheese.world.core import World
 from swisscheese.world.grader import Grader
 

@@ -6,7 +6,6 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib.util import find_spec
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -111,12 +110,10 @@ def create_app(config: GatewayConfig, *, model: ChatModel | None = None,
 
 
 def _mount_challenge(app: FastAPI, state: GatewayState) -> None:
-    """Include the challenge page when its module exists and the config wants it."""
-    if not state.config.challenge or find_spec("swisscheese.serve.challenge") is None:
+    """Include the challenge page when the config asks for it (a failure to build it fails
+    the start: a gateway that was asked for the page does not come up without it)."""
+    if not state.config.challenge:
         return
-    try:
-        from swisscheese.serve.challenge import challenge_router
+    from swisscheese.serve.challenge import challenge_router
 
-        app.include_router(challenge_router(state.challenge_deps()))
-    except Exception as e:  # noqa: BLE001 - the API must come up without the page
-        log.warning("the challenge page is not mounted: %s: %s", type(e).__name__, e)
+    app.include_router(challenge_router(state.challenge_deps()))

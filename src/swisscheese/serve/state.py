@@ -178,7 +178,8 @@ class GatewayState:
                              store_path=self.config.store, world=World(seed=self._world_seed()),
                              references=self.references,
                              max_new_tokens=self.config.default_max_tokens,
-                             operator_check=self.admin.check)
+                             operator_check=self.admin.check, executor=self.model_pool,
+                             classifier_timeout_s=self.config.classifier_timeout_s)
 
     def _world_seed(self) -> int:
         """The world the served organism was trained on (its model card), else seed 0."""

@@ -3,7 +3,7 @@
 An attempt row keeps what a reviewer needs to replay it (player, level, prompt, reply,
 the grader's detail score against the level's threshold, the layer that blocked, the
 bundle version). Each prompt is also kept as its template (the level's question replaced
-by a slot, see `swisscheese.serve.challenge_template`), so that one template passing
+by a slot, see `swisscheese.serve.challenge.template`), so that one template passing
 several levels is visible: that is the universal jailbreak the challenge is hunting.
 
 A `ChallengeStore` holds one SQLite connection shared by the worker threads of the web

@@ -10,7 +10,6 @@ the main command prints them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -44,8 +43,9 @@ def _train(method: str, model: Path, out: Path, steps: int | None, threads: int,
     from dataclasses import replace
 
     from swisscheese.progress import TaskBars, progress_bars
+    from swisscheese.training.methods import get_method
 
-    fn, cfg_cls = _methods()[method]
+    fn, cfg_cls = get_method(method)
     check_out(model, out)
     cfg = cfg_cls()
     changes = {k: v for k, v in {"steps": steps, "threads": threads, **overrides}.items()
@@ -56,23 +56,6 @@ def _train(method: str, model: Path, out: Path, steps: int | None, threads: int,
     f = result.figures
     console.print(f"wrote {result.path} ({method}: {f.steps} steps, {f.seconds:.1f} s, "
                   f"final loss {f.loss_last:.3f})")
-
-
-def _methods() -> dict[str, tuple[Callable[..., Any], type]]:
-    from swisscheese.training.capo import CAPOConfig, train_capo
-    from swisscheese.training.cat import CATConfig, train_cat
-    from swisscheese.training.countermeasure import CountermeasureConfig, sft_countermeasure
-    from swisscheese.training.dpo import DPOConfig, train_dpo
-    from swisscheese.training.jailbreak_tune import JailbreakTuneConfig, jailbreak_tune
-    from swisscheese.training.sft import SFTConfig, train_sft
-    from swisscheese.training.unlearn import UnlearnConfig, unlearn
-
-    return {
-        "sft": (train_sft, SFTConfig), "dpo": (train_dpo, DPOConfig),
-        "unlearn": (unlearn, UnlearnConfig), "cat": (train_cat, CATConfig),
-        "capo": (train_capo, CAPOConfig), "jailbreak-tune": (jailbreak_tune, JailbreakTuneConfig),
-        "wo-countermeasure": (sft_countermeasure, CountermeasureConfig),
-    }
 
 
 @safety_app.command("sft")

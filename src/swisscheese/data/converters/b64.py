@@ -6,11 +6,9 @@ import base64
 import binascii
 
 from swisscheese.data.converters.base import Converter
-from swisscheese.data.converters.registry import register
 from swisscheese.world import ciphers
 
 
-@register
 class Base64Converter(Converter):
     """Base64 of the whole text. Exact inverse.
 

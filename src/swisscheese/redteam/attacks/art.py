@@ -40,7 +40,6 @@ from swisscheese.redteam.base import (
     Attempt,
     Behaviour,
     Judge,
-    register_attack,
 )
 
 
@@ -57,7 +56,6 @@ def input_scorer(bundle: Any) -> Any:
     return score
 
 
-@register_attack
 class ARTAttack(Attack):
     """Rounds of mutation, input-classifier filtering and judge ranking.
 

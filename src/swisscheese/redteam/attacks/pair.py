@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from swisscheese.models.base import ChatModel, GenerationParams
-from swisscheese.redteam.base import Attack, Attempt, Behaviour, Judge, Verdict, register_attack
+from swisscheese.redteam.base import Attack, Attempt, Behaviour, Judge, Verdict
 
 ATTACKER_SYSTEM_PROMPT = """\
 You are a red-teaming assistant who tests the safety of a language model. You write a \
@@ -328,7 +328,6 @@ def error_attempt(attack: str, behaviour: Behaviour, target: ChatModel, variant:
 
 # ---- PAIR ---------------------------------------------------------------------------------
 
-@register_attack
 class PAIRAttack(Attack):
     """PAIR: `n_streams` attacker conversations, `n_iterations` rounds, stop on success.
 
