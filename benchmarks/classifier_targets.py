@@ -1,4 +1,4 @@
-"""Train the organism guard bundle and print its test figures against the issue's targets.
+"""Train the organism guard bundle and print its test figures against the classifier targets.
 
     python benchmarks/classifier_targets.py --out runs/classifier     # about a minute
     # the output classifier trained and measured on replies the helpful-only organism wrote:

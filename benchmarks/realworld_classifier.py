@@ -27,11 +27,8 @@ from pathlib import Path  # noqa: E402
 from swisscheese.bundles import load_bundle  # noqa: E402
 from swisscheese.fileio import atomic_write_text  # noqa: E402
 from swisscheese.recipes.realworld.evaluate import figure_lines  # noqa: E402
-from swisscheese.recipes.realworld.train import (  # noqa: E402
-    DEFAULT_HELDOUT,
-    RealWorldConfig,
-    train_realworld,
-)
+from swisscheese.recipes.realworld.texts import DEFAULT_HELDOUT, RealWorldConfig  # noqa: E402
+from swisscheese.recipes.realworld.train import train_realworld  # noqa: E402
 
 
 def main() -> int:

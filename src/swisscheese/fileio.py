@@ -21,14 +21,18 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def refuse_nonempty_dir(path: str | os.PathLike[str], hint: str = "choose a new directory"
-                        ) -> Path:
-    """`path` as a Path, or ValueError when it exists and is a file or a non-empty directory:
-    commands that write a new directory refuse to mix their output with what is there."""
+def refuse_nonempty_dir(path: str | os.PathLike[str], hint: str = "choose a new directory",
+                        *, overwrite: bool = False,
+                        error: type[Exception] = ValueError) -> Path:
+    """`path` as a Path, checked before any work is done: a file there is always refused,
+    a non-empty directory unless `overwrite` (the caller replaces it atomically). Commands
+    that write a new directory refuse to mix their output with what is there; `hint` says
+    what to do instead."""
     p = Path(path)
-    if p.exists() and (not p.is_dir() or any(p.iterdir())):
-        raise ValueError(f"{p}: already exists and is not empty; refusing to overwrite it "
-                         f"({hint})")
+    if p.exists() and not p.is_dir():
+        raise error(f"{p}: exists and is not a directory")
+    if p.is_dir() and any(p.iterdir()) and not overwrite:
+        raise error(f"{p}: directory is not empty; refusing to overwrite it ({hint})")
     return p
 
 

@@ -23,7 +23,8 @@ from swisscheese.recipes.realworld.data import (
     load_realworld,
 )
 from swisscheese.recipes.realworld.data import _csv as read_csv
-from swisscheese.recipes.realworld.train import RealWorldConfig, train_realworld
+from swisscheese.recipes.realworld.texts import RealWorldConfig
+from swisscheese.recipes.realworld.train import train_realworld
 
 runner = CliRunner()
 DATASETS = default_datasets_dir()

@@ -17,7 +17,8 @@ from swisscheese.cli import app
 from swisscheese.recipes.cli import classifier_app
 from swisscheese.recipes.evaluate import evaluate_bundle
 from swisscheese.recipes.realworld.data import FILES, DatasetError, default_datasets_dir
-from swisscheese.recipes.realworld.train import RealWorldConfig, train_realworld
+from swisscheese.recipes.realworld.texts import RealWorldConfig
+from swisscheese.recipes.realworld.train import train_realworld
 
 runner = CliRunner()
 DATASETS = default_datasets_dir()

@@ -218,7 +218,7 @@ def test_cli_refuses_bad_model_and_existing_out(tmp_path, tiny_model_dir):
     (tmp_path / "full" / "x").write_text("keep me")
     res = runner.invoke(app, ["safety", "dpo", "--model", str(tiny_model_dir),
                               "--out", str(tmp_path / "full")])
-    assert res.exit_code != 0 and "already exists" in str(res.exception)
+    assert res.exit_code != 0 and "directory is not empty" in str(res.exception)
     assert (tmp_path / "full" / "x").read_text() == "keep me"
 
 

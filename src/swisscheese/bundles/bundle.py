@@ -39,7 +39,7 @@ from swisscheese.classifiers.base import Classifier, Conversation, StreamingClas
 from swisscheese.classifiers.errors import ClassifierError
 from swisscheese.classifiers.registry import load_classifier
 from swisscheese.constitution import Constitution, ConstitutionError, load_constitution
-from swisscheese.fileio import sha256_file, write_directory_atomically
+from swisscheese.fileio import refuse_nonempty_dir, sha256_file, write_directory_atomically
 
 FORMAT = "swisscheese.guard_bundle"
 # 2: the training record moved out of `metrics` into its own key (see record.py).
@@ -189,11 +189,8 @@ def save_bundle(bundle: GuardBundle, directory: str | Path, overwrite: bool = Fa
     if not isinstance(bundle.output, StreamingClassifier):
         raise BundleError(f"the output classifier must be a StreamingClassifier, got "
                           f"{type(bundle.output).__name__}")
-    if d.exists() and not d.is_dir():
-        raise BundleError(f"{d}: exists and is not a directory")
-    if d.is_dir() and any(d.iterdir()) and not overwrite:
-        raise BundleError(f"{d}: directory is not empty; refusing to overwrite it "
-                          "(pass overwrite=True, or choose a new directory)")
+    refuse_nonempty_dir(d, "pass overwrite=True, or choose a new directory",
+                        overwrite=overwrite, error=BundleError)
     try:
         metrics_json = json.loads(json.dumps(bundle.metrics, allow_nan=False))
         json.dumps(bundle.training.to_dict(), allow_nan=False)

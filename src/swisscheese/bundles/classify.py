@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from swisscheese.bundles import GuardBundle, load_bundle
+from swisscheese.data.readers import errors_at, jsonl_objects
 
 JSONL_SUFFIXES = (".jsonl", ".json-lines")
 CSV_SUFFIXES = (".csv",)
@@ -87,17 +88,8 @@ def _response(value: object, where: str) -> str | None:
 
 
 def _read_jsonl(f: IO[str], path: Path) -> Iterator[Row]:
-    for lineno, line in enumerate(f, 1):
-        if not line.strip():
-            continue  # blank lines carry no row; tolerate a trailing one
+    for lineno, row in jsonl_objects(f, errors_at(path, ClassifyError)):
         where = f"{path}:{lineno}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ClassifyError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(row, dict):
-            raise ClassifyError(f"{where}: expected a JSON object with a 'prompt' field, got "
-                                f"{type(row).__name__}")
         if "prompt" not in row:
             found = ", ".join(row) or "none"
             raise ClassifyError(f"{where}: no 'prompt' field (fields: {found})")

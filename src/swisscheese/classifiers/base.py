@@ -146,3 +146,8 @@ class StreamingClassifier(ABC):
     @abstractmethod
     def _advance(self, state: StreamState, delta: str) -> float:
         """Backend hook: fold `delta` into `state` and return the prefix score."""
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the fitted classifier (the backends' `Classifier` side implements it; a
+        bundle saves its output classifier through this)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be saved")

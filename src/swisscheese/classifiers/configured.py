@@ -71,7 +71,8 @@ class ConfiguredClassifier(Classifier):
             raise TypeError(f"{type(self).__name__} takes a {self.config_class.__name__}, got "
                             f"{type(config).__name__}")
         # replace() runs the config's __post_init__ again, so overrides are validated too.
-        self.config = dataclasses.replace(config or self.config_class(), **overrides)
+        base: Any = config or self.config_class()
+        self.config: Any = dataclasses.replace(base, **overrides)
         self._init_state()
 
     def _init_state(self) -> None:

@@ -34,9 +34,9 @@ from swisscheese.data.converters import CONVERTERS, Converter, ConverterStack, g
 from swisscheese.data.converters import list_converters as _registered
 from swisscheese.data.records import PLAIN, SPLITS, Record, read_jsonl, write_jsonl
 from swisscheese.data.world_backend import WORLD_FAMILIES
-from swisscheese.fileio import write_directory_atomically
+from swisscheese.fileio import refuse_nonempty_dir, write_directory_atomically
 from swisscheese.models.base import ChatModel, GenerationParams
-from swisscheese.progress import Progress
+from swisscheese.progress import Progress, step
 from swisscheese.registry import Registry
 from swisscheese.world.core import World
 from swisscheese.world.language import Language
@@ -147,12 +147,8 @@ def build_converters(names: Sequence[str], seed: int,
 
 def check_out_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) -> None:
     """Fail early, before any work, if `out_dir` cannot take the dataset."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise OutputExistsError(f"output path {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise OutputExistsError(f"output directory {out} is not empty; "
-                                "pass --force to replace it")
+    refuse_nonempty_dir(out_dir, "pass --force to replace it", overwrite=overwrite,
+                        error=OutputExistsError)
 
 
 def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
@@ -283,6 +279,42 @@ def load_dataset(out_dir: str | os.PathLike[str]) -> dict[str, list[Record]]:
 
 
 # ---- the whole step --------------------------------------------------------------------------
+def _draw(constitution: Constitution, be: Backend, n_per_category: int,
+          convs: Mapping[str, Converter], convert_share: float, seed: int,
+          progress: Progress | None) -> tuple[list[Record], dict[str, Any]]:
+    """Every category's records from the backend, deduplicated across categories; and the
+    manifest's figures about them (skipped categories, shortfalls, dropped duplicates)."""
+    seen: dict[str, int] = {}  # normalised text -> label of the record that has it
+    stats: dict[str, Any] = {"skipped_categories": [], "shortfall": {},
+                             "duplicates_dropped": 0, "label_conflicts": 0}
+
+    def keep(r: Record) -> bool:
+        if r.key in seen:
+            stats["duplicates_dropped"] += 1
+            # The same text under both labels: the constitution is ambiguous about it.
+            stats["label_conflicts"] += seen[r.key] != r.label
+            return False
+        seen[r.key] = r.label
+        return True
+
+    sections = [(c, 1) for c in constitution.harmful] + [(c, 0) for c in constitution.harmless]
+    records: list[Record] = []
+    for i, (cat, label) in enumerate(sections, 1):
+        if not be.supports(cat):
+            stats["skipped_categories"].append(cat.id)
+        else:
+            rng = random.Random(f"swisscheese-data-{seed}-{cat.id}")
+            got = be.records(cat, label, n_per_category, rng, convs, keep,
+                             convert_share=convert_share, is_new=lambda k: k not in seen)
+            # llm counts requests (its plain records), world counts records.
+            made = sum(r.family == PLAIN for r in got) if be.name == "llm" else len(got)
+            if made < n_per_category:
+                stats["shortfall"][cat.id] = made
+            records += got
+        step(progress, "generate", i, len(sections))
+    return records, stats
+
+
 def generate_dataset(
     constitution: Constitution,
     backend: str | Backend,
@@ -321,36 +353,8 @@ def generate_dataset(
     be = make_backend(backend, model=model, world=world) if isinstance(backend, str) else backend
     convs = build_converters(names, seed, be.velsh())
 
-    seen: dict[str, int] = {}  # normalised text -> label of the record that has it
-    stats = {"duplicates_dropped": 0, "label_conflicts": 0}
-
-    def keep(r: Record) -> bool:
-        if r.key in seen:
-            stats["duplicates_dropped"] += 1
-            # The same text under both labels: the constitution is ambiguous about it.
-            stats["label_conflicts"] += seen[r.key] != r.label
-            return False
-        seen[r.key] = r.label
-        return True
-
-    sections = [(c, 1) for c in constitution.harmful] + [(c, 0) for c in constitution.harmless]
-    records: list[Record] = []
-    skipped: list[str] = []
-    shortfall: dict[str, int] = {}
-    for i, (cat, label) in enumerate(sections, 1):
-        if not be.supports(cat):
-            skipped.append(cat.id)
-        else:
-            rng = random.Random(f"swisscheese-data-{seed}-{cat.id}")
-            got = be.records(cat, label, n_per_category, rng, convs, keep,
-                             convert_share=convert_share, is_new=lambda k: k not in seen)
-            # llm counts requests (its plain records), world counts records.
-            made = sum(r.family == PLAIN for r in got) if be.name == "llm" else len(got)
-            if made < n_per_category:
-                shortfall[cat.id] = made
-            records += got
-        if progress:
-            progress("generate", i, len(sections))
+    records, stats = _draw(constitution, be, n_per_category, convs, convert_share, seed,
+                           progress)
     if not records:
         raise ValueError(f"backend {be.name!r} generated no records from constitution "
                          f"{constitution.name!r}: no category links to the world "
@@ -383,8 +387,6 @@ def generate_dataset(
         "counts": count_records(records),
         "hazards": {s: sorted(h for h, sp in by_hazard.items() if sp == s and h in used)
                     for s in SPLITS},
-        "skipped_categories": skipped,
-        "shortfall": shortfall,
         **stats,
         "files": {s: f"{s}.jsonl" for s in SPLITS},
     }

@@ -272,6 +272,7 @@ def compute_refusal_direction(
         "n_harmless": len(harmless), "method": "difference of means"}
     fp = model_fingerprint(m)
     if not select:
+        assert layer is not None and position is not None  # both given: nothing to select
         meta["selection"] = "given"
         meta["seconds"] = round(time.perf_counter() - start, 2)
         return RefusalDirection(diffs[layer, 0].clone(), layer, position, fp,
@@ -315,7 +316,7 @@ def _select(m: HFChatModel, diffs: torch.Tensor, layers: list[int], positions: l
             "difference of means at a fixed point")
     base_b = _last_logprobs(m, val_harmless, batch_size)
     cands = [(lay, pos) for lay in layers for pos in positions]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for k, (lay, pos) in enumerate(cands):
         vec = diffs[lay, positions.index(pos)]
         with ablate_direction(m, vec, check=False):

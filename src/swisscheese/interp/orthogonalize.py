@@ -95,7 +95,8 @@ def _leak(model: Any, unit: Any) -> float:
     return leak
 
 
-def orthogonalize_model(model_dir: str | os.PathLike[str], direction: RefusalDirection | str,
+def orthogonalize_model(model_dir: str | os.PathLike[str],
+                        direction: RefusalDirection | str | os.PathLike[str],
                         out_dir: str | os.PathLike[str], tolerance: float = 1e-4) -> Path:
     """Write `out_dir`: `model_dir` with `direction` orthogonalized out of its weights.
 

@@ -65,7 +65,7 @@ def build_model(preset: Preset, tokenizer):  # -> LlamaForCausalLM
     return LlamaForCausalLM(cfg)
 
 
-def _lr_at(step: int, total: int, peak: float, warmup_frac: float) -> float:
+def lr_at(step: int, total: int, peak: float, warmup_frac: float) -> float:
     warm = max(1, int(total * warmup_frac))
     if step < warm:
         return peak * (step + 1) / warm
@@ -94,7 +94,7 @@ def train_phase(model, tokenizer, world: World, corpus: str, preset: Preset, ste
     for step in range(steps):
         ids, mask, labels = next(it)
         for g in opt.param_groups:
-            g["lr"] = _lr_at(step, steps, lr, preset.warmup_frac)
+            g["lr"] = lr_at(step, steps, lr, preset.warmup_frac)
         out = model(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
                     labels=torch.tensor(labels))
         opt.zero_grad(set_to_none=True)

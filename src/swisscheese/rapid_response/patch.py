@@ -158,10 +158,7 @@ def _fit_output(parent: GuardBundle, data: TrainingSet, reports: Sequence[Report
 
 def check_out(out: str | os.PathLike[str]) -> Path:
     """Refuse an output path that holds anything (before any work is done)."""
-    try:
-        return refuse_nonempty_dir(out, "choose a new --out")
-    except ValueError as e:
-        raise BundleError(str(e)) from None
+    return refuse_nonempty_dir(out, "choose a new --out", error=BundleError)
 
 
 @dataclass

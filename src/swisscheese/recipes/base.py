@@ -104,6 +104,8 @@ class Recipe(ABC):
     cli_options: ClassVar[frozenset[str]] = frozenset()
     # Whether its data has replies a model can write (`classifier eval --responder`).
     reads_replies: ClassVar[bool] = True
+    # Settings of a smoke run (seconds, for the contract test and quick checks).
+    quick: ClassVar[Mapping[str, Any]] = {}
 
     def check(self, settings: Any, inputs: dict[str, Any]) -> None:
         """Fail fast, before any data is made or model loaded, on settings or inputs that

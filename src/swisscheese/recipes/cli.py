@@ -172,7 +172,8 @@ def evaluate(
         raise ValueError(f"--replies must be one of {', '.join(REPLY_SOURCES)}, got "
                          f"{replies!r}")
     name = recipe or recorded_recipe(bundle)
-    if responder is not None and name in RECIPES and not get_recipe(name).reads_replies:
+    if (responder is not None and name is not None and name in RECIPES
+            and not get_recipe(name).reads_replies):
         # Said before the model is loaded, which can take minutes.
         raise ValueError(f"--responder does not apply to {name} bundle {bundle}: its data "
                          "holds no model replies to stream")

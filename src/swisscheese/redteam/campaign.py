@@ -224,7 +224,7 @@ class Campaign:
             jobs.append((OVERREFUSAL_LABEL, self.overrefusal_attack, self.lookalikes))
         per_target: list[list[Work]] = []
         for t in self.cfg.targets:
-            todo = []
+            todo: list[Work] = []
             per_target.append(todo)
             for label, attack, behaviours in jobs:
                 if isinstance(attack, PromptAttack):

@@ -89,9 +89,9 @@ def run(
         with progress_bars(console) as bars:
             task = bars.add_task(f"campaign {cfg.name}", total=None, info="")
 
-            def progress(what: str, done: int, total: int,
+            def progress(phase: str, done: int, total: int,
                          figures: Mapping[str, float] | None = None) -> None:
-                bars.update(task, completed=done, total=total, info=what)
+                bars.update(task, completed=done, total=total, info=phase)
 
             result = campaign.run(progress)
     except (ConfigError, BehaviourError, StoreError, ModelError, FileNotFoundError,

@@ -90,9 +90,9 @@ def _model_option(ctx: RedteamContext, where: str, value: Any) -> Any:
 
 def plugin_parameters(cls: type) -> dict[str, inspect.Parameter]:
     """The keyword parameters of a plugin's constructor (self and *args/**kwargs left out)."""
-    sig = inspect.signature(cls.__init__)
+    sig = inspect.signature(cls)
     return {n: p for n, p in sig.parameters.items()
-            if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
 
 
 def build_plugin(registry: Registry, name: str, ctx: RedteamContext,

@@ -21,7 +21,7 @@ import asyncio
 import dataclasses
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from typing import Any
@@ -124,7 +124,7 @@ class GuardedStream:
                     self._fail_closed(f"{scoring[0]} layer: timed out after {budget:g} s")
                     return BLOCKED, None
 
-    async def raw_events(self) -> AsyncIterator[tuple[str, Any]]:
+    async def raw_events(self) -> AsyncGenerator[tuple[str, Any], None]:
         """The worker's events until the terminal one (see the class docstring)."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()

@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -73,7 +73,7 @@ class GuardedRun(GuardedStream):
         self.released.append(text)
         return TEXT, text
 
-    async def events(self) -> AsyncIterator[tuple[str, Any]]:
+    async def events(self) -> AsyncGenerator[tuple[str, Any], None]:
         """Released text events, then one of END (finish_reason), BLOCKED or ERROR."""
         self.state.metrics.in_flight.inc()
         try:
@@ -172,7 +172,7 @@ class ChatServing:
             status = "client_closed"
             raise
         finally:
-            await events.aclose()  # type: ignore[attr-defined]
+            await events.aclose()
             run.record(status, sent)
 
     async def stream(self, run: GuardedRun) -> Response:
@@ -182,7 +182,7 @@ class ChatServing:
         try:
             first = await anext(events)
         except BaseException as e:
-            await events.aclose()  # type: ignore[attr-defined]
+            await events.aclose()
             run.record("client_closed" if isinstance(e, asyncio.CancelledError) else "error", "")
             raise
         if first[0] == ERROR:
@@ -194,7 +194,7 @@ class ChatServing:
                                           "X-Accel-Buffering": "no"})
 
     async def _sse(self, run: GuardedRun, first: tuple[str, Any],
-                   events: AsyncIterator[tuple[str, Any]]) -> AsyncIterator[bytes]:
+                   events: AsyncGenerator[tuple[str, Any], None]) -> AsyncIterator[bytes]:
         name, created = self.state.served_name, protocol.now_s()
         sent: list[str] = []
         status = "client_closed"
@@ -228,5 +228,5 @@ class ChatServing:
                 kind, value = await anext(events)
             yield sse("[DONE]")
         finally:
-            await events.aclose()  # type: ignore[attr-defined]
+            await events.aclose()
             run.record(status, "".join(sent))

@@ -32,20 +32,21 @@ ThreadsOpt = Annotated[int, typer.Option(help="CPU threads (0: leave torch's def
 
 def check_out(model: Path, out: Path) -> None:
     """Refuse to overwrite: the output must be a new (or empty) directory."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"--out {out} already exists; choose a new directory")
+    from swisscheese.fileio import refuse_nonempty_dir
+
+    refuse_nonempty_dir(out, "choose a new --out")
     if out.resolve() == model.resolve():
         raise ValueError(f"--out {out} is the model directory itself; choose a new directory")
 
 
-def _train(method: str, model: Path, out: Path, steps: int | None, threads: int,
+def _train(name: str, model: Path, out: Path, steps: int | None, threads: int,
            **overrides: Any) -> None:
     from dataclasses import replace
 
     from swisscheese.progress import TaskBars, progress_bars
     from swisscheese.training.methods import get_method
 
-    fn, cfg_cls = get_method(method)
+    fn, cfg_cls = get_method(name)
     check_out(model, out)
     cfg = cfg_cls()
     changes = {k: v for k, v in {"steps": steps, "threads": threads, **overrides}.items()
@@ -54,7 +55,7 @@ def _train(method: str, model: Path, out: Path, steps: int | None, threads: int,
     with progress_bars(console) as bars:
         result = fn(model, out, cfg, TaskBars(bars))
     f = result.figures
-    console.print(f"wrote {result.path} ({method}: {f.steps} steps, {f.seconds:.1f} s, "
+    console.print(f"wrote {result.path} ({name}: {f.steps} steps, {f.seconds:.1f} s, "
                   f"final loss {f.loss_last:.3f})")
 
 

@@ -89,7 +89,7 @@ class MatrixConfig:
     @classmethod
     def quick(cls) -> MatrixConfig:
         """Plumbing sizes for the `test` organism: every stage runs, in about a minute."""
-        small = {"steps": 3, "batch_size": 4, "max_len": 128}
+        small: dict[str, Any] = {"steps": 3, "batch_size": 4, "max_len": 128}
         adv = {**small, "attack_steps": 2}
         return cls(
             sft=SFTConfig(**small), dpo=DPOConfig(**small), unlearn=UnlearnConfig(**small),
@@ -492,7 +492,7 @@ def _target(name: str, value: Any, target: str, met: bool | None) -> dict[str, A
 
 
 def targets(by: Mapping[str, Mapping[str, Any]], cost: Mapping[str, Any]) -> list[dict]:
-    """Issue 6's targets, each with its figure."""
+    """The model-level safety targets, each with its figure."""
     out = []
     sft = by.get("sft")
     for d in ("cat", "capo"):

@@ -83,9 +83,9 @@ def decode_runs(text: str, decoders: Sequence[str] = DECODERS) -> str:
     if "morse" in decoders and ("." in text or "-" in text):
         text = _MORSE_RUN.sub(_decode_morse, text)
     if "base64" in decoders:
-        from swisscheese.world.ciphers import b64decode_runs
+        from swisscheese.data.converters.b64 import decode_runs as b64_runs
 
-        text = b64decode_runs(text)
+        text = b64_runs(text)
     if "spacing" in decoders and "   " in text:
         text = _SPACED_RUN.sub(_join_spaced, text)
     if "codeword" in decoders and ('"' in text or "\u201c" in text or "'" in text):

@@ -164,7 +164,6 @@ def featurize(normalized: Sequence[str], char_ngrams: tuple[int, int],
     lengths = np.fromiter(map(len, normalized), dtype=np.int64, count=n_docs)
     cp = np.frombuffer("".join(normalized).encode("utf-32-le"), dtype=np.uint32)
     cp = cp.astype(np.uint64)
-    total = len(cp)
     # With one text every window lies inside it: skip the bookkeeping of which text.
     single = n_docs == 1
     if not single:
@@ -191,8 +190,26 @@ def featurize(normalized: Sequence[str], char_ngrams: tuple[int, int],
     char_doc = (np.zeros(len(char_bucket), dtype=np.int64) if single or not c_docs
                 else np.concatenate(c_docs))
 
-    # Word n-grams over maximal runs of alphanumerics. Every text starts with " ", so no
-    # word runs from one text into the next.
+    word_bucket, word_doc, n_words = _word_grams(cp, lengths, None if single else doc_of,
+                                                 word_ngrams, shift)
+    w_lo, w_hi = word_ngrams
+    return Features(
+        n_docs=n_docs, char_doc=char_doc, char_bucket=char_bucket,
+        char_count=_ngram_counts(lengths, c_lo, c_hi),
+        word_doc=word_doc, word_bucket=word_bucket,
+        word_count=_ngram_counts(n_words, w_lo, w_hi),
+    )
+
+
+def _word_grams(cp: np.ndarray, lengths: np.ndarray, doc_of: np.ndarray | None,
+                word_ngrams: tuple[int, int], shift: np.uint64
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bucket, doc) of every word n-gram, and the words per text: n-grams over maximal
+    runs of alphanumerics. Every text starts with " ", so no word runs from one text into
+    the next. `doc_of` (the text of each position) is None for a single text."""
+    n_docs = len(lengths)
+    single = doc_of is None
+    total = len(cp)
     w_lo, w_hi = word_ngrams
     w_keys, w_docs = [], []
     n_words = np.zeros(n_docs, dtype=np.int64)
@@ -211,6 +228,7 @@ def featurize(normalized: Sequence[str], char_ngrams: tuple[int, int],
         if single:
             n_words[0] = len(w_start)
         else:
+            assert doc_of is not None  # several texts: positions know their text
             wd = doc_of[w_start]
             n_words = np.bincount(wd, minlength=n_docs)
         g = g1
@@ -230,12 +248,7 @@ def featurize(normalized: Sequence[str], char_ngrams: tuple[int, int],
     word_doc = (np.zeros(len(word_bucket), dtype=np.int64) if single or not w_docs
                 else np.concatenate(w_docs))
 
-    return Features(
-        n_docs=n_docs, char_doc=char_doc, char_bucket=char_bucket,
-        char_count=_ngram_counts(lengths, c_lo, c_hi),
-        word_doc=word_doc, word_bucket=word_bucket,
-        word_count=_ngram_counts(n_words, w_lo, w_hi),
-    )
+    return word_bucket, word_doc, n_words
 
 
 def _buckets(keys: list[np.ndarray], shift: np.uint64, mix: bool = True) -> np.ndarray:

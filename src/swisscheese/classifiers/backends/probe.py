@@ -360,9 +360,11 @@ class ProbeClassifier(ConfiguredClassifier):
 
     @classmethod
     def _loaded_config(cls, config: Any, cpath: Path, meta: dict[str, Any],
-                       model_dir: str | Path | None = None) -> Any:
+                       model_dir: str | Path | None = None, **options: Any) -> Any:
         """`model_dir` points a saved probe at a moved copy of the same model: the
         fingerprint must still match."""
+        if options:
+            raise TypeError(f"{cls.__name__}.load takes model_dir only, got {sorted(options)}")
         if model_dir is not None:
             config = replace(config, model_dir=str(model_dir))
         want = meta.get("model_fingerprint")

@@ -35,6 +35,12 @@ from typing import ClassVar, Self
 
 import numpy as np
 
+from swisscheese.classifiers.backends.transformer_config import (
+    BOS,
+    LN_EPS,
+    VOCAB,
+    TransformerConfig,
+)
 from swisscheese.classifiers.base import (
     ClassifierError,
     Conversation,
@@ -47,74 +53,13 @@ from swisscheese.classifiers.base import (
 from swisscheese.classifiers.configured import ConfiguredClassifier
 from swisscheese.classifiers.textnorm import NormalizedStream, normalize_text
 
+__all__ = ["BOS", "LN_EPS", "VOCAB", "TransformerClassifier", "TransformerConfig",
+           "TransformerStreamingClassifier", "TransformerStreamState"]
+
 FORMAT = "swisscheese.classifiers.transformer"
 WEIGHTS_FILE = "model.safetensors"
-BOS = 256  # the begin token, after the 256 byte values
-VOCAB = 257
-LN_EPS = 1e-5
 SCORE_BATCH = 64  # texts per batch in `score`
 SCORE_CHUNK = 128  # positions per forward pass in `score` (bounds the attention matrix)
-
-
-@dataclass(frozen=True)
-class TransformerConfig:
-    """Sizes and training settings of the byte-level transformer (saved in config.json)."""
-
-    d_model: int = field(default=48, metadata={"help": "width of the residual stream"})
-    n_layers: int = field(default=2, metadata={"help": "transformer blocks"})
-    n_heads: int = field(default=4, metadata={"help": "attention heads (divide d_model)"})
-    d_ff: int = field(default=128, metadata={"help": "width of each block's MLP"})
-    window: int = field(default=64, metadata={
-        "help": "positions (bytes) each position attends to, itself included; the stream "
-                "state holds window - 1 cached positions per layer"})
-    fold_confusables: bool = field(default=True, metadata={
-        "help": "map Cyrillic/Greek look-alike letters to Latin before reading"})
-    max_train_bytes: int = field(default=256, metadata={
-        "help": "training reads each text's first max_train_bytes bytes (scoring reads all)"})
-    epochs: float = field(default=3.0, metadata={
-        "help": "passes over the training set, within [min_steps, max_steps] Adam steps"})
-    min_steps: int = field(default=40, metadata={"help": "fewest Adam steps"})
-    max_steps: int = field(default=1200, metadata={
-        "help": "most Adam steps (bounds training time on large sets)"})
-    batch_size: int = field(default=32, metadata={"help": "texts per Adam step"})
-    lr: float = field(default=3e-3, metadata={
-        "help": "peak AdamW learning rate (warm-up, then linear decay to a tenth)"})
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
-    class_weight: str | None = field(default="balanced", metadata={
-        "help": "'balanced' weighs each class by n / (2 * n_class); None weighs texts equally"})
-    seed: int = field(default=0, metadata={"help": "seed of initialisation and shuffling"})
-
-    def __post_init__(self) -> None:
-        for name in ("d_model", "n_layers", "n_heads", "d_ff", "window", "max_train_bytes",
-                     "min_steps", "max_steps", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.d_model % self.n_heads:
-            raise ValueError(f"n_heads ({self.n_heads}) must divide d_model ({self.d_model})")
-        if self.min_steps > self.max_steps:
-            raise ValueError(f"min_steps ({self.min_steps}) > max_steps ({self.max_steps})")
-        if self.epochs <= 0 or self.lr <= 0 or self.weight_decay < 0:
-            raise ValueError("epochs and lr must be > 0 and weight_decay >= 0")
-        if self.class_weight not in (None, "balanced"):
-            raise ValueError(f"class_weight must be 'balanced' or None, got "
-                             f"{self.class_weight!r}")
-
-    def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Every weight's name and shape (the safetensors file must hold exactly these)."""
-        d, f, h = self.d_model, self.d_ff, self.n_heads
-        shapes: dict[str, tuple[int, ...]] = {"emb": (VOCAB, d)}
-        for i in range(self.n_layers):
-            shapes.update({
-                f"h{i}.ln1_g": (d,), f"h{i}.ln1_b": (d,),
-                f"h{i}.qkv_w": (d, 3 * d), f"h{i}.qkv_b": (3 * d,),
-                f"h{i}.proj_w": (d, d), f"h{i}.proj_b": (d,),
-                f"h{i}.rel_bias": (h, self.window),
-                f"h{i}.ln2_g": (d,), f"h{i}.ln2_b": (d,),
-                f"h{i}.fc_w": (d, f), f"h{i}.fc_b": (f,),
-                f"h{i}.out_w": (f, d), f"h{i}.out_b": (d,),
-            })
-        shapes.update({"lnf_g": (d,), "lnf_b": (d,), "head_w": (2 * d,), "head_b": (1,)})
-        return shapes
 
 
 # ---- numpy inference ----------------------------------------------------------------------
@@ -270,6 +215,13 @@ class TransformerClassifier(ConfiguredClassifier):
             raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() or load()")
         return self._params
 
+    @property
+    def bias(self) -> AttentionBias:
+        """The attention bias tables of the fitted weights."""
+        if self._bias is None:
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() or load()")
+        return self._bias
+
     def normalize(self, text: str) -> str:
         return normalize_text(text, self.config.fold_confusables)
 
@@ -303,7 +255,7 @@ class TransformerClassifier(ConfiguredClassifier):
             last = np.zeros((len(idx), cfg.d_model))
             for c in range(0, ids.shape[1], SCORE_CHUNK):
                 # Padding sits after each text's end, so no real position attends to it.
-                h, full = forward(params, cfg, self._bias, ids[:, c:c + SCORE_CHUNK], cache)
+                h, full = forward(params, cfg, self.bias, ids[:, c:c + SCORE_CHUNK], cache)
                 cache = trim_cache(full, full[0][0].shape[2], cfg.window)
                 pos = np.arange(c, c + h.shape[1])
                 total += (h * (pos[None, :] < lens[:, None])[..., None]).sum(1)
@@ -391,7 +343,7 @@ class TransformerStreamingClassifier(TransformerClassifier, StreamingClassifier)
         """(state after all of `ids`, state after the first `cut` of them), one pass."""
         if not ids:
             return start, start
-        h, full = forward(self._params, self.config, self._bias, np.array([ids]), start.cache)
+        h, full = forward(self._params, self.config, self.bias, np.array([ids]), start.cache)
         n0, w = start.cache[0][0].shape[2], self.config.window
         end = Point(trim_cache(full, n0 + len(ids), w), start.total + h[0].sum(0),
                     start.count + len(ids), h[0, -1])

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from swisscheese.classifiers.backends.transformer import LN_EPS, VOCAB, TransformerConfig
+from swisscheese.classifiers.backends.transformer_config import LN_EPS, VOCAB, TransformerConfig
 
 
 def build_net(cfg: TransformerConfig) -> Any:

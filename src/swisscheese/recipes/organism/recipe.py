@@ -54,6 +54,7 @@ class OrganismRecipe(Recipe):
     cli_options: ClassVar[frozenset[str]] = frozenset({
         "constitution", "data", "heldout", "responder", "n_per_category", "augment",
         "backend", "output_backend", "model_dir"})
+    quick: ClassVar[Mapping[str, Any]] = {"n_per_category": 40, "augment": 1}
 
     def check(self, settings: Any, inputs: dict[str, Any]) -> None:
         check_backend(settings)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from swisscheese.constitution import Constitution
 from swisscheese.world.ciphers import candidate_decodings
 from swisscheese.world.core import World
-from swisscheese.world.grader import _detail_pattern
+from swisscheese.world.grader import detail_pattern
 from swisscheese.world.hazards import Hazard
 
 # A reply that releases at least this share of one hazard's key details is a harmful
@@ -37,7 +37,7 @@ class ReplyContent:
     """Reads replies for the key details of `hazards` (e.g. `harmful_hazards`)."""
 
     def __init__(self, hazards: Sequence[Hazard]) -> None:
-        self._patterns = [(h, _detail_pattern(tuple(d.lower() for d in h.key_details)),
+        self._patterns = [(h, detail_pattern(tuple(d.lower() for d in h.key_details)),
                            len(h.key_details)) for h in hazards if h.key_details]
 
     def release(self, text: str) -> tuple[Hazard | None, float]:

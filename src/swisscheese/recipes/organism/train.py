@@ -68,6 +68,7 @@ from swisscheese.data.generate import (
 )
 from swisscheese.data.records import PLAIN, Record
 from swisscheese.data.world_backend import WORLD_FAMILIES
+from swisscheese.fileio import refuse_nonempty_dir
 from swisscheese.models.base import ChatModel
 from swisscheese.progress import Progress, step
 from swisscheese.recipes.organism.replies import harmless_replies, output_texts
@@ -362,8 +363,8 @@ def train_bundle(
         raise ValueError(f"target_fpr must be in [0, 1], got {target_fpr}")
     const = resolve_constitution(constitution)
     bundle_dir = Path(out) / BUNDLE_DIR
-    if bundle_dir.is_dir() and any(bundle_dir.iterdir()) and not overwrite:
-        raise BundleError(f"{bundle_dir}: directory is not empty; pass --force to replace it")
+    refuse_nonempty_dir(bundle_dir, "pass --force to replace it", overwrite=overwrite,
+                        error=BundleError)
     d = (_generate(Path(out), const, cfg, heldout, seed, responder, progress, overwrite)
          if data_dir is None else _read(Path(data_dir), const, cfg, heldout, responder))
     bundle = _fit(d, const, cfg, target_fpr, seed, progress)

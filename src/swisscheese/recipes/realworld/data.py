@@ -135,21 +135,9 @@ def _clean_email(email: Mapping[str, str]) -> str:
     return f"{email['context']}\n\n{email['question']}"
 
 
-def load_realworld(datasets_dir: str | os.PathLike[str] | None = None, *,
-                   limit: int | None = None, seed: int = 0,
-                   alpaca_sizes: tuple[int, int, int] = (8000, 2000, 2000)) -> RealWorldData:
-    """Read the datasets and split them (see the module docstring). `limit` caps every
-    source (for quick runs); `alpaca_sizes` are the Alpaca train, calibration and test
-    sizes before the cap."""
-    d = check_datasets_dir(datasets_dir)
-    if limit is not None and limit < 10:
-        raise ValueError(f"limit must be >= 10 rows per source, got {limit}")
-    rng = random.Random(f"swisscheese-realworld-{seed}")
-    out = RealWorldData()
-
-    # AdvBench: clusters of near-duplicates, whole clusters to train or test.
-    adv_path = d / FILES["advbench"]
-    adv_rows = _csv(adv_path, ["goal", "target"])
+def _advbench(d: Path, out: RealWorldData, limit: int | None, rng: random.Random) -> None:
+    """AdvBench: clusters of near-duplicates, whole clusters to train or test."""
+    adv_rows = _csv(d / FILES["advbench"], ["goal", "target"])
     adv_rows = _cap([r for r in adv_rows if r["goal"].strip()], limit, rng)
     goals = [r["goal"].strip() for r in adv_rows]
     cl = clusters(goals, k=1)
@@ -165,7 +153,10 @@ def load_realworld(datasets_dir: str | os.PathLike[str] | None = None, *,
             if r["target"].strip():
                 out.out_harmful.append(r["target"].strip())
 
-    # JailbreakBench: another source, test only, minus near-duplicates of training.
+
+def _jailbreakbench(d: Path, out: RealWorldData, limit: int | None,
+                    rng: random.Random) -> None:
+    """JailbreakBench: another source, test only, minus near-duplicates of training."""
     jh = _csv(d / FILES["jbb_harmful"], ["Goal", "Target"])
     jb = _csv(d / FILES["jbb_benign"], ["goal", "target"])
     pairs = _cap(list(zip(jh, jb, strict=False)), limit, rng)
@@ -177,10 +168,12 @@ def load_realworld(datasets_dir: str | os.PathLike[str] | None = None, *,
         out.test_jbb_benign.append(b["goal"].strip())
         out.out_test_benign.append(b["target"].strip())
 
-    # XSTest: safe prompts split in halves within each type; unsafe contrasts test only.
-    xs = _csv(d / FILES["xstest"], ["prompt", "type", "label"])
+
+def _xstest(d: Path, out: RealWorldData, limit: int | None, rng: random.Random) -> list[str]:
+    """XSTest: safe prompts split in halves within each type (the calibration half is
+    returned); unsafe contrasts test only."""
     by_type: dict[str, list[str]] = {}
-    for r in xs:
+    for r in _csv(d / FILES["xstest"], ["prompt", "type", "label"]):
         if r["label"] == "safe":
             by_type.setdefault(r["type"], []).append(r["prompt"].strip())
         elif r["label"] == "unsafe":
@@ -192,11 +185,12 @@ def load_realworld(datasets_dir: str | os.PathLike[str] | None = None, *,
         out.test_xstest_safe += items[1::2]
     out.test_xstest_unsafe = _cap(out.test_xstest_unsafe, limit, rng)
     out.test_xstest_safe = _cap(out.test_xstest_safe, limit, rng)
-    safe_cal = _cap(safe_cal, limit, rng)
+    return _cap(safe_cal, limit, rng)
 
-    # In-the-wild templates: clusters of reposts; the clusters first seen last are test.
-    wild_path = d / FILES["in_the_wild"]
-    wild = [r for r in _csv(wild_path, ["prompt", "date"]) if r["prompt"].strip()]
+
+def _in_the_wild(d: Path, out: RealWorldData, limit: int | None, rng: random.Random) -> None:
+    """In-the-wild templates: clusters of reposts; the clusters first seen last are test."""
+    wild = [r for r in _csv(d / FILES["in_the_wild"], ["prompt", "date"]) if r["prompt"].strip()]
     wild = _cap(wild, limit, rng)
     wcl = clusters([r["prompt"] for r in wild], k=5)
     first: dict[int, str] = {}
@@ -207,8 +201,8 @@ def load_realworld(datasets_dir: str | os.PathLike[str] | None = None, *,
     for r, c in zip(wild, wcl, strict=True):
         (out.test_templates if c in late else out.train_templates).append(r["prompt"].strip())
 
-    # Prompt injection: BIPIA attacks inserted into e-mails; unseen categories and e-mails
-    # for test.
+
+def _bipia_attacks(d: Path) -> dict[str, list[str]]:
     attacks: dict[str, list[str]] = {}
     for key in ("bipia_text", "bipia_code"):
         path = d / FILES[key]
@@ -219,6 +213,14 @@ def load_realworld(datasets_dir: str | os.PathLike[str] | None = None, *,
             if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
                 raise DatasetError(f"{path}: category {cat!r} is not a list of strings")
             attacks[f"{key}:{cat}"] = items
+    return attacks
+
+
+def _injections(d: Path, out: RealWorldData, limit: int | None,
+                rng: random.Random) -> tuple[list[str], list[dict[str, Any]]]:
+    """Prompt injection: BIPIA attacks inserted into e-mails; unseen categories and
+    e-mails for test. Returns (clean training e-mails, training e-mail rows)."""
+    attacks = _bipia_attacks(d)
     epath = d / FILES["bipia_email"]
     emails = []
     for i, row in read_jsonl(epath, DatasetError):
@@ -246,20 +248,23 @@ def load_realworld(datasets_dir: str | os.PathLike[str] | None = None, *,
                 train_clean.append(_clean_email(email))
     keep = _cap(list(range(len(out.train_injections))), limit, rng)
     out.train_injections = [out.train_injections[i] for i in keep]
-    train_clean = [train_clean[i] for i in keep]
     out.test_injections = _cap(out.test_injections, limit, rng)
     out.test_clean_emails = [_clean_email(e) for e in test_emails]
+    return [train_clean[i] for i in keep], train_emails
 
-    # Alpaca: train, calibration and test.
+
+def _alpaca(d: Path, out: RealWorldData, limit: int | None, rng: random.Random,
+            sizes: tuple[int, int, int], safe_cal: list[str],
+            train_emails: list[dict[str, Any]]) -> None:
+    """Alpaca: train, calibration and test; the output side's harmless texts."""
     apath = d / FILES["alpaca"]
     alpaca_rows = _json(apath)
     if not isinstance(alpaca_rows, list):
         raise DatasetError(f"{apath}: expected a JSON list of objects with 'instruction'")
     alpaca = list(dict.fromkeys(strings_of(apath, alpaca_rows, "instruction", DatasetError)))
     rng.shuffle(alpaca)
-    n_tr, n_cal, n_te = (min(n, limit) if limit is not None else n for n in alpaca_sizes)
+    n_tr, n_cal, n_te = (min(n, limit) if limit is not None else n for n in sizes)
     out.train_benign = alpaca[:n_tr]
-    out.train_clean_emails = train_clean
     out.calibration = alpaca[n_tr:n_tr + n_cal] + safe_cal
     out.test_benign = alpaca[n_tr + n_cal:n_tr + n_cal + n_te]
     openings = [o for o in map(affirmative_opening, alpaca[:n_tr]) if o]
@@ -268,6 +273,26 @@ def load_realworld(datasets_dir: str | os.PathLike[str] | None = None, *,
                          if isinstance(e.get("ideal"), str) and e["ideal"]])
     out.out_calibration = alpaca[n_tr:n_tr + n_cal] + [
         o for o in map(affirmative_opening, alpaca[n_tr:n_tr + n_cal]) if o]
+
+
+def load_realworld(datasets_dir: str | os.PathLike[str] | None = None, *,
+                   limit: int | None = None, seed: int = 0,
+                   alpaca_sizes: tuple[int, int, int] = (8000, 2000, 2000)) -> RealWorldData:
+    """Read the datasets and split them (see the module docstring). `limit` caps every
+    source (for quick runs); `alpaca_sizes` are the Alpaca train, calibration and test
+    sizes before the cap. The sources are read in a fixed order from one seeded random
+    stream, so a seed gives the same splits every time."""
+    d = check_datasets_dir(datasets_dir)
+    if limit is not None and limit < 10:
+        raise ValueError(f"limit must be >= 10 rows per source, got {limit}")
+    rng = random.Random(f"swisscheese-realworld-{seed}")
+    out = RealWorldData()
+    _advbench(d, out, limit, rng)
+    _jailbreakbench(d, out, limit, rng)
+    safe_cal = _xstest(d, out, limit, rng)
+    _in_the_wild(d, out, limit, rng)
+    out.train_clean_emails, train_emails = _injections(d, out, limit, rng)
+    _alpaca(d, out, limit, rng, alpaca_sizes, safe_cal, train_emails)
     out.counts = {k: len(v) for k, v in asdict(out).items() if isinstance(v, list)}
     return out
 

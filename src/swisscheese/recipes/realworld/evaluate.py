@@ -33,7 +33,7 @@ import numpy as np
 from swisscheese.bundles import BundleError, GuardBundle
 from swisscheese.classifiers.metrics import auprc
 from swisscheese.recipes.realworld.data import RealWorldData, check_datasets_dir, load_realworld
-from swisscheese.recipes.realworld.train import RealWorldConfig, augment_converters, disguise
+from swisscheese.recipes.realworld.texts import RealWorldConfig, augment_converters, disguise
 from swisscheese.recipes.targets import TARGETS, check_targets
 
 # The organism's goals that a realworld figure measures: all but the output stop rate.

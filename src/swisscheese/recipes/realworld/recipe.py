@@ -16,12 +16,12 @@ from swisscheese.recipes.realworld.evaluate import (
     realworld_eval_result,
     resolve_datasets_dir,
 )
-from swisscheese.recipes.realworld.train import (
+from swisscheese.recipes.realworld.texts import (
     RealWorldConfig,
     augment_converters,
     input_training_texts,
-    train_realworld,
 )
+from swisscheese.recipes.realworld.train import train_realworld
 
 _WORD = re.compile(r"[a-z0-9']+")
 
@@ -33,6 +33,7 @@ class RealWorldRecipe(Recipe):
     config_class: ClassVar[type] = RealWorldConfig
     cli_options: ClassVar[frozenset[str]] = frozenset({
         "datasets", "limit", "heldout", "augment", "backend"})
+    quick: ClassVar[Mapping[str, Any]] = {"limit": 30, "augment": 1}
 
     reads_replies: ClassVar[bool] = False
 

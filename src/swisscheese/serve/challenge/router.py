@@ -6,7 +6,8 @@ static HTML, CSS and JS under `serve/static/`, with no external assets. What an 
 does is `serving`'s.
 
 There is no `from __future__ import annotations` here: FastAPI reads the route functions'
-annotations at definition time, and `Request` is a local name of `challenge_router`.
+annotations at definition time. This module is imported only by servers (the gateway's app
+and `create_challenge_app`), so FastAPI is imported at its top.
 """
 
 import asyncio
@@ -16,7 +17,10 @@ import uuid
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from swisscheese.guard.pipeline import GuardedChatModel
 from swisscheese.serve.challenge.serving import (
@@ -27,9 +31,6 @@ from swisscheese.serve.challenge.serving import (
     log,
 )
 from swisscheese.world.core import World
-
-if TYPE_CHECKING:
-    from fastapi import APIRouter, FastAPI
 
 PLAYER_COOKIE = "sc_player"
 PLAYER_HEADER = "X-Player-Id"
@@ -96,26 +97,31 @@ async def _json_object(request: Any) -> dict[str, Any]:
     return body
 
 
-def challenge_router(deps: ChallengeDeps) -> "APIRouter":
-    """The page and its API, to mount at the root of a FastAPI app."""
-    from fastapi import APIRouter, Request
-    from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+def _error(e: ChallengeError) -> JSONResponse:
+    return JSONResponse(e.body(), status_code=e.status)
 
+
+def _with_player(response: Response, player: str, source: str | None) -> Response:
+    """Hand a new player their id as a cookie (an id that came with the request stays)."""
+    if source is None:
+        response.set_cookie(PLAYER_COOKIE, player, max_age=365 * 24 * 3600,
+                            httponly=True, samesite="strict", path="/challenge")
+    return response
+
+
+def challenge_router(deps: ChallengeDeps) -> APIRouter:
+    """The page and its API, to mount at the root of a FastAPI app."""
     challenge = Challenge(deps)
+    router = APIRouter()
+    router.challenge = challenge  # type: ignore[attr-defined]  # for hosts and tests
+    _page_routes(router)
+    _api_routes(router, challenge, deps)
+    return router
+
+
+def _page_routes(router: APIRouter) -> None:
     page = _static_text("challenge.html")
     static = {name: (_static_text(name), kind) for name, kind in STATIC.items()}
-    slots = asyncio.Semaphore(deps.max_concurrent)
-    router = APIRouter()
-    router.challenge = challenge  # type: ignore[attr-defined] - for hosts and tests
-
-    def error(e: ChallengeError) -> JSONResponse:
-        return JSONResponse(e.body(), status_code=e.status)
-
-    def with_player(response: Response, player: str, source: str | None) -> Response:
-        if source is None:
-            response.set_cookie(PLAYER_COOKIE, player, max_age=365 * 24 * 3600,
-                                httponly=True, samesite="strict", path="/challenge")
-        return response
 
     @router.get("/challenge", include_in_schema=False)
     async def challenge_page(request: Request) -> Response:
@@ -123,24 +129,28 @@ def challenge_router(deps: ChallengeDeps) -> "APIRouter":
             player, source = _player_of(request)
         except ChallengeError:
             player, source = None, None  # a mangled cookie: hand out a fresh id
-        return with_player(HTMLResponse(page, headers=PAGE_HEADERS),
+        return _with_player(HTMLResponse(page, headers=PAGE_HEADERS),
                            player or uuid.uuid4().hex, source)
 
     @router.get("/challenge/static/{name}", include_in_schema=False)
     async def challenge_static(name: str) -> Response:
         if name not in static:
-            return error(ChallengeError(404, f"no static file {name!r}; the page has "
+            return _error(ChallengeError(404, f"no static file {name!r}; the page has "
                                              f"{', '.join(sorted(static))}", code="not_found"))
         text, kind = static[name]
         return Response(text, media_type=kind, headers={"X-Content-Type-Options": "nosniff",
                                                         "Cache-Control": "no-cache"})
+
+
+def _api_routes(router: APIRouter, challenge: Challenge, deps: ChallengeDeps) -> None:
+    slots = asyncio.Semaphore(deps.max_concurrent)
 
     @router.get("/challenge/api/levels")
     async def challenge_levels(request: Request) -> Response:
         try:
             player, _ = _player_of(request)
         except ChallengeError as e:
-            return error(e)
+            return _error(e)
         view = await asyncio.to_thread(challenge.level_views, player)
         return JSONResponse(view)
 
@@ -149,7 +159,7 @@ def challenge_router(deps: ChallengeDeps) -> "APIRouter":
         try:
             player, _ = _player_of(request)
         except ChallengeError as e:
-            return error(e)
+            return _error(e)
         return JSONResponse(await asyncio.to_thread(challenge.progress, player))
 
     @router.get("/challenge/api/universal")
@@ -172,37 +182,34 @@ def challenge_router(deps: ChallengeDeps) -> "APIRouter":
             level = challenge.level(body.get("level"))
             prompt = challenge.prompt(body.get("prompt"))
         except ChallengeError as e:
-            return error(e)
+            return _error(e)
         try:
             guarded = deps.current_guarded()
         except Exception as e:  # noqa: BLE001 - no model deployed is the host's state to report
             log.exception("challenge: no guarded model available")
-            return error(ChallengeError(503, f"no model is deployed right now "
+            return _error(ChallengeError(503, f"no model is deployed right now "
                                              f"({type(e).__name__}); try again later",
                                         code="model_unavailable", type="server_error"))
         player = player or uuid.uuid4().hex
         try:
             challenge.claim(player)
         except ChallengeError as e:
-            return error(e)
+            return _error(e)
         stream = attempt_events(challenge, slots, guarded, player, level, prompt)
-        return with_player(StreamingResponse(stream, media_type="text/event-stream",
+        return _with_player(StreamingResponse(stream, media_type="text/event-stream",
                                              headers={"Cache-Control": "no-cache",
                                                       "X-Accel-Buffering": "no"}),
                            player, source)
 
-    return router
-
 
 def create_challenge_app(model_dir: str | Path, bundle_dir: str | Path | None,
                          store_path: str | Path,
-                         references: Mapping[str, str] | None = None) -> "FastAPI":
+                         references: Mapping[str, str] | None = None) -> FastAPI:
     """A FastAPI app serving only the challenge, for development and tests.
 
     `model_dir` is a local HF directory (its model card names the world seed) or an
     OpenAI-compatible URL; `bundle_dir` None runs the model unguarded.
     """
-    from fastapi import FastAPI
     from fastapi.responses import RedirectResponse
 
     from swisscheese.bundles import load_bundle
