@@ -65,8 +65,17 @@ def create_app(config: GatewayConfig, *, model: ChatModel | None = None,
                bundle: GuardBundle | None = None) -> FastAPI:
     """The gateway for `config`. `model` and `bundle` override what the config names
     (already loaded objects: benchmarks share one model between two gateways)."""
-    state = GatewayState(config, model if model is not None else load_backend(config), bundle,
-                         owns_model=model is None)
+    from swisscheese.store.decisions import open_gateway_store
+
+    # The store first: one that cannot be reached, or is newer than this code, fails the
+    # start in a second, before a model is loaded and before anything is written.
+    engine = open_gateway_store(config.store)
+    try:
+        state = GatewayState(config, model if model is not None else load_backend(config),
+                             bundle, owns_model=model is None, engine=engine)
+    except BaseException:
+        engine.dispose()
+        raise
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
