@@ -32,9 +32,11 @@ class RequestMetrics:
     """Counts every response by path and status, and times it (pure ASGI, so streams
     are not buffered)."""
 
-    def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics, worker: str = "") -> None:
         self.app = app
         self.metrics = metrics
+        # Which worker answered (behind a load balancer, or `serve --workers`).
+        self.worker_header = (b"x-swisscheese-worker", worker.encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -48,6 +50,8 @@ class RequestMetrics:
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  self.worker_header]}
             await send(message)
 
         try:
@@ -115,7 +119,7 @@ def create_app(config: GatewayConfig, *, model: ChatModel | None = None,
         return JSONResponse(error_body("internal error in the gateway; see its log",
                                        "server_error", code="internal_error"), status_code=500)
 
-    app.add_middleware(RequestMetrics, metrics=state.metrics)
+    app.add_middleware(RequestMetrics, metrics=state.metrics, worker=state.sync.worker_id)
     return app
 
 

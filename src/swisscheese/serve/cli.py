@@ -122,11 +122,16 @@ def bundle_deploy(
     admin_key: Annotated[str, typer.Option(envvar="SWISSCHEESE_ADMIN_KEY",
                                            help="The gateway's admin key.")],
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the gateway.")] = 120.0,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for every worker on the "
+                                             "gateway's store to serve the new bundle "
+                                             "(0: do not wait).")] = 10.0,
 ) -> None:
-    """Hot-swap the gateway's guard bundle; streams in flight finish on the old one."""
+    """Hot-swap the gateway's guard bundle on every worker; streams in flight finish on the
+    old one."""
     import httpx
 
-    url = gateway.rstrip("/").removesuffix("/v1") + "/admin/bundle"
+    base = gateway.rstrip("/").removesuffix("/v1")
+    url = base + "/admin/bundle"
     try:
         r = httpx.post(url, json={"path": str(bundle.resolve())}, timeout=timeout,
                        headers={"Authorization": f"Bearer {admin_key}"})
@@ -141,6 +146,34 @@ def bundle_deploy(
         raise _fail(f"{url}: {r.status_code}: {message or r.text[:200]}")
     typer.echo(f"deployed bundle version {body['version']} (was {body['previous_version']}) "
                f"from {body['path']} in {body['took_ms']:.0f} ms")
+    if wait > 0:
+        reached, total, seconds = _wait_for_workers(base, int(body["version"]), wait)
+        typer.echo(f"{reached}/{total} workers serve version {body['version']} after "
+                   f"{seconds:.2f} s")
+        if reached < total:
+            raise _fail(f"only {reached} of {total} workers serve bundle version "
+                        f"{body['version']} after {wait:g} s; see their logs")
+
+
+def _wait_for_workers(base: str, version: int, wait_s: float) -> tuple[int, int, float]:
+    """Poll /healthz until every live worker reports `version`: (on it, live, seconds)."""
+    import time
+
+    import httpx
+
+    t0 = time.monotonic()
+    reached = total = 0
+    while True:
+        try:
+            workers = httpx.get(base + "/healthz", timeout=5).json().get("workers") or []
+        except (httpx.HTTPError, ValueError):
+            workers = []
+        total = len(workers)
+        reached = sum(w.get("bundle_version") == version for w in workers)
+        elapsed = time.monotonic() - t0
+        if (total and reached == total) or elapsed > wait_s:
+            return reached, total, elapsed
+        time.sleep(0.05)
 
 
 def monitor_cmd(
