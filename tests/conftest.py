@@ -86,3 +86,18 @@ def store_target(request, tmp_path) -> str:
         return str(tmp_path / "store.sqlite")
     pg = request.getfixturevalue("postgres")
     return pg.create_database(f"t{next(_DB_COUNTER)}")
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A local Ray instance with two CPUs for the session (shut down at the end)."""
+    pytest.importorskip("ray")
+    import ray
+
+    from swisscheese.raycluster import connect
+
+    connect(None, num_cpus=2)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

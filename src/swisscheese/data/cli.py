@@ -54,6 +54,16 @@ def generate(
                                     "split only (repeatable).")] = None,
     force: Annotated[bool, typer.Option(
         "--force", help="Replace the output directory if it is not empty.")] = False,
+    ray: Annotated[bool, typer.Option(
+        "--ray", help="Answer the records (and write the llm backend's requests) with one "
+                      "copy of --model per Ray actor: a local instance, or --ray-address. "
+                      "The responses, in fixed batches, run in parallel; the llm backend's "
+                      "expansion rounds depend on each other and stay in order.")] = False,
+    ray_address: Annotated[str | None, typer.Option(
+        envvar="RAY_ADDRESS", help="Ray cluster for --ray (HOST:PORT or ray://HOST:PORT); "
+                                   "unset: a local instance.")] = None,
+    ray_workers: Annotated[int | None, typer.Option(
+        help="Ray actors (default: one per CPU of the cluster).")] = None,
 ) -> None:
     """Generate labelled requests for every category of a constitution."""
     from swisscheese.constitution.loader import default_constitution, load_constitution
@@ -71,7 +81,14 @@ def generate(
 
     chat = None
     world = None
-    if model is not None:
+    if (ray or ray_address) and model is None:
+        raise ValueError("--ray runs the model on Ray actors: give --model SPEC")
+    if model is not None and (ray or ray_address):
+        from swisscheese.raycluster import ModelActors, connect, default_workers
+
+        connect(ray_address)  # before any work: an unreachable cluster leaves nothing
+        chat = ModelActors(model, default_workers(ray_workers))
+    elif model is not None:
         from swisscheese.models import load_model
 
         chat = load_model(model)
