@@ -79,6 +79,7 @@ async def one_stream(client: Any, url: str, prompt: str, max_tokens: int) -> dic
     try:
         async with client.stream("POST", url + "/v1/chat/completions", json=body) as resp:
             r["status"] = resp.status_code
+            r["worker"] = resp.headers.get("x-swisscheese-worker")
             if resp.status_code != 200:
                 r["error"] = (await resp.aread()).decode()[:200]
                 return r
