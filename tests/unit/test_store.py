@@ -177,6 +177,11 @@ def test_shared_token_bucket_is_atomic_across_threads(store_target: str) -> None
     assert take_token(engine, "k", rate=1.0, burst=2.0, now=100.0) == 0.0
     assert take_token(engine, "k", rate=1.0, burst=2.0, now=100.0) == pytest.approx(1.0)
     assert take_token(engine, "k", rate=1.0, burst=2.0, now=101.0) == 0.0  # refilled one
+    # A request that read the clock before the last one but writes after it: no refill,
+    # and no drain either (a negative elapsed time must not take tokens away).
+    assert take_token(engine, "fast", rate=1000.0, burst=5.0, now=200.0) == 0.0
+    assert take_token(engine, "fast", rate=1000.0, burst=5.0, now=199.0) == 0.0
+    assert take_token(engine, "fast", rate=1000.0, burst=5.0, now=200.0) == 0.0
     # 8 threads race for a bucket of 5 (no refill within the test): exactly 5 succeed.
     results: list[float] = []
     lock = threading.Lock()

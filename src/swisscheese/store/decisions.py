@@ -221,7 +221,10 @@ def take_token(engine: Engine, who: str, rate: float, burst: float,
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    refilled = t.c.tokens + (literal(now) - t.c.updated) * rate
+    # Requests race: one that read the clock earlier may write after a later one. Its
+    # elapsed time is then negative and must refill nothing (not drain the bucket).
+    elapsed = case((literal(now) > t.c.updated, literal(now) - t.c.updated), else_=0.0)
+    refilled = t.c.tokens + elapsed * rate
     refilled = case((refilled > burst, literal(burst)), else_=refilled)
     stmt = insert(t).values(who=who, tokens=burst - 1.0, updated=now, taken=1)
     stmt = stmt.on_conflict_do_update(index_elements=["who"], set_={
@@ -283,8 +286,6 @@ class DecisionWriter:
             self.engine.dispose()
 
     def _run(self) -> None:
-        from sqlalchemy.exc import SQLAlchemyError
-
         stop = False
         while not stop:
             batch = [self._queue.get()]
@@ -300,7 +301,7 @@ class DecisionWriter:
                     insert_decisions(self.engine, [r for r, _ in items])
                 for _, done in items:
                     done.set_result(None)
-            except SQLAlchemyError as e:
+            except Exception as e:  # noqa: BLE001 - the thread must outlive any bad batch
                 # A lost log row must not take the gateway down; it is counted instead.
                 self.failures += len(items)
                 log.error("could not write %d decision rows: %s", len(items), e)
