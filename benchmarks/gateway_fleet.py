@@ -176,14 +176,25 @@ def analyse(out: dict[str, Any], rows: dict[str, dict[str, Any]], args: argparse
         "workers": args.workers, "clients": args.clients, "duration_s": args.duration,
         "store": "postgresql", "max_tokens": args.max_tokens, "requests": len(results),
         "served_whole": len(ok), "requests_per_s": round(len(results) / args.duration, 2),
+        # Clients keep their connections alive, so each stays on the worker that accepted
+        # it: the split shows how evenly the kernel handed them out.
+        "served_by_worker": {w: sum(r.get("worker") == w for r in ok)
+                             for w in sorted({str(r.get("worker")) for r in ok})},
         "failed": len(failed), "failed_in_flight_on_killed_worker": len(in_flight),
         "failed_otherwise": len(other_failures),
         "failed_in_flight_on_another_worker": len(on_other_worker),
         "failure_examples": [r["error"] for r in failed[:3]],
+        # When each failure outside the kill started, relative to the kill (s), and where.
+        "failed_otherwise_detail": [
+            {"start_minus_kill_s": round(r["start"] - kill_at, 3) if kill_at else None,
+             "worker": r.get("worker"), "status": r["status"], "error": (r["error"] or "")[:120]}
+            for r in other_failures[:10]],
         "decision_rows": len(rows), "rows_missing_for_served": len(missing),
         "rows_half_written_or_mismatched": len(mismatched),
         "rows_without_a_served_request": len(extra),
         "swap": {"status": ev.get("swap_status"), "version": ev.get("swap_version"),
+                 "deploy_call_s": round(ev["swap_done"] - ev["swap_at"], 3)
+                 if "swap_done" in ev else None,
                  "all_workers_on_new_version_s": round(swap_s, 3) if swap_s else None,
                  "workers": ev.get("workers_at_swap"), "requests_overlapping": len(in_swap),
                  "failed_overlapping": sum(r in failed for r in in_swap)},

@@ -1,7 +1,7 @@
 """A campaign on local Ray against the in-process run: the same attempts and summary,
 and attempts per minute with 1 and 2 Ray workers (actors, one copy of the targets each).
 
-    python benchmarks/redteam_ray.py                  # ~4 min on 2 cores
+    python benchmarks/redteam_ray.py                  # ~5 min on 2 cores
     python benchmarks/redteam_ray.py --workers 1 2 4
 
 The organism is runs/demo/organism when it exists, else the `test` preset trained once
@@ -25,14 +25,14 @@ base: {base}
 behaviours:
   - world: levels
   - world: hazards
-    limit: 16
+    limit: 40
 attacks:
   - name: plain
-    options: {{max_new_tokens: 48}}
+    options: {{max_new_tokens: 64}}
   - name: mismatched_generalization
-    options: {{families: [rot13, other_language, roleplay], max_new_tokens: 48}}
+    options: {{families: [rot13, caesar, reversal, other_language], max_new_tokens: 64}}
 targets: [aligned, helpful-only]
-overrefusal: 8
+overrefusal: 16
 batch_size: 4
 threads: 1
 """
