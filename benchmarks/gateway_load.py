@@ -29,7 +29,9 @@ default run the output layer has little to stop; the hold-back check is exercise
 where the helpful-only organism answers hazard requests and the streaming classifier
 alone must cut them off.
 
-Writes runs/bench/gateway_load.json.
+Writes runs/bench/gateway_load.json. The multi-worker run (`serve --workers 2` on
+PostgreSQL, with a SIGKILL of one worker) is benchmarks/gateway_fleet.py, which uses these
+clients.
 """
 
 from __future__ import annotations
