@@ -26,7 +26,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from swisscheese.classifiers import NGramStreamingClassifier  # noqa: E402
+from swisscheese.classifiers.backends.ngram_stream import NGramStreamingClassifier  # noqa: E402
 from swisscheese.world import World  # noqa: E402
 from swisscheese.world.families import FAMILIES  # noqa: E402
 

@@ -61,8 +61,11 @@ class CliError(Exception):
 def _expected_errors() -> tuple[type[BaseException], ...]:
     """The errors a user can fix: printed as one line, never as a traceback."""
     from swisscheese.models.base import ModelError
+    from swisscheese.raycluster import RayUnavailable
+    from swisscheese.store.engine import StoreError
 
-    return (CliError, ModelError, FileNotFoundError, NotADirectoryError, KeyError, ValueError)
+    return (CliError, ModelError, FileNotFoundError, NotADirectoryError, KeyError, ValueError,
+            RayUnavailable, StoreError)
 
 
 def _message(e: BaseException) -> str:

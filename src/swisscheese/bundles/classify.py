@@ -174,12 +174,61 @@ def _batched(rows: Iterator[Row]) -> Iterator[list[Row]]:
         yield batch
 
 
+# ---- on Ray: one bundle per actor, batches scored in parallel, written in order -------------
+class _BundleWorker:
+    def __init__(self, bundle_dir: str) -> None:
+        self.bundle = load_bundle(bundle_dir)
+
+    def score(self, item: tuple[list[Row], bool]) -> tuple[list[dict[str, Any]],
+                                                           ClassifySummary]:
+        batch, csv_out = item
+        part = ClassifySummary(output_path=Path("."))
+        return list(_score_batch(self.bundle, batch, part, csv_out)), part
+
+
+def _merge(summary: ClassifySummary, part: ClassifySummary) -> None:
+    for f in ("rows", "flagged", "input_flagged", "output_flagged", "responses",
+              "input_score_sum", "output_score_sum"):
+        setattr(summary, f, getattr(summary, f) + getattr(part, f))
+
+
+def _ray_scorer(bundle_dir: str, workers: int | None) -> Any:
+    """A scorer over Ray actors: (batches, summary, csv_out) -> scored rows, in order."""
+    import ray
+
+    from swisscheese.raycluster import default_workers, make_actor_class
+
+    actors = [make_actor_class(_BundleWorker).remote(str(Path(bundle_dir).resolve()))
+              for _ in range(default_workers(workers))]
+
+    def score(batches: Iterator[list[Row]], summary: ClassifySummary,
+              csv_out: bool) -> Iterator[dict[str, Any]]:
+        pending: list[Any] = []
+        window = 2 * len(actors)
+        for k, batch in enumerate(batches):
+            pending.append(actors[k % len(actors)].score.remote((batch, csv_out)))
+            if len(pending) >= window:
+                rows, part = ray.get(pending.pop(0))
+                _merge(summary, part)
+                yield from rows
+        for ref in pending:
+            rows, part = ray.get(ref)
+            _merge(summary, part)
+            yield from rows
+
+    return score
+
+
 def classify_file(bundle: GuardBundle | str | Path, input_path: str | Path,
-                  output_path: str | Path) -> ClassifySummary:
+                  output_path: str | Path, *, ray: bool = False,
+                  ray_address: str | None = None,
+                  ray_workers: int | None = None) -> ClassifySummary:
     """Score every row of `input_path` and write `output_path` in the same format.
 
     `bundle` is a GuardBundle or a bundle directory. Raises ClassifyError (or BundleError
-    for a bad bundle directory); on any error no output file is left behind.
+    for a bad bundle directory); on any error no output file is left behind. With `ray`
+    (a bundle directory then), batches are scored on Ray actors, one bundle each, and
+    written in input order: the same file as in-process.
     """
     src, dst = Path(input_path), Path(output_path)
     fmt = file_format(src)
@@ -195,8 +244,26 @@ def classify_file(bundle: GuardBundle | str | Path, input_path: str | Path,
         raise ClassifyError(f"{src}: no such file")
     if not dst.parent.is_dir():
         raise ClassifyError(f"{dst.parent}: output directory does not exist")
+    scorer: Any = None
+    if ray or ray_address:
+        if not isinstance(bundle, str | Path):
+            raise ClassifyError("classify on Ray needs the bundle's directory (each actor "
+                                "loads its own copy), not a loaded bundle")
+        from swisscheese.raycluster import connect
+
+        connect(ray_address)  # before the output file is created
+        scorer = _ray_scorer(str(bundle), ray_workers)
     if isinstance(bundle, str | Path):
         bundle = load_bundle(bundle)
+    loaded = bundle
+
+    def scored(batches: Iterator[list[Row]], summary: ClassifySummary,
+               csv_out: bool) -> Iterator[dict[str, Any]]:
+        if scorer is not None:
+            yield from scorer(batches, summary, csv_out)
+            return
+        for batch in batches:
+            yield from _score_batch(loaded, batch, summary, csv_out)
 
     summary = ClassifySummary(output_path=dst)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
@@ -207,15 +274,13 @@ def classify_file(bundle: GuardBundle | str | Path, input_path: str | Path,
         with (os.fdopen(fd, "w", encoding="utf-8", newline=newline) as fout,
               src.open(encoding="utf-8-sig", newline=newline) as fin):
             if fmt == "jsonl":
-                for batch in _batched(_read_jsonl(fin, src)):
-                    for row in _score_batch(bundle, batch, summary, csv_out=False):
-                        fout.write(json.dumps(row, ensure_ascii=False) + "\n")
+                for row in scored(_batched(_read_jsonl(fin, src)), summary, False):
+                    fout.write(json.dumps(row, ensure_ascii=False) + "\n")
             else:
                 reader, columns = _csv_reader(fin, src)
                 writer = csv.DictWriter(fout, [*columns, *(c for c in ADDED if c not in columns)])
                 writer.writeheader()
-                for batch in _batched(_read_csv(reader, src)):
-                    writer.writerows(_score_batch(bundle, batch, summary, csv_out=True))
+                writer.writerows(scored(_batched(_read_csv(reader, src)), summary, True))
         os.replace(tmp, dst)
     except UnicodeDecodeError as e:
         tmp.unlink(missing_ok=True)

@@ -37,12 +37,24 @@ def classify(
     output: Annotated[Path, typer.Option(
         help="Where to write the rows with input_score, output_score and flagged added; "
              "same format as INPUT.")],
+    ray: Annotated[bool, typer.Option(
+        "--ray", help="Score batches on Ray actors, one bundle each: a local instance, or "
+                      "--ray-address.")] = False,
+    ray_address: Annotated[str | None, typer.Option(
+        envvar="RAY_ADDRESS", help="Ray cluster for --ray (HOST:PORT or ray://HOST:PORT); "
+                                   "unset: a local instance.")] = None,
+    ray_workers: Annotated[int | None, typer.Option(
+        help="Ray actors (default: one per CPU of the cluster).")] = None,
 ) -> None:
     """Score every prompt (and response) of a file and flag those over the thresholds."""
+    from swisscheese.raycluster import RayUnavailable
+
     try:
         b = load_bundle(bundle)
-        summary = classify_file(b, input, output)
-    except (BundleError, ClassifyError) as e:
+        use_ray = ray or ray_address is not None
+        summary = classify_file(bundle if use_ray else b, input, output, ray=use_ray,
+                                ray_address=ray_address, ray_workers=ray_workers)
+    except (BundleError, ClassifyError, RayUnavailable) as e:
         raise _fail(str(e)) from None
 
     out = Console()

@@ -223,16 +223,27 @@ def assign_splits(records: Sequence[Record], *, fractions: Sequence[float], seed
 def respond(records: Sequence[Record], responder: ChatModel,
             params: GenerationParams | None = None, *, progress: Progress | None = None,
             batch_size: int = RESPOND_BATCH) -> list[Record]:
-    """The records with `response` written by `responder`, in batches."""
+    """The records with `response` written by `responder`, in batches. A responder with
+    `generate_batches` (Ray actors, `swisscheese.raycluster.ModelActors`) gets every
+    batch at once and answers them in parallel; each batch is the same call either way."""
+    batches = [records[i:i + batch_size] for i in range(0, len(records), batch_size)]
+    fan_out = getattr(responder, "generate_batches", None)
+    all_replies: list[list[Any]] = []
+    if callable(fan_out):
+        def tick(n: int) -> None:
+            if progress:
+                progress("respond", min(len(records), n * batch_size), len(records))
+
+        all_replies = fan_out([([r.messages for r in b], params) for b in batches], tick)
     out: list[Record] = []
-    for start in range(0, len(records), batch_size):
-        batch = records[start:start + batch_size]
-        replies = responder.generate_batch([r.messages for r in batch], params)
+    for k, batch in enumerate(batches):
+        replies = all_replies[k] if callable(fan_out) else \
+            responder.generate_batch([r.messages for r in batch], params)
         if len(replies) != len(batch):
             raise ValueError(f"responder {getattr(responder, 'name', responder)!r} returned "
                              f"{len(replies)} replies for {len(batch)} conversations")
         out += [r.with_(response=m.content) for r, m in zip(batch, replies, strict=True)]
-        if progress:
+        if progress and not callable(fan_out):
             progress("respond", len(out), len(records))
     return out
 

@@ -100,6 +100,13 @@ class HFChatModel:
         room = self.max_context - max_new_tokens
         return ids[-room:] if room > 0 else ids  # keep the end: it holds the question
 
+    def token_usage(self, conversation: ConversationLike, completion: str) -> tuple[int, int]:
+        """(prompt tokens, completion tokens) as this model's tokenizer counts them."""
+        prompt = len(self.prompt_ids(conversation))
+        done = len(self.tokenizer(completion, add_special_tokens=False)["input_ids"]) \
+            if completion else 0
+        return prompt, done
+
     # ---- generation ---------------------------------------------------------------------
     def _sampling_kwargs(self, params: GenerationParams) -> dict:
         if params.greedy:

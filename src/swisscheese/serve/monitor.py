@@ -13,30 +13,17 @@ recorded as undetermined, never guessed. Both are the red team's judges
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from swisscheese.redteam.base import JUDGES, Behaviour, Judge
 from swisscheese.store.decisions import now_iso, query_decisions
-from swisscheese.store.sqlite import migrate
 
-MONITOR_COMPONENT = "gateway-monitor"
-MONITOR_MIGRATIONS = [
-    """
-    CREATE TABLE gateway_monitor_scores (
-        decision_id TEXT NOT NULL,
-        judge TEXT NOT NULL,
-        created TEXT NOT NULL,
-        score REAL,
-        reason TEXT NOT NULL DEFAULT '',
-        PRIMARY KEY (decision_id, judge)
-    )
-    """,
-]
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -138,18 +125,21 @@ class Reviewed:
         return asdict(self)
 
 
-def monitor(conn: sqlite3.Connection, since: str | None, judge: MonitorJudge,
+def monitor(conn: Engine, since: str | None, judge: MonitorJudge,
             progress: Callable[[int, int], None] | None = None) -> list[Reviewed]:
     """Rate every chat completion logged since `since`; most suspicious first
     (undetermined last). Ratings are kept in the store, one per decision and judge."""
-    migrate(conn, MONITOR_COMPONENT, MONITOR_MIGRATIONS)
+    from swisscheese.store.engine import upsert
+    from swisscheese.store.schema import gateway_monitor_scores
+
     rows = query_decisions(conn, since, endpoint="chat.completions")
     out: list[Reviewed] = []
     for i, r in enumerate(rows):
         rating = judge.rate(r["conversation"], r["reply"])
-        conn.execute("INSERT OR REPLACE INTO gateway_monitor_scores (decision_id, judge, "
-                     "created, score, reason) VALUES (?, ?, ?, ?, ?)",
-                     (r["id"], judge.name, now_iso(), rating.score, rating.reason))
+        with conn.begin() as c:
+            upsert(c, gateway_monitor_scores, [{
+                "decision_id": r["id"], "judge": judge.name, "created": now_iso(),
+                "score": rating.score, "reason": rating.reason}], ["decision_id", "judge"])
         live = [s for s in (r["input_score"], r["output_score"]) if s is not None]
         last_user = next((m["content"] for m in reversed(r["conversation"])
                           if m["role"] == "user"), "")

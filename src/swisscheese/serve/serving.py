@@ -29,6 +29,7 @@ from swisscheese.store.decisions import DecisionRecord
 log = logging.getLogger("swisscheese.serve")
 
 # `GuardedRun.events` yields released text (TEXT), then exactly one terminal event.
+RECORD_WAIT_S = 10.0  # longest a reply's end waits for its decision row to commit
 
 
 class GuardedRun(GuardedStream):
@@ -51,6 +52,7 @@ class GuardedRun(GuardedStream):
         self.finish_reason: str | None = None
         self.t0 = time.perf_counter()
         self.ttft_s: float | None = None
+        self._recorded = False
 
     def _model_error(self, e: BaseException) -> APIError:
         if self.session.decision.error is None:  # not yet recorded by the guarded loop
@@ -106,7 +108,29 @@ class GuardedRun(GuardedStream):
                 "output_score": d.output_score, "bundle_version": d.bundle_version,
                 "error": d.error}
 
-    def record(self, status: str, sent: str) -> None:
+    def usage(self) -> dict[str, int]:
+        """OpenAI's `usage` of this reply: the model's tokens (what it produced, released
+        or not), counted by its tokenizer where it has one (see `protocol.usage`)."""
+        return protocol.usage(self.state.model, self.conversation, "".join(self.produced),
+                              self.n_deltas)
+
+    async def record_durably(self, status: str, sent: str) -> None:
+        """Record the decision and wait until it is committed (bounded): sent before a
+        reply's last byte, so a reply the client got whole always has its row."""
+        self._recorded = True
+        future = self.record(status, sent)
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(future), RECORD_WAIT_S)
+        except Exception as e:  # noqa: BLE001 - counted by the writer; the reply goes on
+            log.error("decision %s not confirmed written: %s", self.rid, e)
+
+    def record_once(self, status: str, sent: str) -> None:
+        if not self._recorded:
+            self._recorded = True
+            self.record(status, sent)
+
+    def record(self, status: str, sent: str) -> Any:
+        """Enqueue the decision row; returns the writer's future (done once committed)."""
         d = self.decision
         latency = dict(d.latency_ms)
         if self.ttft_s is not None:
@@ -120,7 +144,7 @@ class GuardedRun(GuardedStream):
                 m.guard_latency.labels(layer).observe(latency[layer] / 1000)
         if self.ttft_s is not None:
             m.ttft.observe(self.ttft_s)
-        self.state.writer.record(DecisionRecord(
+        return self.state.writer.record(DecisionRecord(
             id=self.rid, endpoint=self.endpoint, conversation=self.conversation, status=status,
             key_id=self.key_id, model=self.state.served_name, stream=self.stream,
             blocked=d.blocked, layer=d.layer, input_score=d.input_score,
@@ -166,16 +190,19 @@ class ChatServing:
                 else:
                     sent = "".join(text)
             body = protocol.completion(run.rid, self.state.served_name, created, sent,
-                                       run.finish_reason or "stop", run.summary())
+                                       run.finish_reason or "stop", run.summary(),
+                                       usage=run.usage())
+            await events.aclose()
+            await run.record_durably(status, sent)
             return JSONResponse(body)
         except asyncio.CancelledError:
             status = "client_closed"
             raise
         finally:
             await events.aclose()
-            run.record(status, sent)
+            run.record_once(status, sent)
 
-    async def stream(self, run: GuardedRun) -> Response:
+    async def stream(self, run: GuardedRun, include_usage: bool = False) -> Response:
         events = run.events()
         # Wait for the first event before answering, so that a backend that is down gets a
         # proper error status rather than a 200 stream that ends in an error.
@@ -189,19 +216,24 @@ class ChatServing:
             await events.aclose()
             run.record("error", "")
             return JSONResponse(first[1].body(), status_code=first[1].status)
-        return StreamingResponse(self._sse(run, first, events), media_type="text/event-stream",
+        return StreamingResponse(self._sse(run, first, events, include_usage),
+                                 media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache",
                                           "X-Accel-Buffering": "no"})
 
     async def _sse(self, run: GuardedRun, first: tuple[str, Any],
-                   events: AsyncGenerator[tuple[str, Any], None]) -> AsyncIterator[bytes]:
+                   events: AsyncGenerator[tuple[str, Any], None],
+                   include_usage: bool = False) -> AsyncIterator[bytes]:
         name, created = self.state.served_name, protocol.now_s()
         sent: list[str] = []
         status = "client_closed"
 
         def piece(delta: dict[str, str], finish: str | None = None,
                   extra: dict[str, Any] | None = None) -> bytes:
-            return sse(protocol.chunk(run.rid, name, created, delta, finish, extra))
+            c = protocol.chunk(run.rid, name, created, delta, finish, extra)
+            if include_usage:
+                c["usage"] = None  # OpenAI's shape: null until the usage chunk
+            return sse(c)
 
         try:
             yield piece({"role": "assistant", "content": ""})
@@ -226,7 +258,11 @@ class ChatServing:
                     yield sse(value.body())
                     return
                 kind, value = await anext(events)
+            if include_usage:
+                yield sse(protocol.usage_chunk(run.rid, name, created, run.usage()))
+            await events.aclose()
+            await run.record_durably(status, "".join(sent))
             yield sse("[DONE]")
         finally:
             await events.aclose()
-            run.record(status, "".join(sent))
+            run.record_once(status, "".join(sent))

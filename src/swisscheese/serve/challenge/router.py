@@ -225,7 +225,7 @@ def create_challenge_app(model_dir: str | Path, bundle_dir: str | Path | None,
     app = FastAPI(title="swisscheese challenge", docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.include_router(challenge_router(ChallengeDeps(
-        current_guarded=lambda: guarded, store_path=Path(store_path), world=world,
+        current_guarded=lambda: guarded, store_path=store_path, world=world,
         references=references)))
 
     @app.get("/", include_in_schema=False)

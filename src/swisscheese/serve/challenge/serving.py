@@ -44,7 +44,7 @@ class ChallengeDeps:
     """
 
     current_guarded: Callable[[], GuardedChatModel]
-    store_path: Path
+    store_path: Path | str
     world: World
     references: Mapping[str, str] | None = None
     universal_min_levels: int = 3
