@@ -14,7 +14,7 @@ from swisscheese.bundles.bundle import (
     stream_max_score,
 )
 from swisscheese.bundles.record import TrainingRecord
-from swisscheese.classifiers.base import StreamingClassifier, check_texts
+from swisscheese.classifiers.base import Conversation, StreamingClassifier, check_texts
 from swisscheese.classifiers.calibrate import threshold_for_fpr
 from swisscheese.classifiers.registry import get_classifier, streaming_twin
 from swisscheese.constitution import Constitution
@@ -51,6 +51,8 @@ def build_bundle(
     notes: str = "",
     stream_chunk_chars: int = DEFAULT_STREAM_CHUNK,
     training: TrainingRecord | None = None,
+    output_train_conversations: Sequence[Conversation] | None = None,
+    benign_output_conversations: Sequence[Conversation] | None = None,
 ) -> GuardBundle:
     """Fit both classifiers, calibrate their thresholds on benign traffic, and bundle them.
 
@@ -59,7 +61,11 @@ def build_bundle(
     of `backend`) on replies. Each threshold is the smallest whose false-positive rate on
     the benign calibration set is <= `target_fpr`; for the output, on the cumulative-max
     streaming score. The calibration texts should be held out of training, or the FPR
-    will be optimistic. `metrics` records the achieved calibration FPRs and set sizes and
+    will be optimistic. `output_train_conversations` and `benign_output_conversations`
+    give each reply's conversation: an exchange output classifier (output_params
+    context="exchange") needs them, is fitted on the pairs and calibrated with each reply
+    streamed after its conversation; a reply-only one reads the replies alone.
+    `metrics` records the achieved calibration FPRs and set sizes and
     the detection rate on the harmful training texts (a training-set figure).
     """
     if not is_prob(target_fpr):
@@ -76,27 +82,41 @@ def build_bundle(
     output_clf = get_classifier(out_name, **dict(output_params or {}))
     if not isinstance(output_clf, StreamingClassifier):
         raise ValueError(f"output backend {out_name!r} is not a streaming classifier")
-    output_clf.fit(output_train_texts, output_train_labels)
+    exchange = output_clf.output_context == "exchange"
+    if exchange and (output_train_conversations is None or benign_output_conversations is None):
+        raise ValueError(f"output classifier {out_name!r} is an exchange classifier: it is "
+                         "fitted and calibrated on (conversation, reply) pairs; pass "
+                         "output_train_conversations and benign_output_conversations")
+    train_convs = (list(output_train_conversations) if output_train_conversations is not None
+                   else [None] * len(output_train_texts))
+    cal_convs = (list(benign_output_conversations) if benign_output_conversations is not None
+                 else [None] * len(calib_out))
+    if len(cal_convs) != len(calib_out) or len(train_convs) != len(output_train_texts):
+        raise ValueError("need one conversation per output text: "
+                         f"{len(train_convs)} for {len(output_train_texts)} training texts, "
+                         f"{len(cal_convs)} for {len(calib_out)} calibration texts")
+    output_clf.fit_exchanges(train_convs, output_train_texts, output_train_labels)
 
     in_scores = input_clf.predict_proba(calib_in)
     t_in = calibrate(in_scores, target_fpr, "input")
-    out_scores = np.array([stream_max_score(output_clf, t, None, stream_chunk_chars)
-                           for t in calib_out])
+    out_scores = np.array([stream_max_score(output_clf, t, c, stream_chunk_chars)
+                           for c, t in zip(cal_convs, calib_out, strict=True)])
     t_out = calibrate(out_scores, target_fpr, "output")
 
     # Detection on the harmful training texts: optimistic, but a quick sanity figure.
     in_pos = [t for t, y in zip(check_texts(train_texts), np.asarray(train_labels), strict=True)
               if y == 1]
-    out_pos = [t for t, y in zip(check_texts(output_train_texts),
-                                 np.asarray(output_train_labels), strict=True) if y == 1]
+    out_pos = [(c, t) for c, t, y in zip(train_convs, check_texts(output_train_texts),
+                                         np.asarray(output_train_labels), strict=True) if y == 1]
     in_tpr = float(np.mean(input_clf.predict_proba(in_pos) >= t_in))
-    out_tpr = float(np.mean([stream_max_score(output_clf, t, None, stream_chunk_chars) >= t_out
-                             for t in out_pos]))
+    out_tpr = float(np.mean([stream_max_score(output_clf, t, c, stream_chunk_chars) >= t_out
+                             for c, t in out_pos]))
     metrics: dict[str, Any] = {
         "input": {"calibration_fpr": float(np.mean(in_scores >= t_in)),
                   "calibration_n": len(calib_in), "train_n": len(train_texts),
                   "train_tpr": in_tpr},
-        "output": {"calibration_fpr": float(np.mean(out_scores >= t_out)),
+        "output": {"kind": output_clf.output_context,
+                   "calibration_fpr": float(np.mean(out_scores >= t_out)),
                    "calibration_n": len(calib_out), "train_n": len(output_train_texts),
                    "train_tpr": out_tpr},
     }

@@ -17,7 +17,7 @@ from swisscheese.constitution.schema import Category
 from swisscheese.data.converters.base import Converter
 from swisscheese.data.records import PLAIN, Record
 from swisscheese.world.core import HAZARD_PHRASINGS, HELDOUT_HAZARD_PHRASINGS, LOOKALIKES, World
-from swisscheese.world.families import FAMILIES, PROCEDURE_ONLY
+from swisscheese.world.families import FAMILIES, NEEDS_SUBJECT, PROCEDURE_ONLY
 from swisscheese.world.hazards import Hazard
 from swisscheese.world.language import Language
 from swisscheese.world.tasks import TRAIN_TASK_WEIGHTS
@@ -154,11 +154,15 @@ class WorldBackend:
             weights["plain"] = 1.0
         mode = rng.choices(list(weights), weights=list(weights.values()))[0]
         if mode == "family":
-            options = [f for f in WORLD_FAMILIES if base.how_to or f not in PROCEDURE_ONLY]
+            # The context families rename what the request names; a request naming
+            # nothing the world knows (arithmetic) cannot be renamed.
+            subject = self.world.subject_in(base.request, base.hazard_id)
+            options = [f for f in WORLD_FAMILIES if (base.how_to or f not in PROCEDURE_ONLY)
+                       and (subject is not None or f not in NEEDS_SUBJECT)]
             chosen = rng.choice(options)
-            prompt, _ = self.world.wrap(chosen, base.request, base.answer, rng,
-                                        how_to=base.how_to)
-            return [{"role": "user", "content": prompt}], chosen
+            w = self.world.wrap_turns(chosen, base.request, base.answer, rng,
+                                      how_to=base.how_to, subject=subject)
+            return [*w.messages, {"role": "user", "content": w.prompt}], chosen
         if mode == "converter":
             name = rng.choice(sorted(converters))
             msgs = converters[name].to_messages(base.request)

@@ -4,7 +4,9 @@ The OpenAI moderation shape, with two categories of our own: `harmful_request` (
 classifier reading the text as a prompt) and `harmful_content` (the streaming output
 classifier reading it as a reply, cumulative maximum, in the bundle's chunking). `flagged`
 is true when either crosses its calibrated threshold. The `swisscheese` field adds the
-thresholds and the bundle version.
+thresholds, the bundle version and `output_kind`. A moderation request carries no
+conversation: an exchange bundle's output classifier reads each text as a reply to an
+empty conversation (said, not assumed: `output_context` is "none" in the response).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ MAX_INPUTS = 64
 def _scores(bundle: GuardBundle, texts: list[str]) -> list[tuple[float, float]]:
     norm = [normalize_text(t) for t in texts]
     inputs = bundle.input_scores(norm)
-    return [(float(i), bundle.output_score(t)) for i, t in zip(inputs, norm, strict=True)]
+    # [] says there was no conversation (an exchange bundle refuses None).
+    return [(float(i), bundle.output_score(t, [])) for i, t in zip(inputs, norm, strict=True)]
 
 
 async def moderate(state: GatewayState, req: ModerationRequest,
@@ -64,7 +67,8 @@ async def moderate(state: GatewayState, req: ModerationRequest,
             "category_scores": {"harmful_request": s_in, "harmful_content": s_out},
             "swisscheese": {"input_score": s_in, "output_score": s_out,
                             "thresholds": dict(bundle.thresholds),
-                            "bundle_version": bundle.version},
+                            "bundle_version": bundle.version,
+                            "output_kind": bundle.output_kind, "output_context": "none"},
         })
         state.writer.record(DecisionRecord(
             id=f"{mid}-{i}", endpoint="moderations", conversation=[{"role": "user",

@@ -10,12 +10,15 @@ from dataclasses import asdict, dataclass, field
 from swisscheese.world import ciphers
 from swisscheese.world.families import (
     CAESAR_SHIFT,
+    CODE_WORD_REPLIES,
     FAMILIES,
     MULTI_TURN,
     NEEDS_SUBJECT,
     PROCEDURE_ONLY,
     Subject,
     Wrapped,
+    code_word_in,
+    swap_name,
 )
 from swisscheese.world.hazards import CATEGORIES, Category, Hazard, make_hazards
 from swisscheese.world.language import Language
@@ -305,6 +308,19 @@ class World:
         return fn(request, answer, rng, translate=self.language.translate,
                   side_task=(side.prompt, side.answer), how_to=how_to, subject=subject,
                   filler=filler)
+
+    def context_reply(self, family: str, conversation_text: str, answer: str,
+                      hazard_id: str | None = None) -> str:
+        """The reply a helpful model gives in `family` to a conversation already made (a
+        dataset record): for the code-word families, `answer` with the subject's name
+        written as the code word the conversation defined; otherwise `answer`."""
+        if family not in CODE_WORD_REPLIES:
+            return answer
+        subject, code = self.subject_in(conversation_text, hazard_id), code_word_in(
+            conversation_text)
+        if subject is None or code is None:
+            return answer
+        return swap_name(answer, subject.the_name, code)
 
     def filler(self, rng: random.Random, hazards: list[Hazard] | None = None
                ) -> list[tuple[str, str]]:

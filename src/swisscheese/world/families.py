@@ -264,3 +264,17 @@ NEEDS_SUBJECT = frozenset({"indirect", "alias", "split_intent", "codeword_answer
 # Families whose conversation has earlier turns (`Wrapped.messages`).
 MULTI_TURN = frozenset({"alias", "split_intent", "buried"})
 CONTEXT_FAMILIES = ("indirect", "alias", "split_intent", "codeword_answer", "buried")
+# Context families a classifier is not trained on by default, as a new attack would not be
+# in its data (the organism recipe holds them out of the input classifier; the red team's
+# organism preset says so).
+NEW_ATTACK_FAMILIES = ("split_intent", "indirect")
+# Context families whose reply writes the code word instead of the subject's name.
+CODE_WORD_REPLIES = frozenset({"split_intent", "codeword_answer"})
+
+
+def code_word_in(conversation_text: str) -> str | None:
+    """The code word ("the sunny broth") a conversation defined, if it holds one."""
+    for a in sorted(ALIASES, key=len, reverse=True):
+        if f"the {a}" in conversation_text:
+            return f"the {a}"
+    return None
