@@ -19,7 +19,8 @@ def world():
 def tiny_model_dir(tmp_path_factory, world) -> Path:
     """A barely trained tiny Llama with the organism's tokenizer: fast, for backend plumbing.
 
-    A few steps are enough for it to emit ordinary text rather than end-of-turn at once.
+    Enough steps for it to emit words rather than end-of-turn or runs of spaces (the
+    organism v2 corpus holds long conversations: 30 steps learnt only the spaces).
     """
     import torch
 
@@ -33,7 +34,7 @@ def tiny_model_dir(tmp_path_factory, world) -> Path:
                 batch_size=8)
     torch.manual_seed(0)
     model = build_model(p, tok)
-    train_phase(model, tok, world, "pretrain", p, steps=30, lr=3e-3, seed=0)
+    train_phase(model, tok, world, "pretrain", p, steps=200, lr=3e-3, seed=0)
     model.save_pretrained(d)
     tok.save_pretrained(d)
     return d
@@ -51,12 +52,14 @@ def organism_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def small_bundle_dir(tmp_path_factory) -> Path:
-    """A guard bundle trained on a small slice of the organism data (seconds): for the
-    guard, the gateway and the red team's guarded targets."""
+    """A guard bundle trained on a small slice of the organism data (under a minute): for
+    the guard, the gateway and the red team's guarded targets. Organism v2's benign
+    conversations name hazards by description and define aliases, so 40 records a category
+    calibrated the input threshold above every level's plain question; 80 flag most."""
     from swisscheese.recipes.organism.train import TrainConfig, train_bundle
 
     run = tmp_path_factory.mktemp("guard-run")
-    return train_bundle(run, heldout=("morse",), config=TrainConfig(n_per_category=40, augment=1))
+    return train_bundle(run, heldout=("morse",), config=TrainConfig(n_per_category=80, augment=2))
 
 
 @pytest.fixture(scope="session")
