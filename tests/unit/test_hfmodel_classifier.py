@@ -4,6 +4,7 @@ errors for bad directories, and its place in bundle training (no streaming twin)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -189,9 +190,14 @@ def test_bundle_training_needs_an_output_backend(bert_dir: Path, tmp_path: Path)
     cfg = TrainConfig(backend="hf-finetune", output_backend="ngram-stream",
                       model_dir=str(bert_dir))
     check_backend(cfg)
-    # The model goes to the input classifier only: the n-gram output takes none.
+    # The model goes to the input classifier only: the n-gram output takes none; the
+    # output reads the conversation (the organism's default, exchange) and the input
+    # classifier is not told about it.
     inp, out = backend_params(cfg, 3)
-    assert inp == {"seed": 3, "model_dir": str(bert_dir)} and out == {"seed": 3}
+    assert inp == {"seed": 3, "model_dir": str(bert_dir)}
+    assert out == {"seed": 3, "context": "exchange"}
+    reply_in, reply_out = backend_params(dataclasses.replace(cfg, output_context="reply"), 3)
+    assert reply_in == inp and reply_out == {"seed": 3}
     probe_in, probe_out = backend_params(TrainConfig(backend="probe", model_dir="m"), 0)
     assert probe_in["model_dir"] == probe_out["model_dir"] == "m"
 

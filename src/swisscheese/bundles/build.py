@@ -14,7 +14,12 @@ from swisscheese.bundles.bundle import (
     stream_max_score,
 )
 from swisscheese.bundles.record import TrainingRecord
-from swisscheese.classifiers.base import Conversation, StreamingClassifier, check_texts
+from swisscheese.classifiers.base import (
+    Classifier,
+    Conversation,
+    StreamingClassifier,
+    check_texts,
+)
 from swisscheese.classifiers.calibrate import threshold_for_fpr
 from swisscheese.classifiers.registry import get_classifier, streaming_twin
 from swisscheese.constitution import Constitution
@@ -79,31 +84,64 @@ def build_bundle(
 
     input_clf = get_classifier(backend, **dict(input_params or {}))
     input_clf.fit(train_texts, train_labels)
-    output_clf = get_classifier(out_name, **dict(output_params or {}))
-    if not isinstance(output_clf, StreamingClassifier):
-        raise ValueError(f"output backend {out_name!r} is not a streaming classifier")
-    exchange = output_clf.output_context == "exchange"
-    if exchange and (output_train_conversations is None or benign_output_conversations is None):
-        raise ValueError(f"output classifier {out_name!r} is an exchange classifier: it is "
-                         "fitted and calibrated on (conversation, reply) pairs; pass "
-                         "output_train_conversations and benign_output_conversations")
-    train_convs = (list(output_train_conversations) if output_train_conversations is not None
-                   else [None] * len(output_train_texts))
-    cal_convs = (list(benign_output_conversations) if benign_output_conversations is not None
-                 else [None] * len(calib_out))
-    if len(cal_convs) != len(calib_out) or len(train_convs) != len(output_train_texts):
-        raise ValueError("need one conversation per output text: "
-                         f"{len(train_convs)} for {len(output_train_texts)} training texts, "
-                         f"{len(cal_convs)} for {len(calib_out)} calibration texts")
-    output_clf.fit_exchanges(train_convs, output_train_texts, output_train_labels)
+    output_clf, train_convs, cal_convs = _fit_output(
+        out_name, output_params, output_train_texts, output_train_labels, calib_out,
+        output_train_conversations, benign_output_conversations)
 
     in_scores = input_clf.predict_proba(calib_in)
     t_in = calibrate(in_scores, target_fpr, "input")
     out_scores = np.array([stream_max_score(output_clf, t, c, stream_chunk_chars)
                            for c, t in zip(cal_convs, calib_out, strict=True)])
     t_out = calibrate(out_scores, target_fpr, "output")
+    metrics = _metrics(input_clf, output_clf, (t_in, t_out), (in_scores, out_scores),
+                       (train_texts, train_labels),
+                       (train_convs, output_train_texts, output_train_labels),
+                       stream_chunk_chars)
+    return GuardBundle(
+        version=version, constitution=constitution, input=input_clf, output=output_clf,
+        thresholds={"input": t_in, "output": t_out}, target_fpr=float(target_fpr),
+        training=training or TrainingRecord.manual(), metrics=metrics,
+        parent_version=parent_version, notes=notes, stream_chunk_chars=stream_chunk_chars)
 
-    # Detection on the harmful training texts: optimistic, but a quick sanity figure.
+
+def _fit_output(out_name: str, output_params: Mapping[str, Any] | None,
+                texts: Sequence[str], labels: Sequence[int] | np.ndarray,
+                calib_out: Sequence[str], train_conversations: Sequence[Conversation] | None,
+                calib_conversations: Sequence[Conversation] | None,
+                ) -> tuple[StreamingClassifier, list[Conversation], list[Conversation]]:
+    """The fitted output classifier, with each training and calibration reply's
+    conversation (None throughout for a reply-only classifier given none)."""
+    output_clf = get_classifier(out_name, **dict(output_params or {}))
+    if not isinstance(output_clf, StreamingClassifier):
+        raise ValueError(f"output backend {out_name!r} is not a streaming classifier")
+    exchange = output_clf.output_context == "exchange"
+    if exchange and (train_conversations is None or calib_conversations is None):
+        raise ValueError(f"output classifier {out_name!r} is an exchange classifier: it is "
+                         "fitted and calibrated on (conversation, reply) pairs; pass "
+                         "output_train_conversations and benign_output_conversations")
+    train_convs = (list(train_conversations) if train_conversations is not None
+                   else [None] * len(texts))
+    cal_convs = (list(calib_conversations) if calib_conversations is not None
+                 else [None] * len(calib_out))
+    if len(cal_convs) != len(calib_out) or len(train_convs) != len(texts):
+        raise ValueError("need one conversation per output text: "
+                         f"{len(train_convs)} for {len(texts)} training texts, "
+                         f"{len(cal_convs)} for {len(calib_out)} calibration texts")
+    output_clf.fit_exchanges(train_convs, texts, labels)
+    return output_clf, train_convs, cal_convs
+
+
+def _metrics(input_clf: Classifier, output_clf: StreamingClassifier,
+             thresholds: tuple[float, float], calib_scores: tuple[np.ndarray, np.ndarray],
+             input_train: tuple[Sequence[str], Sequence[int] | np.ndarray],
+             output_train: tuple[list[Conversation], Sequence[str], Sequence[int] | np.ndarray],
+             stream_chunk_chars: int) -> dict[str, Any]:
+    """Calibration FPRs and set sizes, and detection on the harmful training texts
+    (optimistic, but a quick sanity figure)."""
+    t_in, t_out = thresholds
+    in_scores, out_scores = calib_scores
+    train_texts, train_labels = input_train
+    train_convs, output_train_texts, output_train_labels = output_train
     in_pos = [t for t, y in zip(check_texts(train_texts), np.asarray(train_labels), strict=True)
               if y == 1]
     out_pos = [(c, t) for c, t, y in zip(train_convs, check_texts(output_train_texts),
@@ -111,17 +149,12 @@ def build_bundle(
     in_tpr = float(np.mean(input_clf.predict_proba(in_pos) >= t_in))
     out_tpr = float(np.mean([stream_max_score(output_clf, t, c, stream_chunk_chars) >= t_out
                              for c, t in out_pos]))
-    metrics: dict[str, Any] = {
+    return {
         "input": {"calibration_fpr": float(np.mean(in_scores >= t_in)),
-                  "calibration_n": len(calib_in), "train_n": len(train_texts),
+                  "calibration_n": len(in_scores), "train_n": len(train_texts),
                   "train_tpr": in_tpr},
         "output": {"kind": output_clf.output_context,
                    "calibration_fpr": float(np.mean(out_scores >= t_out)),
-                   "calibration_n": len(calib_out), "train_n": len(output_train_texts),
+                   "calibration_n": len(out_scores), "train_n": len(output_train_texts),
                    "train_tpr": out_tpr},
     }
-    return GuardBundle(
-        version=version, constitution=constitution, input=input_clf, output=output_clf,
-        thresholds={"input": t_in, "output": t_out}, target_fpr=float(target_fpr),
-        training=training or TrainingRecord.manual(), metrics=metrics,
-        parent_version=parent_version, notes=notes, stream_chunk_chars=stream_chunk_chars)

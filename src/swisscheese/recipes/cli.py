@@ -53,6 +53,13 @@ def split_options(recipe: Recipe, given: dict[str, Any]) -> tuple[Any, dict[str,
     return recipe.settings(**overrides), inputs
 
 
+def families_option(given: list[str] | None) -> tuple[str, ...] | None:
+    """A repeatable family option as the recipe reads it: None when not given (the
+    recipe's defaults, or with --data the data's own held-out families); 'none' drops out,
+    so `--heldout none` alone holds out nothing."""
+    return None if not given else tuple(h for h in given if h != "none")
+
+
 @classifier_app.command("train")
 def train(
     out: Annotated[Path, typer.Option("--out", help="Run directory: data/ and bundle/ go "
@@ -122,10 +129,7 @@ def train(
         "output_backend": output_backend,
         "model_dir": None if model_dir is None else str(model_dir),
         "datasets": datasets, "limit": limit, "output_context": output_context,
-        "input_heldout": None if not input_heldout else tuple(
-            h for h in input_heldout if h != "none"),
-        # No --heldout: the defaults (or, with --data, the data's own held-out families).
-        "heldout": None if not heldout else tuple(h for h in heldout if h != "none")})
+        "input_heldout": families_option(input_heldout), "heldout": families_option(heldout)})
     # Everything cheap to check is checked before a model is loaded or data generated.
     recipe.check(settings, inputs)
     if "responder" in inputs:
