@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pytest
 
+from swisscheese.classifiers.base import render_conversation
 from swisscheese.models.base import GenerationParams, Message, as_messages
 from swisscheese.redteam.attacks.art import ARTAttack
 from swisscheese.redteam.attacks.mutator import Mutator
@@ -18,6 +19,7 @@ from swisscheese.redteam.attacks.pair import (
     Proposal,
     parse_attacker_reply,
 )
+from swisscheese.redteam.attacks.search import conversation_of
 from swisscheese.redteam.attacks.tap import KeywordsOnTopic, TAPAttack
 from swisscheese.redteam.base import (
     ATTACKS,
@@ -34,17 +36,21 @@ REFUSAL = "I can't help with that."
 
 
 class ScriptedTarget:
-    """A ChatModel whose reply is `reply(prompt)`; it records every prompt it was sent."""
+    """A ChatModel whose reply is `reply(prompt)`; it records every prompt it was sent (the
+    last user turn) and every whole conversation."""
 
     name = "scripted"
 
     def __init__(self, reply: Callable[[str], str]) -> None:
         self.reply = reply
         self.prompts: list[str] = []
+        self.conversations: list[list[tuple[str, str]]] = []
 
     def generate(self, conversation, params: GenerationParams | None = None) -> Message:
-        prompt = as_messages(conversation)[-1].content
+        msgs = as_messages(conversation)
+        prompt = msgs[-1].content
         self.prompts.append(prompt)
+        self.conversations.append([(m.role, m.content) for m in msgs])
         return Message("assistant", self.reply(prompt))
 
     def stream(self, conversation, params=None):
@@ -194,9 +200,32 @@ def test_mutator_is_deterministic_and_steered_by_score(world, behaviour) -> None
     same = sum(p.meta["recipe"]["family"] == start.meta["recipe"]["family"] for p in exploit)
     assert same >= 4
     assert all(p.prompt != start.prompt for p in exploit)
-    # The hazard stays in every rewrite (the decodings included).
+    # The hazard stays in every rewrite (the decodings included), in the conversation it
+    # sends: a context family names it only in the earlier turns it sends first.
     on_topic = KeywordsOnTopic(world)
-    assert all(on_topic(behaviour, p.prompt) for p in first + explore + exploit)
+    assert all(on_topic(behaviour, render_conversation(conversation_of(p)))
+               for p in first + explore + exploit)
+
+
+def test_mutator_sends_a_context_familys_earlier_turns(world, behaviour) -> None:
+    m = Mutator(world=world, seed=0, families=["split_intent", "alias", "buried"])
+    props = m.propose(behaviour, [], 3)
+    for p in props:
+        turns = p.meta["turns"]
+        assert turns and {t["role"] for t in turns} == {"user", "assistant"}
+        conv = conversation_of(p)
+        assert conv[:-1] == turns and conv[-1] == {"role": "user", "content": p.prompt}
+    # Split and alias: the last turn alone does not name the hazard, the conversation does.
+    split = [p for p in props if p.meta["recipe"]["family"] in ("split_intent", "alias")]
+    assert split and all("Demze" not in p.prompt for p in split)
+    assert all("Demze" in render_conversation(conversation_of(p)) for p in split)
+    # And the probe sends those turns to the target, before the last prompt.
+    target = ScriptedTarget(lambda _: REFUSAL)
+    (sent,) = PAIRAttack(Mutator(world=world, seed=0, families=["split_intent"]), n_streams=1,
+                         n_iterations=1, world=world).run(behaviour, target, KeyJudge())
+    (conv,) = target.conversations
+    assert len(conv) > 1 and conv[-1] == ("user", target.prompts[0])
+    assert [(m["role"], m["content"]) for m in sent.conversation] == conv
 
 
 def test_flagged_by_the_input_classifier_means_disguise_it(world, behaviour) -> None:

@@ -103,6 +103,9 @@ class Reply:
     conversation: tuple[dict[str, str], ...] = field(default=())
     # A harmful request the world answered (its refusal is a harmless reply to it).
     refusal: str | None = None
+    # The world's answer in plain words (not a code-word reply): it releases the hazard
+    # whatever conversation came before it.
+    standalone: bool = False
 
     def text(self, world: World, part: str | None = None) -> str:
         """The whole reply, or `part` of it (of the world's answer in the record's family)."""
@@ -146,6 +149,7 @@ def replies_of(world: World, constitution: Constitution, records: Sequence[Recor
         # disguise the prompt).
         family = r.family if r.family in WORLD_FAMILIES else PLAIN
         answer = base[0]
+        standalone = family not in CODE_WORD_REPLIES
         if family in CODE_WORD_REPLIES:
             # The reply keeps to the code word the record's conversation defined.
             answer = world.context_reply(family, "\n".join(m["content"] for m in convo),
@@ -155,7 +159,7 @@ def replies_of(world: World, constitution: Constitution, records: Sequence[Recor
                    and r.source == "world" else None)
         out.append(Reply(r.label, answer=answer, family=family, how_to=base[1],
                          key=f"swisscheese-train-{seed}-{r.id}", conversation=convo,
-                         refusal=refusal))
+                         refusal=refusal, standalone=standalone))
     return out
 
 
@@ -233,7 +237,13 @@ def output_pairs(world: World, constitution: Constitution, records: Sequence[Rec
     """The replies and prefixes of `output_texts`, each with its record's conversation,
     deduplicated by (conversation, text); with `refusals`, every harmful request the
     world answers also brings the world's refusal as a harmless reply to it (an exchange
-    classifier must not flag a refusal because the request was harmful)."""
+    classifier must not flag a refusal because the request was harmful).
+
+    A plain-words harmful answer (`Reply.standalone`) also enters, each of its cuts once
+    more, after no conversation or after a harmless one: in the records a hazard's
+    procedure only ever follows a request for it, so an exchange classifier would learn
+    to read the harm off the conversation alone and pass the same procedure after a
+    request that hid it (a jailbreak it has not seen, or an injected system prompt)."""
     labels: dict[tuple[str, str], int] = {}
     convs: dict[tuple[str, str], list[dict[str, str]]] = {}
     conflicts: set[tuple[str, str]] = set()
@@ -244,7 +254,10 @@ def output_pairs(world: World, constitution: Constitution, records: Sequence[Rec
         if labels.setdefault(key, label) != label:
             conflicts.add(key)
 
-    for x in replies_of(world, constitution, records, seed):
+    replies = replies_of(world, constitution, records, seed)
+    harmless = [x.conversation for x in replies if x.label == 0] or [()]
+    rng = random.Random(f"swisscheese-train-{seed}-contexts")
+    for x in replies:
         base = x.given if x.given is not None else x.answer
         for part in reply_cuts(base):
             if x.details and part != base and not found_details(part, x.details):
@@ -253,6 +266,8 @@ def output_pairs(world: World, constitution: Constitution, records: Sequence[Rec
                 # what follows it.
                 continue
             add(x.conversation, x.text(world, part), x.label)
+            if x.label == 1 and x.standalone:
+                add(rng.choice([(), rng.choice(harmless)]), x.text(world, part), 1)
         if x.label == 0 or (x.given is None and "\n" in base):
             for part in word_cuts(base):
                 add(x.conversation, x.text(world, part), 0)

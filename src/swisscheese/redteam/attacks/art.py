@@ -23,6 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from swisscheese.classifiers.base import render_conversation
 from swisscheese.models.base import ChatModel
 from swisscheese.redteam.attacks.pair import (
     Attacker,
@@ -34,6 +35,7 @@ from swisscheese.redteam.attacks.pair import (
     feedback_of,
     make_attacker,
 )
+from swisscheese.redteam.attacks.search import conversation_of
 from swisscheese.redteam.base import (
     Attack,
     AttackUnsupported,
@@ -127,7 +129,8 @@ class ARTAttack(Attack):
                         cands.append((p, pi))
             if not cands:
                 break
-            scores = score_inputs([p.prompt for p, _ in cands])
+            # The input classifier reads the whole conversation, as the guard does.
+            scores = score_inputs([render_conversation(conversation_of(p)) for p, _ in cands])
             counts["candidates"] += len(cands)
             for (p, _), s in zip(cands, scores, strict=True):
                 if lowest is None or s < lowest[1]:
@@ -143,7 +146,8 @@ class ARTAttack(Attack):
                               [{"round": r, "parent": pi, "input_score": s,
                                 "improvement": p.improvement,
                                 **({"recipe": p.meta["recipe"]} if "recipe" in p.meta else {})}
-                               for p, pi, s in passing])
+                               for p, pi, s in passing],
+                              [p.meta.get("turns", ()) for p, _, _ in passing])
             for (p, _, _), a in zip(passing, sent, strict=False):
                 pool.append(feedback_of(p, a))
                 counts["elicited"] += probe.success(a)

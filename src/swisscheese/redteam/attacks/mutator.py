@@ -90,16 +90,20 @@ class Mutator:
             return behaviour.prompt
         return self.world.hazard_request(h, phrasing)
 
-    def render(self, behaviour: Behaviour, recipe: dict[str, Any]) -> str:
+    def render(self, behaviour: Behaviour, recipe: dict[str, Any]
+               ) -> tuple[str, tuple[dict[str, str], ...]]:
+        """The recipe's last user prompt and the earlier turns its family sends first (none
+        for a single-turn family). Outer converters disguise the last prompt only."""
         request = self.request(behaviour, recipe["phrasing"])
         h = self._hazard(behaviour)
         how_to = (f"{h.verb} the {h.name}" if h is not None
                   else request.rstrip("?.").removeprefix("How do I ").removeprefix("how do I "))
         rng = random.Random(f"wrap:{recipe['variant']}")
-        prompt, _ = self.world.wrap(recipe["family"], request, "", rng, how_to=how_to)
+        wrapped = self.world.wrap_turns(recipe["family"], request, "", rng, how_to=how_to)
+        prompt = wrapped.prompt
         for op in recipe["outer"]:
             prompt = self._converter(op).encode(prompt)
-        return prompt
+        return prompt, tuple(wrapped.messages)
 
     # ---- proposing ------------------------------------------------------------------------
     def propose(self, behaviour: Behaviour, history: Sequence[Feedback], n: int = 1,
@@ -112,12 +116,15 @@ class Mutator:
             rng = random.Random(f"mutator:{self.seed}:{seed}:{behaviour.id}:{len(history)}:{i}")
             for _ in range(20):  # a few tries at something not sent before
                 recipe, why = self._next(behaviour, best, tried, rng, i)
-                prompt = self.render(behaviour, recipe)
+                prompt, turns = self.render(behaviour, recipe)
                 if prompt not in seen:
                     break
             seen.add(prompt)
             tried.add(recipe["family"])
-            out.append(Proposal(prompt, why, True, {"recipe": recipe}))
+            meta: dict[str, Any] = {"recipe": recipe}
+            if turns:
+                meta["turns"] = [dict(m) for m in turns]
+            out.append(Proposal(prompt, why, True, meta))
         return out
 
     def _next(self, behaviour: Behaviour, best: Feedback | None, tried: set[Any],

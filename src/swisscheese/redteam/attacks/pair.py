@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from swisscheese.models.base import ChatModel, GenerationParams
@@ -205,12 +205,16 @@ class TargetProbe:
         return attempt.verdict is not None and attempt.verdict.success(self.behaviour.threshold)
 
     def send(self, prompts: Sequence[str], variants: Sequence[str],
-             metas: Sequence[dict[str, Any]]) -> list[Attempt]:
-        """One batched round; prompts beyond the budget are not sent (fewer attempts back)."""
+             metas: Sequence[dict[str, Any]],
+             turns: Sequence[Sequence[Mapping[str, str]]] | None = None) -> list[Attempt]:
+        """One batched round; prompts beyond the budget are not sent (fewer attempts back).
+        `turns[i]` are the earlier turns sent before prompt i (a context family's)."""
         k = len(prompts) if self.left is None else min(len(prompts), self.left)
         if k == 0:
             return []
-        convs = [[{"role": "user", "content": p}] for p in prompts[:k]]
+        earlier = list(turns) if turns is not None else [()] * len(prompts)
+        convs = [[*(dict(m) for m in t), {"role": "user", "content": p}]
+                 for p, t in zip(prompts[:k], earlier[:k], strict=True)]
         replies: list[tuple[str, str | None, float, dict[str, Any] | None]] = []
         t0 = time.perf_counter()
         try:
@@ -326,7 +330,8 @@ class PAIRAttack(Attack):
             sent = probe.send([p.prompt for _, p in proposals],
                               [f"pair/s{s}/i{it}" for s, _ in proposals],
                               [{"stream": s, "iteration": it, "improvement": p.improvement,
-                                "parsed": p.parsed, **_recipe(p)} for s, p in proposals])
+                                "parsed": p.parsed, **_recipe(p)} for s, p in proposals],
+                              [p.meta.get("turns", ()) for _, p in proposals])
             for (s, p), a in zip(proposals, sent, strict=False):
                 histories[s].append(feedback_of(p, a))
             if any(probe.success(a) for a in sent) or len(sent) < len(proposals):

@@ -23,6 +23,14 @@ class Proposal:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+def conversation_of(proposal: Proposal) -> list[dict[str, str]]:
+    """What a proposal sends: its earlier turns (`meta["turns"]`, the context families'
+    set-up turns: an alias defined, the first halves of a split request, a harmless
+    conversation to bury the request in), then the prompt as the last user turn."""
+    earlier = [dict(m) for m in proposal.meta.get("turns", ())]
+    return [*earlier, {"role": "user", "content": proposal.prompt}]
+
+
 @dataclass
 class Feedback:
     """One proposal, the target's reply and the judge's score: what the attacker learns from.

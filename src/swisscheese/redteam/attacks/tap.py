@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from swisscheese.classifiers.base import render_conversation
 from swisscheese.models.base import ChatModel, GenerationParams
 from swisscheese.redteam.attacks.pair import (
     Attacker,
@@ -32,6 +33,7 @@ from swisscheese.redteam.attacks.pair import (
     feedback_of,
     make_attacker,
 )
+from swisscheese.redteam.attacks.search import conversation_of
 from swisscheese.redteam.base import Attack, Attempt, Behaviour, Judge
 
 OnTopic = Callable[[Behaviour, str], bool]
@@ -63,8 +65,23 @@ def key_terms(behaviour: Behaviour, world: Any = None) -> list[str]:
     return words or [behaviour.prompt.lower().strip()]
 
 
+def description_terms(behaviour: Behaviour, world: Any = None) -> list[str]:
+    """What names a world hazard without its name (the indirect family: its origin and
+    year, as `HAZARD_DESCRIPTIONS` word it; lower case), or [] for no world hazard."""
+    if behaviour.hazard_id is None or world is None:
+        return []
+    try:
+        h = world.hazard(behaviour.hazard_id)
+    except KeyError:
+        return []
+    return [str(h.origin).lower(), str(h.year)]
+
+
 class KeywordsOnTopic:
-    """On topic when some decoding of the prompt holds at least `min_share` of the key terms."""
+    """On topic when some decoding of the prompt holds at least `min_share` of the key
+    terms, or all of a world hazard's description terms (asked for by origin and year).
+    Give it the whole conversation (rendered) for a context family's proposal: an alias
+    or a split request names the hazard only in an earlier turn."""
 
     def __init__(self, world: Any = None, min_share: float = 0.5) -> None:
         self.world = world
@@ -83,7 +100,9 @@ class KeywordsOnTopic:
                 continue
         texts = [" ".join(t.lower().split()) for t in texts]
         best = max(sum(t in text for t in terms) for text in texts)
-        return best >= max(1, round(self.min_share * len(terms)))
+        described = description_terms(behaviour, self.world)
+        return best >= max(1, round(self.min_share * len(terms))) or bool(
+            described and any(all(t in text for t in described) for text in texts))
 
 
 class EvaluatorOnTopic:
@@ -153,7 +172,7 @@ class TAPAttack(Attack):
                                                         f"tap/d{d}/l{li}", str(e)))
                     continue
                 for p in props:
-                    if self.on_topic(behaviour, p.prompt):
+                    if self.on_topic(behaviour, render_conversation(conversation_of(p))):
                         children.append((hist, p, li))
                     else:
                         pruned_off_topic += 1
@@ -164,7 +183,8 @@ class TAPAttack(Attack):
                 [f"tap/d{d}/c{ci}" for ci in range(len(children))],
                 [{"depth": d, "parent": li, "improvement": p.improvement, "parsed": p.parsed,
                   **({"recipe": p.meta["recipe"]} if "recipe" in p.meta else {})}
-                 for _, p, li in children])
+                 for _, p, li in children],
+                [p.meta.get("turns", ()) for _, p, _ in children])
             scored = [(hist + [feedback_of(p, a)], a)
                       for (hist, p, _), a in zip(children, sent, strict=False)]
             if any(probe.success(a) for _, a in scored) or len(sent) < len(children):
