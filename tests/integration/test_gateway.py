@@ -111,10 +111,12 @@ def flagged_request(bundle: GuardBundle, world) -> str:
 
 @pytest.fixture(scope="module")
 def hazard_answer(bundle: GuardBundle, world) -> str:
-    """A hazard procedure that the output layer flags somewhere along the way."""
+    """A hazard procedure that the output layer flags somewhere along the way, as the
+    reply to the harmless question the tests ask (the exchange classifier reads it)."""
+    asked = [{"role": "user", "content": "What is 2 plus 3?"}]
     for h in world.seen_hazards:
         text = h.answer()
-        if bundle.flag_output(bundle.output_score(text)):
+        if bundle.flag_output(bundle.output_score(text, asked)):
             return text
     pytest.fail("the small bundle flags no hazard answer")
 

@@ -204,8 +204,9 @@ def test_patch_with_responses_retrains_output(small_bundle_dir: Path, tmp_path: 
     new = load_bundle(tmp_path / "v2")
     assert report.output_retrained
     assert new.metrics["output"]["calibration_fpr"] <= bundle.target_fpr
-    assert all(new.output_score(r.response or "") >= new.thresholds["output"]
-               for r in reports)
+    # Each reply judged in the conversation that drew it (the exchange classifier's input).
+    assert all(new.output_score(r.response or "", [{"role": "user", "content": r.prompt}])
+               >= new.thresholds["output"] for r in reports)
 
 
 def test_unknown_form_is_perturbed_whole(small_bundle_dir: Path) -> None:
