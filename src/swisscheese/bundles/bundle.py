@@ -117,6 +117,8 @@ def stream_max_score(classifier: StreamingClassifier, text: str,
     state = classifier.start(conversation)
     for i in range(0, len(text), chunk_chars):
         state, _ = classifier.update(state, text[i:i + chunk_chars])
+    if text:
+        state, _ = classifier.finish(state)
     return float(state.max_score)
 
 

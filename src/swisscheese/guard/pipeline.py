@@ -136,10 +136,27 @@ class GuardSession:
         """End of the reply: the held tail, already scored ("" when blocked)."""
         tail = ""
         if not self.decision.blocked and self._stream is not None:
-            tail, _ = self._stream.flush()
-            self.decision.released_chars += len(tail)
+            tail = self._flush(self._stream)
         self.decision.latency_ms["output"] = self._ms(self._output_s)
         self.decision.latency_ms["total"] = self._ms(time.perf_counter() - self._t0)
+        return tail
+
+    def _flush(self, stream: StreamGuard) -> str:
+        """The held tail, once the output layer has read all of it (a backend that
+        scores in chunks reads its last one here, and may still block)."""
+        t = time.perf_counter()
+        try:
+            tail, blocked = stream.flush()
+        except Exception as e:  # noqa: BLE001 - fail closed on any classifier failure
+            self._block("error", f"output layer: {type(e).__name__}: {e}")
+            return ""
+        finally:
+            self._output_s += time.perf_counter() - t
+            self.decision.output_score = stream.max_score
+        if blocked:
+            self._block("output")
+            return ""
+        self.decision.released_chars += len(tail)
         return tail
 
     def fail(self, error: BaseException) -> None:
@@ -232,7 +249,11 @@ def guarded_deltas(session: GuardSession, deltas: Iterator[str],
                 yield StreamEvent(BLOCKED, delta)
                 return
             yield StreamEvent(DELTA, delta, out)
-        yield StreamEvent(END, released=session.finish())
+        tail = session.finish()
+        if session.decision.blocked:  # the last chunk, read at the end, crossed the line
+            yield StreamEvent(BLOCKED)
+            return
+        yield StreamEvent(END, released=tail)
     except Exception as e:
         session.fail(e)
         raise
