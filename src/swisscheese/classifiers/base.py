@@ -154,6 +154,13 @@ class StreamingClassifier(ABC):
         that score every delta."""
         return 0
 
+    def prefetch(self, replies: Sequence[str], conversations: Sequence[Conversation],
+                 chunk_chars: int) -> None:
+        """A hint before many replies are streamed in pieces of `chunk_chars` characters
+        (calibration, evaluation): a backend may compute what those streams will need in
+        batches. It never changes a score; a no-op by default."""
+        return None
+
     def finish(self, state: StreamState) -> tuple[StreamState, float]:
         """End of the reply: score what is still pending; returns (state, score of the
         whole reply). A no-op for backends that score every delta."""
@@ -175,8 +182,9 @@ class CategoryScorer(ABC):
     request it carries). A guard bundle may hold one beside its input classifier; the
     bundle's categories then come with every verdict.
 
-    `fit(texts, labels, categories)` takes an (n, k) 0/1 matrix whose column j says
-    whether a text belongs to category `categories[j]`; `predict_proba` returns (n, k).
+    `fit(texts, labels, categories)` takes an (n, k) matrix whose column j says whether a
+    text belongs to category `categories[j]` (1), does not (0), or is not known to (-1: the
+    text is left out of that category's head); `predict_proba` returns (n, k).
     Saved directories follow the classifiers' convention (config.json naming the
     registered scorer), so `registry.load_category_scorer` picks the class.
     """
@@ -205,7 +213,8 @@ class CategoryScorer(ABC):
 
 def check_category_labels(labels: np.ndarray | Sequence[Sequence[int]], n: int,
                           categories: Sequence[str]) -> np.ndarray:
-    """An (n, k) 0/1 int matrix with k = len(categories), names unique and non-empty."""
+    """An (n, k) int matrix of 1, 0 and -1 (unknown) with k = len(categories), names
+    unique and non-empty."""
     names = list(categories)
     if not names or len(set(names)) != len(names) or not all(
             isinstance(c, str) and c for c in names):
@@ -214,6 +223,6 @@ def check_category_labels(labels: np.ndarray | Sequence[Sequence[int]], n: int,
     if y.shape != (n, len(names)):
         raise ValueError(f"need an ({n}, {len(names)}) label matrix (texts x categories), "
                          f"got shape {y.shape}")
-    if not np.isin(y, (0, 1)).all():
-        raise ValueError("category labels must be 0 or 1")
+    if not np.isin(y, (-1, 0, 1)).all():
+        raise ValueError("category labels must be 1, 0 or -1 (unknown)")
     return y.astype(np.int64)

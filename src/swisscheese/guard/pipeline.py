@@ -57,6 +57,9 @@ class Decision:
     bundle_version: int | None = None
     released_chars: int = 0
     latency_ms: dict[str, float] = field(default_factory=dict)
+    # Per-category input scores (category id -> score) where the bundle has a category
+    # scorer; None otherwise.
+    categories: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,8 +95,11 @@ class GuardSession:
         t = time.perf_counter()
         try:
             if bundle is not None and self.guard.input_layer:
-                score = float(bundle.input_scores([render_conversation(self.messages)])[0])
+                text = render_conversation(self.messages)
+                score = float(bundle.input_scores([text])[0])
                 self.decision.input_score = score
+                if bundle.categories is not None:
+                    self.decision.categories = bundle.category_scores([text])[0]
                 if bundle.flag_input(score):
                     self._block("input")
             if not self.decision.blocked and bundle is not None and self.guard.output_layer:

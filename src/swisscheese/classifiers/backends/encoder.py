@@ -471,6 +471,26 @@ class EncoderExchangeClassifier(_EncoderBase, StreamingClassifier):
     def pending_chars(self, state: StreamState) -> int:
         return self._state(state).unread_chars
 
+    def prefetch(self, replies: Sequence[str], conversations: Sequence[Conversation],
+                 chunk_chars: int) -> None:
+        """Embed, in batches, every window that streaming these replies in pieces of
+        `chunk_chars` characters will read (and each conversation): the streams then
+        find them in the encoder's cache. Same scores, several times sooner than one
+        window at a time."""
+        windows: list[str] = []
+        for reply in replies:
+            tail, unread = "", 0
+            for i in range(0, len(reply), chunk_chars):
+                delta = reply[i:i + chunk_chars]
+                tail = (tail + delta)[-self.tail_chars:]
+                unread += max(1, self.encoder.count_tokens(delta)) if delta.strip() else 0
+                if unread >= self.config.chunk_tokens:
+                    windows.append(tail)
+                    unread = 0
+            windows.append(tail)
+        self._embed(windows, self.config.window_tokens, "tail")
+        self._contexts(len(conversations), conversations)
+
     def finish(self, state: StreamState) -> tuple[StreamState, float]:
         s = self._state(state)
         if s.unread_chars:
@@ -498,12 +518,12 @@ class EncoderCategoryScorer(CategoryScorer):
             categories: Sequence[str]) -> Self:
         texts = check_texts(texts)
         y = check_category_labels(labels, len(texts), categories)
-        empty = [c for c, n in zip(categories, y.sum(0), strict=True) if n == 0]
+        empty = [c for c, n in zip(categories, (y == 1).sum(0), strict=True) if n == 0]
         if empty:
             raise ValueError(f"no training text of categor{'y' if len(empty) == 1 else 'ies'}"
                              f" {', '.join(empty)}")
         clf = self.clf
-        clf.prepare_encoder(texts, y.max(1))
+        clf.prepare_encoder(texts, (y == 1).any(1).astype(np.int64))
         x = clf.embeddings(texts)
         rng = np.random.default_rng(clf.config.seed)
         coefs, icpts = [], []
