@@ -52,12 +52,16 @@ def _sources(texts: BenignTexts, which: str) -> dict[str, list[str]]:
     return groups
 
 
-def calibrate_sources(scores: Mapping[str, np.ndarray], target_fpr: float,
-                      which: str) -> tuple[float, dict[str, float]]:
+def calibrate_sources(scores: Mapping[str, np.ndarray], target_fpr: float, which: str,
+                      source_fpr: Mapping[str, float] | None = None
+                      ) -> tuple[float, dict[str, float]]:
     """The smallest threshold with FPR <= target_fpr on every benign source at once (the
-    largest of the per-source thresholds), and the FPR it gives on each source: a mix
-    of sources is calibrated so that no one of them pays for the others."""
-    t = max(calibrate(v, target_fpr, f"{which} ({k})") for k, v in scores.items())
+    largest of the per-source thresholds; `source_fpr` may give a source a target of
+    its own), and the FPR it gives on each source: a mix of sources is calibrated so
+    that no one of them pays for the others."""
+    goals = dict(source_fpr or {})
+    t = max(calibrate(v, goals.get(k, target_fpr), f"{which} ({k})")
+            for k, v in scores.items())
     return t, {k: float(np.mean(v >= t)) for k, v in scores.items()}
 
 
@@ -112,6 +116,7 @@ def build_bundle(
     output_conversations: Sequence[Conversation] | None = None,
     benign_output_conversations: Sequence[Conversation] | None = None,
     categories: Categories | None = None,
+    source_fpr: Mapping[str, float] | None = None,
 ) -> GuardBundle:
     """Fit both classifiers, calibrate their thresholds on benign traffic, and bundle them.
 
@@ -122,7 +127,8 @@ def build_bundle(
     on the benign calibration set is <= `target_fpr`; for the output, on the cumulative-max
     streaming score (each benign reply after its `benign_output_conversations` entry).
     `benign_calibration_texts` may map source names to texts: the input threshold then
-    keeps every source at the target (see `calibrate_sources`). The calibration texts
+    keeps every source at the target, or at its own in `source_fpr` (see
+    `calibrate_sources`). The calibration texts
     should be held out of training, or the FPR will be optimistic. `categories` adds a
     per-category scorer fitted on the input training texts. `metrics` records the achieved
     calibration FPRs (per source) and set sizes and the detection rate on the harmful
@@ -147,7 +153,7 @@ def build_bundle(
         categories.names)
 
     in_scores = {k: input_clf.predict_proba(v) for k, v in calib_in.items()}
-    t_in, in_fpr = calibrate_sources(in_scores, target_fpr, "input")
+    t_in, in_fpr = calibrate_sources(in_scores, target_fpr, "input", source_fpr)
     convs = benign_output_conversations or [None] * len(calib_out)
     output_clf.prefetch(calib_out, convs, stream_chunk_chars)
     out_scores = np.array([stream_max_score(output_clf, t, c, stream_chunk_chars)

@@ -191,6 +191,11 @@ class Encoder:
         self._cache: OrderedDict[tuple[str, int, str], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
+    def clear_cache(self) -> None:
+        """Forget every cached embedding (a timing must not read the cache)."""
+        with self._lock:
+            self._cache.clear()
+
     def ids(self, text: str) -> list[int]:
         """Token ids of `text` without special tokens."""
         if not text:

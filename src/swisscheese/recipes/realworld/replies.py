@@ -54,6 +54,7 @@ TEST_REFUSALS = (
     "No, I won't do that, but I'm happy to help with something else.",
 )
 ALPACA_EXCHANGES = 3000  # harmless Alpaca exchanges learned (a seeded sample)
+CALIBRATION_EXCHANGES = 1000  # per calibration source: each reply is streamed in chunks
 
 _IMPERATIVE = re.compile(r"^(write|create|generate|compose|give|provide|develop|design|draft|"
                          r"produce|make|list|suggest|describe|outline|explain|teach|"
@@ -140,7 +141,8 @@ def output_calibration(data: RealWorldData, seed: int) -> Exchanges:
     rng = random.Random(f"swisscheese-realworld-replies-cal-{seed}")
     ex = Exchanges()
     for source in ("alpaca", "xstest_safe"):
-        for i, req in enumerate(data.calibration_by_source.get(source, [])[:1500]):
+        for i, req in enumerate(data.calibration_by_source.get(source, [])[
+                :CALIBRATION_EXCHANGES]):
             ex.add(_complied(rng, req, "", CONTINUATIONS), 0, req)
             if i % 10 == 0:
                 ex.add(rng.choice(REFUSALS), 0, req)
@@ -171,7 +173,7 @@ def output_test_sets(data: RealWorldData, seed: int) -> dict[str, tuple[Exchange
     build("jbb_benign", 0, list(zip(data.test_jbb_benign, data.test_jbb_benign_targets,
                                     strict=True)))
     build("xstest_safe", 0, [(q, "") for q in data.test_xstest_safe])
-    build("alpaca", 0, [(q, "") for q in data.test_benign[:500]])
+    build("alpaca", 0, [(q, "") for q in data.test_benign[:400]])
     build("refusals_to_harmful", 0, jbb + adv, refuse=True)
     emails = Exchanges()
     for email, answer in data.test_email_answers:

@@ -27,6 +27,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from swisscheese.bundles import (
     BundleError,
@@ -68,6 +69,10 @@ OUTPUT_TRAINED_ON = (
     "by content-free compliance templates, against the same shape of answer to harmless "
     "requests, BIPIA reference answers and refusals; no model replies")
 CATEGORY_THRESHOLD = 0.5
+# XSTest's safe prompts are built to look unsafe; the goal for them is a 5% flag rate, not
+# ordinary traffic's 1%, so their calibration third is held to 3% (a margin below 5%)
+# while Alpaca and the e-mails are held to the bundle's target.
+SOURCE_FPR = {"xstest_safe": 0.03}
 
 
 def realworld_constitution() -> Constitution:
@@ -139,7 +144,22 @@ def fit_realworld(data: RealWorldData, cfg: RealWorldConfig, held: list[str], se
         notes=f"recipe realworld: public datasets, backend {backend}, limit {cfg.limit}",
         training=record, output_conversations=out_train.conversations,
         benign_output_conversations=out_cal.conversations, categories=cats,
-        stream_chunk_chars=STREAM_CHUNK_CHARS)
+        stream_chunk_chars=STREAM_CHUNK_CHARS,
+        source_fpr={k: max(v, target_fpr) for k, v in SOURCE_FPR.items()})
+
+
+def _cached_encoder(cfg: RealWorldConfig, embed_cache: str | os.PathLike[str] | None
+                    ) -> Any:
+    """The shared encoder of an encoder-backed recipe, its cache filled from
+    `embed_cache`; None for other backends or without a cache file."""
+    if embed_cache is None or not cfg.backend.startswith("encoder"):
+        return None
+    from swisscheese.classifiers.backends.encoder_model import encoder_for
+
+    params = dict(cfg.input_params)
+    enc = encoder_for(str(params.get("model_dir", "")), params.get("model_sha256") or None)
+    enc.load_cache(Path(embed_cache))
+    return enc
 
 
 def train_realworld(
@@ -152,8 +172,12 @@ def train_realworld(
     seed: int = 0,
     overwrite: bool = False,
     progress: Progress | None = None,
+    embed_cache: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Train, calibrate and evaluate the realworld bundle; save it to `out/bundle`."""
+    """Train, calibrate and evaluate the realworld bundle; save it to `out/bundle`.
+    `embed_cache` (a .npz file) keeps the encoder's embeddings between runs, so a rerun
+    with other heads or thresholds does not embed the same texts again; the figures are
+    the same with or without it."""
     cfg = config or RealWorldConfig()
     held = list(DEFAULT_HELDOUT if heldout is None else heldout)
     augment_converters(held)  # unknown names fail before any work
@@ -165,12 +189,15 @@ def train_realworld(
     step(progress, "read datasets", 0, 1)
     data = load_realworld(d, limit=cfg.limit, seed=seed)
     step(progress, "read datasets", 1, 1)
+    encoder = _cached_encoder(cfg, embed_cache)
     step(progress, "fit and calibrate", 0, 1)
     bundle = fit_realworld(data, cfg, held, seed, target_fpr, _record(cfg, held, seed, d, data))
     step(progress, "fit and calibrate", 1, 1)
     step(progress, "evaluate", 0, 1)
     bundle.metrics["realworld"] = evaluate_realworld(bundle, data, held, seed)
     step(progress, "evaluate", 1, 1)
+    if encoder is not None and embed_cache is not None:
+        encoder.save_cache(Path(embed_cache))
     step(progress, "save", 0, 1)
     save_bundle(bundle, bundle_dir, overwrite=overwrite)
     step(progress, "save", 1, 1)
