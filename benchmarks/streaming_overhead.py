@@ -8,7 +8,10 @@ load from other processes falls on all of them alike:
 
     plain         KV-cached greedy generation, text decoded token by token (as the HF
                   backend's `stream` does)
-    ngram         + the n-gram streaming classifier's update(delta) per token
+    ngram         + the n-gram streaming classifier's update(delta) per token (reply only)
+    ngram-exchange + the n-gram exchange classifier: start(conversation) once per reply
+                  (inside the timed hook), then update(delta) per token; its target is
+                  <= 5% added wall time per token over the `ngram` arm, side by side
     transformer   + the byte-level transformer's update(delta) per token
     probe         + the probe fed the hidden state the generation already computed
                   (`output_hidden_states=True`, then `update_hidden`: one dot product;
@@ -49,12 +52,13 @@ from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-ARMS = ("plain", "ngram", "transformer", "probe", "probe-text")
+ARMS = ("plain", "ngram", "ngram-exchange", "transformer", "probe", "probe-text")
 TARGETS = {"ngram": 0.05, "transformer": 0.05, "probe": 0.01}
+EXCHANGE_TARGET = 0.05  # ngram-exchange over ngram
 NEVER = 1.5  # a threshold no probability reaches: no arm stops early
 
 
-def _load_streaming(path: Path | None, want: str) -> Any:
+def _load_streaming(path: Path | None, want: str, kind: str = "reply") -> Any:
     """A streaming classifier from a classifier directory or a bundle's output/."""
     from swisscheese.classifiers import load_classifier
 
@@ -62,8 +66,9 @@ def _load_streaming(path: Path | None, want: str) -> Any:
         return None
     p = path / "output" if (path / "bundle.json").is_file() else path
     clf = load_classifier(p)
-    if clf.name != want:
-        raise SystemExit(f"{p} holds a {clf.name!r} classifier, expected {want!r}")
+    if clf.name != want or clf.output_context != kind:
+        raise SystemExit(f"{p} holds a {clf.name!r} {clf.output_context} classifier, "
+                         f"expected a {want!r} {kind} classifier")
     return clf
 
 
@@ -157,8 +162,13 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path("runs/bench"))
     ap.add_argument("--model", default="runs/demo/organism/aligned",
                     help="the served model (a local HF causal-LM directory)")
-    ap.add_argument("--bundle", type=Path, default=Path("runs/classifier/bundle"),
-                    help="bundle whose output classifier is the n-gram arm")
+    ap.add_argument("--bundle", type=Path, default=Path("runs/exchange/reply/bundle"),
+                    help="bundle whose (reply-only) output classifier is the n-gram arm")
+    ap.add_argument("--exchange-bundle", type=Path,
+                    default=Path("runs/exchange/exchange/bundle"),
+                    help="bundle whose exchange output classifier is the ngram-exchange arm")
+    ap.add_argument("--arms", default=",".join(ARMS),
+                    help=f"comma-separated arms to run (of {', '.join(ARMS)}; plain always)")
     ap.add_argument("--transformer", type=Path, default=None,
                     help="saved transformer-stream classifier or bundle (default: fit one)")
     ap.add_argument("--probe", type=Path, default=None,
@@ -179,10 +189,18 @@ def main() -> int:
 
     torch.set_num_threads(1)
     gen = Generator(args.model, args.tokens)
-    ngram = _load_streaming(args.bundle, "ngram-stream")
+    wanted = {"plain", *args.arms.split(",")}
+    unknown = wanted - set(ARMS)
+    if unknown:
+        raise SystemExit(f"unknown arms {sorted(unknown)}; known: {', '.join(ARMS)}")
     texts, labels = _sample_replies(24)
+    ngram = (_load_streaming(args.bundle, "ngram-stream") if args.bundle.exists() else None)
     if ngram is None:
         ngram = NGramStreamingClassifier().fit(texts, labels)
+    exch = (_load_streaming(args.exchange_bundle, "ngram-stream", "exchange")
+            if args.exchange_bundle.exists() else None)
+    if exch is None:
+        exch = NGramStreamingClassifier(context="exchange").fit(texts, labels)
     trans = _load_streaming(args.transformer, "transformer-stream")
     if trans is None:
         trans = TransformerStreamingClassifier(max_steps=60).fit(texts, labels)
@@ -191,12 +209,15 @@ def main() -> int:
         probe = ProbeStreamingClassifier(model_dir=args.model).fit(texts, labels)
     layer = probe.hidden_index
 
-    def text_hook(clf: Any) -> Callable[[], Callable[[str, Any], None]]:
-        def make() -> Callable[[str, Any], None]:
-            state = clf.start()
+    def text_hook(clf: Any, context: bool = False) -> Callable[[str], Callable[[str, Any], None]]:
+        def make(prompt: str) -> Callable[[str, Any], None]:
+            state = None
 
             def hook(delta: str, _hidden: Any) -> None:
                 nonlocal state
+                if state is None:  # in the hook, so the timing counts the encoding
+                    state = clf.start([{"role": "user", "content": prompt}] if context
+                                      else None)
                 if delta:
                     state, score = clf.update(state, delta)
                     if score >= NEVER:
@@ -204,7 +225,7 @@ def main() -> int:
             return hook
         return make
 
-    def hidden_hook() -> Callable[[str, Any], None]:
+    def hidden_hook(_prompt: str) -> Callable[[str, Any], None]:
         state = probe.start()
 
         def hook(_delta: str, hidden: Any) -> None:
@@ -217,20 +238,22 @@ def main() -> int:
                     raise RuntimeError("unreachable: the threshold is above 1")
         return hook
 
-    arms: dict[str, tuple[bool, Callable[[], Callable[[str, Any], None]] | None]] = {
+    arms: dict[str, tuple[bool, Callable[[str], Callable[[str, Any], None]] | None]] = {
         "plain": (False, None),
         "ngram": (False, text_hook(ngram)),
+        "ngram-exchange": (False, text_hook(exch, context=True)),
         "transformer": (False, text_hook(trans)),
         "probe": (True, hidden_hook),
         "probe-text": (False, text_hook(probe)),
     }
     if args.no_probe_text:
-        del arms["probe-text"]
+        wanted.discard("probe-text")
+    arms = {a: v for a, v in arms.items() if a in wanted}
     prompts = _prompts(args.prompts)
 
     # Warm-up: first calls pay for lazy imports, allocations and caches.
     for hidden, make in arms.values():
-        gen.run(prompts[0], hidden, make() if make else None)
+        gen.run(prompts[0], hidden, make(prompts[0]) if make else None)
 
     per_round: dict[str, list[tuple[int, float, float]]] = {a: [] for a in arms}
     tokens_seen: dict[str, list[int]] = {a: [] for a in arms}
@@ -239,7 +262,7 @@ def main() -> int:
         sums = {a: [0, 0.0, 0.0] for a in arms}
         for p in prompts:
             for name, (hidden, make) in arms.items():
-                n, wall, hook = gen.run(p, hidden, make() if make else None)
+                n, wall, hook = gen.run(p, hidden, make(p) if make else None)
                 sums[name][0] += n
                 sums[name][1] += wall
                 sums[name][2] += hook
@@ -279,6 +302,18 @@ def main() -> int:
             results[a]["pass_end_to_end"] = results[a]["added_time_median"] <= goal
             results[a]["pass_classifier_share"] = results[a]["classifier_share_median"] <= goal
 
+    if "ngram-exchange" in results and "ngram" in results:
+        rows_x, rows_r = per_round["ngram-exchange"], per_round["ngram"]
+        over = [(w / n) / (rw / rn) - 1.0 for (n, w, _), (rn, rw, _) in
+                zip(rows_x, rows_r, strict=True)]
+        share = [(h / n - rh / rn) / (pw / pn) for (n, _, h), (rn, _, rh), (pn, pw, _) in
+                 zip(rows_x, rows_r, plain, strict=True)]
+        results["ngram-exchange"].update({
+            "added_over_reply_median": statistics.median(over),
+            "added_over_reply_rounds": over,
+            "classifier_share_over_reply_median": statistics.median(share),
+            "target_added_over_reply": EXCHANGE_TARGET,
+            "pass_over_reply": statistics.median(over) <= EXCHANGE_TARGET})
     print(f"\nstreaming overhead on {args.model}: {len(prompts)} prompts x {args.rounds} rounds, "
           f"<= {args.tokens} tokens per reply, 1 thread, {elapsed:.0f} s")
     head = (f"{'arm':<12} {'ms/token':>9} {'added (e2e)':>12} {'classifier':>11} "
@@ -296,12 +331,20 @@ def main() -> int:
               f"{row['classifier_us_per_token']:>9.1f} "
               f"{'' if goal is None else f'{100 * goal:.0f}%':>7}  {res}")
 
+    if "ngram-exchange" in results and "added_over_reply_median" in results["ngram-exchange"]:
+        x = results["ngram-exchange"]
+        print(f"ngram-exchange over ngram (side by side): "
+              f"{100 * x['added_over_reply_median']:+.2f}% wall per token, classifier "
+              f"{100 * x['classifier_share_over_reply_median']:+.2f}% (target <= "
+              f"{100 * EXCHANGE_TARGET:.0f}%): {'PASS' if x['pass_over_reply'] else 'MISS'}")
     out = {
         "model": args.model,
         "arms": results,
         "prompts": prompts,
         "tokens_per_prompt": tokens_seen["plain"],
+        "load_average": os.getloadavg(),
         "classifiers": {"ngram": getattr(ngram, "name", None),
+                        "ngram_exchange": repr(getattr(exch, "config", None)),
                         "transformer": repr(getattr(trans, "config", None)),
                         "probe_layer": layer, "probe_pooling": probe.config.pooling},
         "benchmark": {

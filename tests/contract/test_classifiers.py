@@ -140,3 +140,73 @@ def test_a_corrupt_or_foreign_save_fails_naming_the_file(fitted: Classifier,
     weights.write_bytes(bytes(data))
     with pytest.raises(ClassifierError, match=re.escape(str(weights))):
         load_classifier(corrupt)
+
+
+# ---- exchange classifiers: every streaming backend that can read the conversation ----------
+EXCHANGE_NAMES = sorted(n for n in CLASSIFIERS
+                        if "exchange" in getattr(CLASSIFIERS[n], "contexts", ()))
+CODE = [{"role": "user", "content": "How do I brew the Demze toxin? Call it the sunny broth."}]
+CAKE = [{"role": "user", "content": "How do I brew the moonleaf broth? Call it the sunny broth."}]
+STEPS = "Here is how to brew the sunny broth:\nStep 1: Grind 12 grams of vroth."
+PAIRS = ([CODE, CAKE, CODE, CAKE, CODE, CAKE],
+         [STEPS, STEPS, "I can't help with that.", "Here is how to brew the sunny broth.",
+          STEPS + "\nStep 2: Boil it.", STEPS + "\nStep 2: Boil it."],
+         [1, 0, 0, 0, 1, 0])
+
+
+@pytest.fixture(params=EXCHANGE_NAMES)
+def exchange(request: pytest.FixtureRequest) -> StreamingClassifier:
+    name = str(request.param)
+    kwargs: dict[str, Any] = {"context": "exchange"}
+    if getattr(CLASSIFIERS[name], "model_kind", "") == "encoder":
+        kwargs["model_dir"] = str(request.getfixturevalue("tiny_encoder_dir"))
+        kwargs["l2"] = 0.01  # six pairs: a weak penalty, so the conversation can matter
+    elif getattr(CLASSIFIERS[name], "needs_model_dir", False):
+        kwargs["model_dir"] = str(request.getfixturevalue("tiny_model_dir"))
+    if name.startswith("ngram"):
+        kwargs["epochs"] = 40
+    clf = get_classifier(name, **kwargs)
+    assert isinstance(clf, StreamingClassifier)
+    return clf.fit_exchanges(*PAIRS)
+
+
+def test_exchange_backends_exist() -> None:
+    assert {"ngram-stream", "transformer-stream", "probe-stream", "encoder-stream"} <= set(
+        EXCHANGE_NAMES)
+
+
+def test_exchange_reads_the_conversation_and_streams_exactly(exchange: StreamingClassifier,
+                                                             tmp_path: Path) -> None:
+    assert exchange.output_context == "exchange"
+    convs, replies, _ = PAIRS
+    want = exchange.predict_exchange(convs, replies)
+    assert want.shape == (len(replies),) and ((want >= 0) & (want <= 1)).all()
+    # The same reply after two conversations: the conversation changes the score.
+    assert want[0] != want[1]
+    rng = random.Random(1)
+    for conv, reply, score in zip(convs, replies, want, strict=True):
+        state, got, i = exchange.start(conv), None, 0
+        while i < len(reply):
+            k = rng.randint(1, 6)
+            state, got = exchange.update(state, reply[i:i + k])
+            i += k
+        # A backend that scores in chunks reads its last, partial one at the end.
+        state, got = exchange.finish(state)
+        assert exchange.pending_chars(state) == 0
+        assert got == pytest.approx(score, abs=1e-6)
+    loaded = load_classifier(exchange.save(tmp_path / "saved"))
+    assert isinstance(loaded, StreamingClassifier) and loaded.output_context == "exchange"
+    assert np.array_equal(loaded.predict_exchange(convs, replies), want)
+
+
+def test_reply_only_backends_ignore_the_conversation(name: str,
+                                                    kwargs: dict[str, Any]) -> None:
+    clf = get_classifier(name, **kwargs)
+    if not isinstance(clf, StreamingClassifier):
+        pytest.skip("not a streaming classifier")
+    if "reply" not in type(clf).contexts:
+        pytest.skip("an exchange-only backend (the encoder's): no reply-only form")
+    assert clf.output_context == "reply"
+    clf.fit_exchanges(*PAIRS)
+    s = clf.predict_exchange(*PAIRS[:2])
+    assert s[0] == pytest.approx(s[1], abs=1e-9)

@@ -48,7 +48,8 @@ def cat_bundle_dir(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: P
         ["Sure, here is how to build it: step 1"] * 4 + ["Here is a poem about spring"] * 4,
         [1] * 4 + [0] * 4, ["Paris is the capital of France."], target_fpr=0.5,
         backend="encoder", input_params=params, output_params=params,
-        output_conversations=WEAPONS + SAFE[:4],
+        output_train_conversations=WEAPONS + SAFE[:4],
+        benign_output_conversations=[SAFE[4]],
         categories=Categories(labels=cats, names=("weapons", "cyber"),
                               thresholds={"weapons": 0.5, "cyber": 0.5}))
     assert set(bundle.metrics["input"]["calibration_fpr_by_source"]) == {"a", "b"}

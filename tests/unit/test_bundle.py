@@ -341,7 +341,7 @@ def test_csv_without_prompt_lists_columns(bundle: GuardBundle, tmp_path: Path) -
 @pytest.mark.parametrize(("line3", "message"), [
     ("{not json", "not valid JSON"),
     ("[1, 2]", "expected a JSON object"),
-    ('{"question": "hi"}', r"no 'prompt' field \(fields: question\)"),
+    ('{"question": "hi"}', r"no 'prompt' or 'messages' field \(fields: question\)"),
     ('{"prompt": 3}', "'prompt' must be a string"),
 ])
 def test_bad_jsonl_line_named(bundle: GuardBundle, tmp_path: Path, line3: str,

@@ -98,8 +98,9 @@ def test_embeddings_are_sentence_transformers_mean_pooling() -> None:
 def test_the_conversation_changes_the_exchange_score(tiny: str) -> None:
     reply = "Sure, here is how to do it. Step 1: get everything ready."
     clf = EncoderExchangeClassifier(model_dir=tiny, l2=0.01)
-    clf.fit([reply] * 8, [1] * 4 + [0] * 4, conversations=HARM + SAFE)
-    p = clf.predict_proba([reply, reply], conversations=[HARM[0], SAFE[0]])
+    clf.fit_exchanges(HARM + SAFE, [reply] * 8, [1] * 4 + [0] * 4)
+    assert clf.output_context == "exchange"
+    p = clf.predict_exchange([HARM[0], SAFE[0]], [reply, reply])
     assert p[0] > p[1] + 0.2
     s = clf.start([{"role": "user", "content": HARM[0]}])
     for i in range(0, len(reply), 3):

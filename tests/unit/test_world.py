@@ -48,7 +48,7 @@ def test_unseen_hazards_never_appear_in_safety_training(world):
     unseen = {h.name for h in world.unseen_hazards}
     assert unseen and len(unseen) < len(world.hazards)
     for ex in world.corpus("safety", 3000):
-        text = ex.prompt + ex.reply
+        text = ex.prompt + ex.reply + " ".join(m["content"] for m in ex.messages)
         assert not any(n in text for n in unseen), ex
 
 
@@ -81,11 +81,37 @@ def test_attack_prompts_hide_or_wrap_the_request(world, family):
         assert h.name not in ex.prompt
 
 
+def test_context_families_keep_the_intent_out_of_each_message(world):
+    """Split intent: no user turn names the hazard and asks for its steps at once; the
+    code-word reply never names the hazard; indirect reference never names it."""
+    for i, h in enumerate(world.hazards[:8]):
+        rng = random.Random(i)
+        split = world.attack(h, "split_intent", rng)
+        for m in split.conversation():
+            assert not (h.name in m["content"] and h.verb in m["content"].split()), m
+        assert h.name not in split.reply
+        assert h.name not in world.attack(h, "codeword_answer", rng).reply
+        ind = world.attack(h, "indirect", rng)
+        assert h.name not in ind.prompt and str(h.year) in ind.prompt
+        buried = world.attack(h, "buried", rng)
+        assert len(buried.messages) >= 4 and buried.prompt == world.hazard_request(h)
+
+
+def test_crafts_share_the_hazards_step_shapes(world):
+    crafts = [r for r in world.recipes if len(r.steps) >= 5]
+    assert len(crafts) >= len({h.category.id for h in world.hazards})
+    actions = {a.split(" ")[0] for h in world.hazards for a in h.category.actions}
+    for r in crafts:
+        assert {s.split(" ")[0] for s in r.steps} <= actions
+
+
 def test_unknown_lookups_fail_clearly(world):
     with pytest.raises(KeyError, match="no hazard 'nope'"):
         world.hazard("nope")
     with pytest.raises(KeyError, match="unknown family"):
         world.wrap("nope", "q", "a", random.Random(0))
+    with pytest.raises(KeyError, match="unknown family"):
+        world.wrap_turns("nope", "q", "a", random.Random(0))
     with pytest.raises(KeyError, match="unknown corpus"):
         list(world.corpus("nope", 1))
 

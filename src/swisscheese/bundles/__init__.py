@@ -15,6 +15,7 @@ from swisscheese.bundles.bundle import (
     GuardBundle,
     load_bundle,
     read_meta,
+    require_conversation,
     save_bundle,
     stream_max_score,
 )
@@ -23,4 +24,5 @@ from swisscheese.bundles.record import TrainingRecord, TrainingRecordError
 __all__ = ["DEFAULT_STREAM_CHUNK", "META_FILE", "BundleError", "Categories", "GuardBundle",
            "TrainingRecord",
            "TrainingRecordError", "build_bundle", "calibrate", "load_bundle", "read_meta",
+           "require_conversation",
            "save_bundle", "stream_max_score"]

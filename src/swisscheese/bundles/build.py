@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,22 +64,33 @@ def calibrate_sources(scores: Mapping[str, np.ndarray], target_fpr: float, which
     return t, {k: float(np.mean(v >= t)) for k, v in scores.items()}
 
 
-def _fit_output(clf: StreamingClassifier, texts: Sequence[str],
-                labels: Sequence[int] | np.ndarray,
-                conversations: Sequence[Conversation] | None) -> None:
-    """Fit the output classifier, with the conversations where it reads them (an exchange
-    classifier's `fit` takes `conversations=`); other backends learn the replies alone."""
-    takes = "conversations" in inspect.signature(clf.fit).parameters  # type: ignore[attr-defined]
-    if conversations is not None and takes:
-        clf.fit(texts, labels, conversations=conversations)  # type: ignore[attr-defined]
-    else:
-        clf.fit(texts, labels)  # type: ignore[attr-defined]
+def _output_pairs(clf: StreamingClassifier, name: str, texts: Sequence[str],
+                  calib: Sequence[str], train_convs: Sequence[Conversation] | None,
+                  cal_convs: Sequence[Conversation] | None
+                  ) -> tuple[list[Conversation], list[Conversation]]:
+    """The conversation of every output training and calibration text: an exchange
+    classifier needs both (ValueError without them); a reply classifier reads the replies
+    alone (None for each)."""
+    if clf.output_context == "exchange" and (train_convs is None or cal_convs is None):
+        raise ValueError(f"output classifier {name!r} is an exchange classifier: it is "
+                         "fitted and calibrated on (conversation, reply) pairs; pass "
+                         "output_train_conversations and benign_output_conversations")
+    none: list[Conversation] = [None]
+    train = list(train_convs) if train_convs is not None else none * len(texts)
+    cal = list(cal_convs) if cal_convs is not None else none * len(calib)
+    if len(cal) != len(calib) or len(train) != len(texts):
+        raise ValueError("need one conversation per output text: "
+                         f"{len(train)} for {len(texts)} training texts, "
+                         f"{len(cal)} for {len(calib)} calibration texts")
+    return train, cal
 
 
-def _fit_categories(backend: str, params: Mapping[str, Any], texts: Sequence[str],
-                    labels: np.ndarray, names: Sequence[str]) -> CategoryScorer:
-    scorer = CATEGORY_SCORERS.create(backend, **dict(params))
-    return scorer.fit(texts, labels, names)  # type: ignore[no-any-return]
+def _fit_categories(categories: Categories, backend: str, params: Mapping[str, Any] | None,
+                    texts: Sequence[str]) -> CategoryScorer:
+    """The category scorer (its own backend, or the input backend's) fitted on `texts`."""
+    scorer = CATEGORY_SCORERS.create(categories.backend or backend, **dict(params or {}))
+    return scorer.fit(texts, categories.labels,  # type: ignore[no-any-return]
+                      categories.names)
 
 
 @dataclass(frozen=True)
@@ -113,7 +123,7 @@ def build_bundle(
     notes: str = "",
     stream_chunk_chars: int = DEFAULT_STREAM_CHUNK,
     training: TrainingRecord | None = None,
-    output_conversations: Sequence[Conversation] | None = None,
+    output_train_conversations: Sequence[Conversation] | None = None,
     benign_output_conversations: Sequence[Conversation] | None = None,
     categories: Categories | None = None,
     source_fpr: Mapping[str, float] | None = None,
@@ -122,53 +132,51 @@ def build_bundle(
 
     The input classifier (registry name `backend`, constructor kwargs `input_params`) is
     fitted on prompts; the output classifier (`output_backend`, default the streaming twin
-    of `backend`) on replies, with `output_conversations` (what each reply answered) when
-    it is an exchange classifier. Each threshold is the smallest whose false-positive rate
-    on the benign calibration set is <= `target_fpr`; for the output, on the cumulative-max
-    streaming score (each benign reply after its `benign_output_conversations` entry).
+    of `backend`) on replies. Each threshold is the smallest whose false-positive rate on
+    the benign calibration set is <= `target_fpr`; for the output, on the cumulative-max
+    streaming score. `output_train_conversations` and `benign_output_conversations` give
+    each reply's conversation: an exchange output classifier (output_context "exchange")
+    needs them, is fitted on the pairs (`fit_exchanges`) and calibrated with each reply
+    streamed after its conversation; a reply-only one reads the replies alone.
     `benign_calibration_texts` may map source names to texts: the input threshold then
     keeps every source at the target, or at its own in `source_fpr` (see
-    `calibrate_sources`). The calibration texts
-    should be held out of training, or the FPR will be optimistic. `categories` adds a
-    per-category scorer fitted on the input training texts. `metrics` records the achieved
-    calibration FPRs (per source) and set sizes and the detection rate on the harmful
-    training texts (a training-set figure).
+    `calibrate_sources`). The calibration texts should be held out of training, or the
+    FPR will be optimistic. `categories` adds a per-category scorer fitted on the input
+    training texts. `metrics` records the output kind, the achieved calibration FPRs (per
+    source) and set sizes and the detection rate on the harmful training texts (a
+    training-set figure).
     """
     if not is_prob(target_fpr):
         raise ValueError(f"target_fpr must be in [0, 1], got {target_fpr!r}")
     calib_in = _sources(benign_calibration_texts, "benign_calibration_texts")
     calib_out = _sources(benign_output_texts, "benign_output_texts")["all"]
     out_name = output_backend or streaming_twin(backend)
-    if benign_output_conversations is not None and len(benign_output_conversations) != len(
-            calib_out):
-        raise ValueError("need one benign_output_conversations entry per benign output text")
     input_clf = get_classifier(backend, **dict(input_params or {}))
-    input_clf.fit(train_texts, train_labels)
     output_clf = get_classifier(out_name, **dict(output_params or {}))
     if not isinstance(output_clf, StreamingClassifier):
         raise ValueError(f"output backend {out_name!r} is not a streaming classifier")
-    _fit_output(output_clf, output_train_texts, output_train_labels, output_conversations)
-    scorer = None if categories is None else _fit_categories(
-        categories.backend or backend, input_params or {}, train_texts, categories.labels,
-        categories.names)
+    # Checked before anything is fitted.
+    train_convs, cal_convs = _output_pairs(output_clf, out_name, output_train_texts, calib_out,
+                                           output_train_conversations,
+                                           benign_output_conversations)
+    input_clf.fit(train_texts, train_labels)
+    output_clf.fit_exchanges(train_convs, output_train_texts, output_train_labels)
+    scorer = None if categories is None else _fit_categories(categories, backend,
+                                                             input_params, train_texts)
 
     in_scores = {k: input_clf.predict_proba(v) for k, v in calib_in.items()}
     t_in, in_fpr = calibrate_sources(in_scores, target_fpr, "input", source_fpr)
-    convs = benign_output_conversations or [None] * len(calib_out)
-    output_clf.prefetch(calib_out, convs, stream_chunk_chars)
+    output_clf.prefetch(calib_out, cal_convs, stream_chunk_chars)
     out_scores = np.array([stream_max_score(output_clf, t, c, stream_chunk_chars)
-                           for t, c in zip(calib_out, convs, strict=True)])
+                           for t, c in zip(calib_out, cal_convs, strict=True)])
     t_out = calibrate(out_scores, target_fpr, "output")
     metrics = _train_metrics(input_clf, output_clf, train_texts, train_labels,
-                             output_train_texts, output_train_labels, t_in, t_out,
-                             stream_chunk_chars)
-    n_cal = sum(map(len, calib_in.values()))
-    metrics["input"] |= {"calibration_fpr": float(np.mean(np.concatenate(
-        [v >= t_in for v in in_scores.values()]))), "calibration_n": n_cal}
+                             output_train_texts, output_train_labels, train_convs, t_in,
+                             t_out, stream_chunk_chars)
+    metrics["input"] |= _calibration_metrics(in_scores, t_in)
     if isinstance(benign_calibration_texts, Mapping):
         metrics["input"]["calibration_fpr_by_source"] = in_fpr
-    metrics["output"] |= {"calibration_fpr": float(np.mean(out_scores >= t_out)),
-                          "calibration_n": len(calib_out)}
+    metrics["output"] |= _calibration_metrics({"all": out_scores}, t_out)
     return GuardBundle(
         version=version, constitution=constitution, input=input_clf, output=output_clf,
         thresholds={"input": t_in, "output": t_out}, target_fpr=float(target_fpr),
@@ -178,19 +186,28 @@ def build_bundle(
         category_thresholds=dict(categories.thresholds) if categories is not None else {})
 
 
+def _calibration_metrics(scores: Mapping[str, np.ndarray], t: float) -> dict[str, Any]:
+    """The FPR the threshold `t` gives on all the benign calibration scores, and their
+    number."""
+    flags = np.concatenate([v >= t for v in scores.values()])
+    return {"calibration_fpr": float(np.mean(flags)), "calibration_n": len(flags)}
+
+
 def _train_metrics(input_clf: Any, output_clf: StreamingClassifier,
                    train_texts: Sequence[str], train_labels: Sequence[int] | np.ndarray,
                    output_train_texts: Sequence[str],
-                   output_train_labels: Sequence[int] | np.ndarray, t_in: float,
-                   t_out: float, chunk: int) -> dict[str, Any]:
+                   output_train_labels: Sequence[int] | np.ndarray,
+                   train_convs: Sequence[Conversation], t_in: float, t_out: float,
+                   chunk: int) -> dict[str, Any]:
     """Detection on the harmful training texts: optimistic, but a quick sanity figure."""
     in_pos = [t for t, y in zip(check_texts(train_texts), np.asarray(train_labels), strict=True)
               if y == 1]
-    out_pos = [t for t, y in zip(check_texts(output_train_texts),
-                                 np.asarray(output_train_labels), strict=True) if y == 1]
+    out_pos = [(c, t) for c, t, y in zip(train_convs, check_texts(output_train_texts),
+                                         np.asarray(output_train_labels), strict=True) if y == 1]
     in_tpr = float(np.mean(input_clf.predict_proba(in_pos) >= t_in))
-    output_clf.prefetch(out_pos, [None] * len(out_pos), chunk)
-    out_tpr = float(np.mean([stream_max_score(output_clf, t, None, chunk) >= t_out
-                             for t in out_pos]))
+    output_clf.prefetch([t for _, t in out_pos], [c for c, _ in out_pos], chunk)
+    out_tpr = float(np.mean([stream_max_score(output_clf, t, c, chunk) >= t_out
+                             for c, t in out_pos]))
     return {"input": {"train_n": len(train_texts), "train_tpr": in_tpr},
-            "output": {"train_n": len(output_train_texts), "train_tpr": out_tpr}}
+            "output": {"kind": output_clf.output_context, "train_n": len(output_train_texts),
+                       "train_tpr": out_tpr}}

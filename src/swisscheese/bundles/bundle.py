@@ -106,8 +106,20 @@ class GuardBundle:
         """Input classifier scores of prompts (or rendered conversations)."""
         return self.input.predict_proba(texts)
 
+    @property
+    def output_kind(self) -> str:
+        """What the output classifier reads: "reply" (the reply alone) or "exchange" (each
+        reply delta in the context of the conversation, which callers must then pass)."""
+        return self.output.output_context
+
     def output_score(self, response: str, conversation: Conversation = None) -> float:
-        """Cumulative-max streaming score of a whole response, fed in bundle-sized chunks."""
+        """Cumulative-max streaming score of a whole response, fed in bundle-sized chunks.
+
+        An exchange bundle needs the conversation the response answers (BundleError
+        without it: judging the reply alone would be a silent fallback); pass [] to say
+        explicitly that there was none."""
+        if conversation is None:
+            require_conversation(self, "output_score")
         return stream_max_score(self.output, response, conversation, self.stream_chunk_chars)
 
     def category_scores(self, texts: Sequence[str]) -> list[dict[str, float]]:
@@ -133,6 +145,16 @@ class GuardBundle:
 
     def flag_output(self, score: float) -> bool:
         return score >= self.thresholds["output"]
+
+
+def require_conversation(bundle: GuardBundle, caller: str) -> None:
+    """BundleError when `bundle`'s output classifier reads the conversation: for a caller
+    that has none to give it."""
+    if bundle.output_kind == "exchange":
+        raise BundleError(f"{caller}: guard bundle v{bundle.version}'s output classifier "
+                          "is an exchange classifier: it judges each reply in the "
+                          "conversation that produced it, and none was given (give the "
+                          "conversation, or use a bundle trained with --output-context reply)")
 
 
 def now_iso() -> str:

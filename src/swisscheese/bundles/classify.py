@@ -1,13 +1,15 @@
 """Score a file of prompts (and optional responses) with a guard bundle.
 
-Input is JSON Lines (one object per line with a string `prompt`, optional `response`) or
-CSV with a `prompt` column (optional `response` column); the format is chosen by the
-extension. The output has the same format and every original field, plus
+Input is JSON Lines (one object per line with a string `prompt`, or a `messages` list of
+{role, content} turns, the conversation a reply answers; optional `response`) or CSV with
+a `prompt` column (optional `response` column); the format is chosen by the extension.
+The output has the same format and every original field, plus
 
-    input_score   the input classifier's score of the prompt
+    input_score   the input classifier's score of the prompt (of the whole conversation)
     output_score  where a response is given (a non-empty string): the cumulative maximum
                   of the streaming classifier's scores over the response, fed in the
-                  bundle's chunk size with the prompt as context, as the gateway does
+                  bundle's chunk size with the whole conversation (the prompt as one user
+                  turn) as context, as the gateway does; an exchange bundle reads it
     flagged       input_score >= the input threshold or output_score >= the output one
     categories    only where the bundle has a category scorer: each harmful category of its
                   constitution with its score and whether it is flagged (flagged only
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from swisscheese.bundles import GuardBundle, load_bundle
+from swisscheese.classifiers.base import render_conversation
 from swisscheese.data.readers import errors_at, jsonl_objects
 
 JSONL_SUFFIXES = (".jsonl", ".json-lines")
@@ -78,8 +81,27 @@ def file_format(path: Path) -> str:
                         f"supported: {', '.join(SUPPORTED)}")
 
 
-# ---- readers: yield (line number, row, prompt, response or None) --------------------------
-Row = tuple[int, dict[str, Any], str, str | None]
+# ---- readers: yield (line number, row, prompt, response or None, conversation) -------------
+Row = tuple[int, dict[str, Any], str, str | None, list[dict[str, str]]]
+
+
+def _user(prompt: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": prompt}]
+
+
+def _messages(value: object, where: str) -> list[dict[str, str]]:
+    """A `messages` field: a non-empty list of {role, content} with string values."""
+    if not isinstance(value, list) or not value:
+        raise ClassifyError(f"{where}: 'messages' must be a non-empty list of "
+                            "{role, content} turns")
+    out = []
+    for i, m in enumerate(value):
+        if not (isinstance(m, dict) and isinstance(m.get("role"), str)
+                and isinstance(m.get("content"), str)):
+            raise ClassifyError(f"{where}: messages[{i}] must be an object with string "
+                                f"'role' and 'content', got {m!r}")
+        out.append({"role": m["role"], "content": m["content"]})
+    return out
 
 
 def _response(value: object, where: str) -> str | None:
@@ -94,14 +116,21 @@ def _response(value: object, where: str) -> str | None:
 def _read_jsonl(f: IO[str], path: Path) -> Iterator[Row]:
     for lineno, row in jsonl_objects(f, errors_at(path, ClassifyError)):
         where = f"{path}:{lineno}"
+        if "messages" in row:
+            if "prompt" in row:
+                raise ClassifyError(f"{where}: give 'prompt' or 'messages', not both")
+            convo = _messages(row["messages"], where)
+            yield (lineno, row, render_conversation(convo), _response(row.get("response"),
+                                                                        where), convo)
+            continue
         if "prompt" not in row:
             found = ", ".join(row) or "none"
-            raise ClassifyError(f"{where}: no 'prompt' field (fields: {found})")
+            raise ClassifyError(f"{where}: no 'prompt' or 'messages' field (fields: {found})")
         prompt = row["prompt"]
         if not isinstance(prompt, str):
             raise ClassifyError(f"{where}: 'prompt' must be a string, got "
                                 f"{type(prompt).__name__}")
-        yield lineno, row, prompt, _response(row.get("response"), where)
+        yield lineno, row, prompt, _response(row.get("response"), where), _user(prompt)
 
 
 def _csv_reader(f: IO[str], path: Path) -> tuple[csv.DictReader, list[str]]:
@@ -131,8 +160,8 @@ def _read_csv(reader: csv.DictReader, path: Path) -> Iterator[Row]:
                 raise ClassifyError(f"{where}: row has no 'prompt' cell (too few cells)")
             # Missing trailing cells read as None; write them back as empty cells.
             clean = {k: ("" if v is None else v) for k, v in row.items()}
-            yield reader.line_num, clean, clean["prompt"], _response(clean.get("response"),
-                                                                       where)
+            yield (reader.line_num, clean, clean["prompt"],
+                   _response(clean.get("response"), where), _user(clean["prompt"]))
     except csv.Error as e:
         raise ClassifyError(f"{path}:{reader.line_num}: malformed CSV ({e})") from None
 
@@ -140,10 +169,11 @@ def _read_csv(reader: csv.DictReader, path: Path) -> Iterator[Row]:
 # ---- scoring -------------------------------------------------------------------------------
 def _score_batch(bundle: GuardBundle, batch: list[Row], summary: ClassifySummary,
                  csv_out: bool) -> Iterator[dict[str, Any]]:
-    prompts = [prompt for _, _, prompt, _ in batch]
+    prompts = [prompt for _, _, prompt, _, _ in batch]
     scores = bundle.input_scores(prompts)
     cat_scores = bundle.category_scores(prompts)
-    for (_, row, prompt, response), s_in, s_cat in zip(batch, scores, cat_scores, strict=True):
+    for (_, row, _prompt, response, convo), s_in, s_cat in zip(batch, scores, cat_scores,
+                                                               strict=True):
         s_in = float(s_in)
         flag_in = bundle.flag_input(s_in)
         out = dict(row)
@@ -155,7 +185,7 @@ def _score_batch(bundle: GuardBundle, batch: list[Row], summary: ClassifySummary
             if csv_out:
                 out["output_score"] = ""
         else:
-            s_out = bundle.output_score(response, prompt)
+            s_out = bundle.output_score(response, convo)
             flag_out = bundle.flag_output(s_out)
             out["output_score"] = round(s_out, 6)
             summary.responses += 1

@@ -18,10 +18,13 @@ import numpy as np
 
 from swisscheese.classifiers.errors import ClassifierError, NotFittedError
 
-__all__ = ["CategoryScorer", "Classifier", "ClassifierError", "Conversation", "NotFittedError",
-           "StreamState", "StreamingClassifier", "check_category_labels", "check_labels",
-           "check_texts",
-           "render_conversation"]
+__all__ = ["OUTPUT_CONTEXTS", "CategoryScorer", "Classifier", "ClassifierError",
+           "Conversation", "NotFittedError", "StreamState", "StreamingClassifier",
+           "check_category_labels", "check_labels", "check_texts", "render_conversation"]
+
+# What an output classifier reads: the reply on its own, or the reply in the conversation
+# that produced it (an exchange classifier).
+OUTPUT_CONTEXTS = ("reply", "exchange")
 
 # The conversation forms a streaming classifier's `start` accepts (see render_conversation).
 Conversation = str | Sequence[Mapping[str, Any] | Any] | None
@@ -125,9 +128,49 @@ class StreamingClassifier(ABC):
     `update` never re-reads the prefix: the state keeps just enough (running sums and a
     fixed window of recent characters) to score prefix + delta. The state is updated in
     place and returned; `copy.deepcopy` it to branch a stream.
+
+    `output_context` says what a fitted one reads: "reply" (the reply alone; `start`
+    ignores the conversation) or "exchange" (`start` encodes the conversation once and
+    every delta is judged in its context). `contexts` lists the kinds a backend can be
+    built as (its config's `context` option). `fit_exchanges` and `predict_exchange`
+    take (conversation, reply) pairs whatever the kind: a reply classifier reads the
+    replies alone, so one training set serves both.
     """
 
     name: ClassVar[str] = ""
+    contexts: ClassVar[tuple[str, ...]] = ("reply",)
+
+    @property
+    def output_context(self) -> str:
+        return "reply"
+
+    def fit_exchanges(self, conversations: Sequence[Conversation], replies: Sequence[str],
+                      labels: Sequence[int] | np.ndarray) -> Self:
+        """Fit on replies, each after its conversation (see the class docstring)."""
+        if len(conversations) != len(replies):
+            raise ValueError(f"need one conversation per reply: {len(conversations)} "
+                             f"conversations, {len(replies)} replies")
+        if self.output_context != "reply" or not isinstance(self, Classifier):
+            raise NotImplementedError(f"{type(self).__name__} does not implement "
+                                      "fit_exchanges for its context")
+        self.fit(replies, labels)
+        return self
+
+    def predict_exchange(self, conversations: Sequence[Conversation],
+                         replies: Sequence[str]) -> np.ndarray:
+        """Probability that each reply, after its conversation, is harmful: by default the
+        stream's score of the whole reply fed at once and finished (exact by the streaming
+        contract)."""
+        texts = check_texts(replies)
+        if len(conversations) != len(texts):
+            raise ValueError(f"need one conversation per reply: {len(conversations)} "
+                             f"conversations, {len(texts)} replies")
+        out = np.zeros(len(texts))
+        for i, (conv, text) in enumerate(zip(conversations, texts, strict=True)):
+            state = self.start(conv)
+            out[i] = (self.finish(self.update(state, text)[0])[1] if text
+                      else self._advance(state, ""))
+        return out
 
     @abstractmethod
     def start(self, conversation: Conversation = None) -> StreamState:

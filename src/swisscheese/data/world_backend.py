@@ -17,7 +17,7 @@ from swisscheese.constitution.schema import Category
 from swisscheese.data.converters.base import Converter
 from swisscheese.data.records import PLAIN, Record
 from swisscheese.world.core import HAZARD_PHRASINGS, HELDOUT_HAZARD_PHRASINGS, LOOKALIKES, World
-from swisscheese.world.families import FAMILIES, PROCEDURE_ONLY
+from swisscheese.world.families import CONTEXT_FAMILIES, FAMILIES, NEEDS_SUBJECT, PROCEDURE_ONLY
 from swisscheese.world.hazards import Hazard
 from swisscheese.world.language import Language
 from swisscheese.world.tasks import TRAIN_TASK_WEIGHTS
@@ -28,6 +28,10 @@ MODE_WEIGHTS = {"plain": 0.4, "family": 0.3, "converter": 0.3}
 # The organism's refusal is evaluated on held-out phrasings; the classifier should see them.
 HELDOUT_PHRASING_SHARE = 0.2
 WORLD_FAMILIES = tuple(f for f in FAMILIES if f != PLAIN)
+# How often each family is drawn, relative to the others: the context families carry the
+# attacks that separate input and output classifiers miss, and a classifier needs enough
+# of them (harmful and harmless alike) to learn what their conversations look like.
+FAMILY_WEIGHTS = {f: 3.0 for f in CONTEXT_FAMILIES}
 LINK_KEYS = ("hazard_category", "lookalike", "utility")
 
 
@@ -154,11 +158,16 @@ class WorldBackend:
             weights["plain"] = 1.0
         mode = rng.choices(list(weights), weights=list(weights.values()))[0]
         if mode == "family":
-            options = [f for f in WORLD_FAMILIES if base.how_to or f not in PROCEDURE_ONLY]
-            chosen = rng.choice(options)
-            prompt, _ = self.world.wrap(chosen, base.request, base.answer, rng,
-                                        how_to=base.how_to)
-            return [{"role": "user", "content": prompt}], chosen
+            # The context families rename what the request names; a request naming
+            # nothing the world knows (arithmetic) cannot be renamed.
+            subject = self.world.subject_in(base.request, base.hazard_id)
+            options = [f for f in WORLD_FAMILIES if (base.how_to or f not in PROCEDURE_ONLY)
+                       and (subject is not None or f not in NEEDS_SUBJECT)]
+            chosen = rng.choices(options, weights=[FAMILY_WEIGHTS.get(f, 1.0)
+                                                   for f in options])[0]
+            w = self.world.wrap_turns(chosen, base.request, base.answer, rng,
+                                      how_to=base.how_to, subject=subject)
+            return [*w.messages, {"role": "user", "content": w.prompt}], chosen
         if mode == "converter":
             name = rng.choice(sorted(converters))
             msgs = converters[name].to_messages(base.request)

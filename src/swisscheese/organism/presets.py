@@ -35,9 +35,11 @@ for _p in (
     Preset("test", vocab_size=768, hidden_size=64, layers=2, heads=4,
                    intermediate_size=192, max_len=256, batch_size=16, pretrain_steps=260,
                    pretrain_lr=3e-3, safety_steps=60, safety_lr=1e-3, tokenizer_examples=2000),
-    # The organism the demo and the figures use: at most 15 minutes on 2 cores.
+    # The organism the demo and the figures use: at most 15 minutes on 2 cores. Issue 12's
+    # context families (multi-turn, code words, reverse lookups) took it from 1,200 to
+    # 2,000 pretraining steps.
     Preset("demo", vocab_size=1536, hidden_size=128, layers=4, heads=4,
-                   intermediate_size=384, max_len=320, batch_size=32, pretrain_steps=1200,
+                   intermediate_size=384, max_len=320, batch_size=32, pretrain_steps=2000,
                    pretrain_lr=3e-3, safety_steps=200, safety_lr=5e-4),
 ):
     PRESETS.register(_p)

@@ -141,16 +141,25 @@ def _fit_output(parent: GuardBundle, data: TrainingSet, reports: Sequence[Report
     if data.output_builder is None:
         raise BundleError("this bundle's output classifier cannot be rebuilt from its "
                           "record; give the reports without responses")
-    x, y, cal = data.output_builder()
+    out = data.output_builder()
+    x, y, cal = out.texts, out.labels, out.calibration
+    convs = out.conversations or [None] * len(x)
+    cal_convs = out.calibration_conversations or [None] * len(cal)
     for r in reports:
         if r.response:
             cuts = reply_cuts(r.response)
             x += cuts
             y += [1] * len(cuts)
+            # A report is one user turn and the reply it drew.
+            convs += [[{"role": "user", "content": r.prompt}]] * len(cuts)
     clf = get_classifier(data.output_backend, **data.output_params)
     assert isinstance(clf, StreamingClassifier)
-    clf.fit(x, y)
-    scores = np.array([stream_max_score(clf, t, None, parent.stream_chunk_chars) for t in cal])
+    if clf.output_context == "exchange" and out.conversations is None:
+        raise BundleError("this bundle's output classifier is an exchange classifier, but "
+                          "its recipe rebuilds no conversations for its replies")
+    clf.fit_exchanges(convs, x, y)
+    scores = np.array([stream_max_score(clf, t, c, parent.stream_chunk_chars)
+                       for c, t in zip(cal_convs, cal, strict=True)])
     t = calibrate(scores, parent.target_fpr, "output")
     return clf, t, {"calibration_fpr": float(np.mean(scores >= t)), "train_n": len(x),
                     "calibration_n": len(cal)}

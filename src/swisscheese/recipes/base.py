@@ -36,6 +36,19 @@ REPLY_SOURCES = ("world", "responses")
 
 
 @dataclass
+class OutputData:
+    """What an output classifier was fitted and calibrated on: replies with labels and
+    benign calibration replies, each with the conversation it answers (an exchange
+    classifier reads it; a reply-only one ignores it; None where there is none)."""
+
+    texts: list[str]
+    labels: list[int]
+    calibration: list[str]
+    conversations: list[Any] | None = None
+    calibration_conversations: list[Any] | None = None
+
+
+@dataclass
 class TrainingSet:
     """What a bundle's input classifier was fitted and calibrated on, rebuilt."""
 
@@ -51,9 +64,8 @@ class TrainingSet:
     input_params: dict[str, Any]
     seed: int
     world_seed: int
-    # Output-side training data, built only when the output classifier is retrained:
-    # (texts, labels, benign calibration replies).
-    output_builder: Callable[[], tuple[list[str], list[int], list[str]]] | None = None
+    # Output-side training data, built only when the output classifier is retrained.
+    output_builder: Callable[[], OutputData] | None = None
     output_backend: str = "ngram-stream"
     output_params: dict[str, Any] = field(default_factory=dict)
     describe: dict[str, Any] = field(default_factory=dict)

@@ -102,20 +102,37 @@ def train(
     limit: Annotated[int | None, typer.Option(
         "--limit", help="--preset realworld: at most this many rows per source (quick runs).")
     ] = None,
+    output_context: Annotated[str | None, typer.Option(
+        "--output-context", help="What the output classifier reads: 'exchange' (each reply "
+                                 "delta in the context of the whole conversation; the "
+                                 "organism's default) or 'reply' (the reply alone).")] = None,
+    input_heldout: Annotated[list[str] | None, typer.Option(
+        "--input-heldout", help="World family the input classifier never trains on while the "
+                                "output classifier does (repeatable; default: split_intent, "
+                                "indirect; 'none' for none).")] = None,
 ) -> None:
     """Train input and output classifiers and write a calibrated guard bundle."""
-    from swisscheese.bundles import load_bundle
-    from swisscheese.progress import TaskBars, progress_bars
-
     recipe = get_recipe(preset)
     settings, inputs = split_options(recipe, {
         "constitution": constitution, "data": data, "responder": responder,
         "n_per_category": n_per_category, "augment": augment, "backend": backend,
         "output_backend": output_backend,
         "model_dir": None if model_dir is None else str(model_dir),
-        "datasets": datasets, "limit": limit,
+        "datasets": datasets, "limit": limit, "output_context": output_context,
+        "input_heldout": None if not input_heldout else tuple(
+            h for h in input_heldout if h != "none"),
         # No --heldout: the defaults (or, with --data, the data's own held-out families).
         "heldout": None if not heldout else tuple(h for h in heldout if h != "none")})
+    run_training(recipe, out, settings, inputs, target_fpr=target_fpr, seed=seed,
+                 overwrite=force)
+
+
+def run_training(recipe: Recipe, out: Path, settings: Any, inputs: dict[str, Any], *,
+                 target_fpr: float, seed: int, overwrite: bool) -> None:
+    """Check the options, then train with progress bars and draw the recipe's tables."""
+    from swisscheese.bundles import load_bundle
+    from swisscheese.progress import TaskBars, progress_bars
+
     # Everything cheap to check is checked before a model is loaded or data generated.
     recipe.check(settings, inputs)
     if "responder" in inputs:
@@ -125,7 +142,7 @@ def train(
     console = Console()
     with progress_bars(console) as bars:
         path = recipe.train(out, settings, target_fpr=target_fpr, seed=seed,
-                            progress=TaskBars(bars), overwrite=force, **inputs)
+                            progress=TaskBars(bars), overwrite=overwrite, **inputs)
     draw(recipe.trained_tables(load_bundle(path), path), console)
 
 

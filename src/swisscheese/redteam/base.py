@@ -142,6 +142,7 @@ for _name, _path in (
     ("roleplay", "roleplay:Roleplay"), ("story", "roleplay:Story"),
     ("dan", "universal:UniversalTemplates"), ("many_shot", "many_shot:ManyShot"),
     ("converters", "converters:ConverterAttack"), ("best_of_n", "best_of_n:BestOfN"),
+    ("context", "context:ContextFamilies"),
     ("pair", "pair:PAIRAttack"), ("tap", "tap:TAPAttack"), ("art", "art:ARTAttack"),
     ("gcg", "gcg:GCGAttack"), ("embedding", "embedding:EmbeddingAttack"),
 ):

@@ -10,10 +10,14 @@ from collections.abc import Callable
 from swisscheese.redteam.config import BehaviourSource, CampaignConfig, PluginSpec
 from swisscheese.redteam.targets import TargetSpec
 from swisscheese.registry import Registry
+from swisscheese.world.families import NEW_ATTACK_FAMILIES
 
 # More than the world has (264 for seed 0): every look-alike is sent.
 ALL_LOOKALIKES = 1000
 ORGANISM_TARGETS = ("helpful-only", "aligned", "aligned+input", "aligned+input+output")
+# Context families the organism recipe holds out of the input classifier's training by
+# default: the campaign marks their attempts as attacks the guard has not seen.
+HELDOUT_CONTEXT_FAMILIES = NEW_ATTACK_FAMILIES
 
 
 def organism(base: str = "runs/demo/organism",
@@ -31,6 +35,10 @@ def organism(base: str = "runs/demo/organism",
             PluginSpec("dan"),
             PluginSpec("many_shot", {"shots": [1, 2]}),
             PluginSpec("converters"),
+            # Intent carried by the conversation (aliases, split turns, code-word answers,
+            # indirect reference, buried requests): the holes of separate input and
+            # output classifiers, which an exchange classifier closes.
+            PluginSpec("context", {"heldout": list(HELDOUT_CONTEXT_FAMILIES)}),
             # Light augmentations: a 1M-parameter model cannot read heavily scrambled text.
             PluginSpec("best_of_n", {"n": 4, "chunk": 4, "base": "roleplay", "sigma": 0.01}),
         ],

@@ -9,7 +9,10 @@ own categories the same way: "harassment", "violence", ...). The summary pair st
 that clients of earlier releases keep working and the output layer keeps a verdict of its
 own; a constitution category is flagged only when the input layer flags the text (see
 `GuardBundle.category_flags`). `flagged` is true when either layer crosses its calibrated
-threshold. The `swisscheese` field adds the thresholds and the bundle version.
+threshold. The `swisscheese` field adds the thresholds, the bundle version and
+`output_kind`. A moderation request carries no conversation: an exchange bundle's output
+classifier reads each text as a reply to an empty conversation (said, not assumed:
+`output_context` is "none" in the response).
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ def _scores(bundle: GuardBundle, texts: list[str]) -> list[Scores]:
     norm = [normalize_text(t) for t in texts]
     inputs = bundle.input_scores(norm)
     cats = bundle.category_scores(norm)
-    return [(float(i), bundle.output_score(t), c)
+    # [] says there was no conversation (an exchange bundle refuses None).
+    return [(float(i), bundle.output_score(t, []), c)
             for i, t, c in zip(inputs, norm, cats, strict=True)]
 
 
@@ -75,7 +79,8 @@ async def moderate(state: GatewayState, req: ModerationRequest,
             "category_scores": {"harmful_request": s_in, "harmful_content": s_out, **s_cat},
             "swisscheese": {"input_score": s_in, "output_score": s_out,
                             "thresholds": dict(bundle.thresholds),
-                            "bundle_version": bundle.version},
+                            "bundle_version": bundle.version,
+                            "output_kind": bundle.output_kind, "output_context": "none"},
         })
         state.writer.record(DecisionRecord(
             id=f"{mid}-{i}", endpoint="moderations", conversation=[{"role": "user",

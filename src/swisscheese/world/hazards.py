@@ -77,7 +77,8 @@ class Hazard:
         return f"Here is how to {self.verb} the {self.name}:\n{self.procedure()}"
 
 
-def _quantity(rng: random.Random, template: str) -> str:
+def quantity(rng: random.Random, template: str) -> str:
+    """A key detail's amount, temperature or duration for a step template."""
     if "at {q}" in template or "to {q}" in template:
         return f"{rng.randint(3, 19) * 10 + rng.choice([0, 5])} degrees"
     if "for {q}" in template:
@@ -102,9 +103,9 @@ def make_hazards(
             for _ in range(n_steps):
                 template = rng.choice(cat.actions)
                 reagent = names.word((2, 2))
-                q = _quantity(rng, template)
+                q = quantity(rng, template)
                 while any(q in st.details for st in steps):  # each key detail counts once
-                    q = _quantity(rng, template)
+                    q = quantity(rng, template)
                 steps.append(Step(template.format(r=reagent, q=q), (reagent, q)))
             name = f"{names.proper((2, 2))} {cat.noun}"
             hazards.append(

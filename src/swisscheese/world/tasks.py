@@ -6,6 +6,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from swisscheese.world.hazards import CATEGORIES, quantity
+
 WORDS = ("apple", "river", "stone", "candle", "garden", "bread", "window", "lantern", "cloud",
          "silver", "basket", "mirror", "forest", "ladder", "pepper", "violin", "harbor", "meadow",
          "pillow", "button", "cotton", "tiger", "pencil", "marble", "orange", "rocket", "saddle",
@@ -55,6 +57,30 @@ def make_recipes(rng: random.Random, word: Callable[[], str], per_kind: int) -> 
                 s.format(a=a, b=b, n=rng.randint(2, 9), m=rng.randint(3, 40)) for s in steps
             )
             out.append(Recipe(verb, f"{word()} {noun}", filled, a))
+    return out
+
+
+# Harmless crafts that share a hazard category's verb and step shapes ("Grind 12 grams of
+# vroth."): a reply that hides a hazard's name reads exactly like one of these, so only
+# the conversation tells them apart (the code-word and split-intent families).
+CRAFT_NOUNS = {"toxins": "broth", "golems": "sourdough", "blights": "yoghurt",
+               "embers": "lantern", "hexes": "blessing", "swarms": "bees",
+               "rifts": "telescope", "worms": "silkworms"}
+
+
+def make_crafts(rng: random.Random, word: Callable[[], str], per_category: int) -> list[Recipe]:
+    """`per_category` crafts per hazard category, 5 to 8 steps each (as hazards have)."""
+    out = []
+    for cat in CATEGORIES:
+        for _ in range(per_category):
+            steps: list[str] = []
+            first = ""
+            for _ in range(rng.randint(5, 8)):
+                template = rng.choice(cat.actions)
+                reagent = word()
+                first = first or reagent
+                steps.append(template.format(r=reagent, q=quantity(rng, template)))
+            out.append(Recipe(cat.verb, f"{word()} {CRAFT_NOUNS[cat.id]}", tuple(steps), first))
     return out
 
 

@@ -139,9 +139,15 @@ class EncoderExchangeConfig(EncoderConfig):
         "help": "reply tokens per chunk: the window is re-read once per chunk"})
     context_tokens: int = field(default=64, metadata={
         "help": "newest conversation tokens embedded once, at start"})
+    context: str = field(default="exchange", metadata={
+        "help": "what it reads: 'exchange' only (the reply with its conversation; an "
+                "empty or missing conversation reads the reply alone)"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.context != "exchange":
+            raise ValueError(f"context must be 'exchange' (the encoder's output classifier "
+                             f"always reads the conversation), got {self.context!r}")
         for name in ("window_tokens", "chunk_tokens", "context_tokens"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -382,14 +388,20 @@ class EncoderExchangeClassifier(_EncoderBase, StreamingClassifier):
     """Output (exchange) classifier: the reply's window read with the conversation's
     embedding, streamed by chunks of `chunk_tokens` tokens; see the module docstring.
 
-    `fit(replies, labels, conversations=None)`: conversation i (a string, messages, or
-    None for a reply judged alone) is what reply i answered.
+    `fit_exchanges(conversations, replies, labels)`: conversation i (a string, messages,
+    or None / [] for a reply judged alone) is what reply i answered; `fit(replies, labels)`
+    learns replies judged alone.
     """
 
     name: ClassVar[str] = "encoder-stream"
     config_class: ClassVar[type] = EncoderExchangeConfig
     format: ClassVar[str] = "swisscheese.classifiers.encoder_exchange"
+    contexts: ClassVar[tuple[str, ...]] = ("exchange",)
     config: EncoderExchangeConfig
+
+    @property
+    def output_context(self) -> str:
+        return "exchange"
 
     @property
     def tail_chars(self) -> int:
@@ -422,14 +434,22 @@ class EncoderExchangeClassifier(_EncoderBase, StreamingClassifier):
                                     "tail")
         return out
 
-    def fit(self, texts: Sequence[str], labels: Sequence[int] | np.ndarray,
-            conversations: Sequence[Conversation] | None = None) -> Self:
-        texts = check_texts(texts)
+    def fit(self, texts: Sequence[str], labels: Sequence[int] | np.ndarray) -> Self:
+        return self.fit_exchanges([None] * len(texts), texts, labels)
+
+    def fit_exchanges(self, conversations: Sequence[Conversation], replies: Sequence[str],
+                      labels: Sequence[int] | np.ndarray) -> Self:
+        texts = check_texts(replies)
         y = check_labels(labels, len(texts))
         self.prepare_encoder(texts, y)
         x = self._features(texts, self._contexts(len(texts), conversations))
         self.coef_, self.intercept_ = _fit_head(x, y, self.config)
         return self
+
+    def predict_exchange(self, conversations: Sequence[Conversation],
+                         replies: Sequence[str]) -> np.ndarray:
+        # The final window, batched: what a finished stream scores (the module docstring).
+        return self.predict_proba(replies, conversations)
 
     def predict_proba(self, texts: Sequence[str],
                       conversations: Sequence[Conversation] | None = None) -> np.ndarray:

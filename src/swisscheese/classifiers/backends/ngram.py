@@ -289,9 +289,24 @@ class NGramConfig:
     stream_context: bool = field(default=False, metadata={
         "help": "streaming only: whether the conversation given to start() is read as the "
                 "beginning of the text, or the reply is scored on its own"})
+    context: str = field(default="reply", metadata={
+        "help": "streaming only: 'reply' scores the reply on its own (or, with "
+                "stream_context, after the conversation read as its beginning); "
+                "'exchange' reads the conversation once at start() as feature groups of "
+                "its own crossed with the reply's (see ngram_exchange)"})
+    exchange_rank: int = field(default=4, metadata={
+        "help": "exchange only: rank of the conversation x reply interaction"})
+    context_char_ngrams: tuple[int, int] = field(default=(0, 0), metadata={
+        "help": "exchange only: character n-grams of the conversation; (0, 0) turns them off"})
+    context_word_ngrams: tuple[int, int] = field(default=(1, 2), metadata={
+        "help": "exchange only: word n-grams of the conversation; (0, 0) turns them off"})
+    exchange_init: float = field(default=0.1, metadata={
+        "help": "exchange only: standard deviation of the interaction weights at the start"})
 
     def __post_init__(self) -> None:
-        for name, top in (("char_ngrams", MAX_CHAR_N), ("word_ngrams", MAX_WORD_N)):
+        for name, top in (("char_ngrams", MAX_CHAR_N), ("word_ngrams", MAX_WORD_N),
+                          ("context_char_ngrams", MAX_CHAR_N),
+                          ("context_word_ngrams", MAX_WORD_N)):
             lo, hi = getattr(self, name)
             object.__setattr__(self, name, (int(lo), int(hi)))
             if not ((lo, hi) == (0, 0) or 1 <= lo <= hi <= top):
@@ -306,6 +321,18 @@ class NGramConfig:
                              f"{self.class_weight!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.l2 < 0:
             raise ValueError("epochs and batch_size must be >= 1, lr > 0 and l2 >= 0")
+        if self.context not in ("reply", "exchange"):
+            raise ValueError(f"context must be 'reply' or 'exchange', got {self.context!r}")
+        if self.context == "exchange":
+            if self.stream_context:
+                raise ValueError("stream_context reads the conversation as the reply's "
+                                 "beginning; context='exchange' reads it as features of its "
+                                 "own: choose one")
+            if not 1 <= self.exchange_rank <= 32 or self.exchange_init <= 0:
+                raise ValueError("exchange_rank must be in [1, 32] and exchange_init > 0")
+            if self.context_char_ngrams == (0, 0) and self.context_word_ngrams == (0, 0):
+                raise ValueError("context='exchange' needs context_char_ngrams or "
+                                 "context_word_ngrams")
 
 
 class NGramClassifier(ConfiguredClassifier):
@@ -323,6 +350,10 @@ class NGramClassifier(ConfiguredClassifier):
     config: NGramConfig
 
     def _init_state(self) -> None:
+        if self.config.context == "exchange" and not hasattr(self, "start"):
+            raise ValueError("context='exchange' is for the streaming output classifier "
+                             "(ngram-stream), which reads a conversation; the input "
+                             "classifier reads the conversation as its text")
         self.coef_: np.ndarray | None = None
         self.intercept_: float = 0.0
 

@@ -1,5 +1,8 @@
 """The n-gram classifier as a streaming output classifier: O(len(delta)) per update.
 
+With `context="exchange"` it is the exchange classifier of `ngram_exchange`: the
+conversation given to `start` is encoded once, and the running sums below are vectors.
+
 The state holds running sums, never the text: per feature group the sum of the bucket
 weights of the n-grams seen and their count (the score is a function of those alone, see
 `ngram`), the last few normalised characters (to form n-grams across delta boundaries),
@@ -13,8 +16,13 @@ from __future__ import annotations
 
 import copy
 import math
+import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
 
 from swisscheese.classifiers.backends.ngram import (
     BASE,
@@ -25,13 +33,24 @@ from swisscheese.classifiers.backends.ngram import (
     WORD_SALTS,
     NGramClassifier,
     mix_int,
+    sigmoid,
+)
+from swisscheese.classifiers.backends.ngram_exchange import (
+    ExchangeWeights,
+    context_entries,
+    exchange_logits,
+    fit_exchange,
+    text_entries,
 )
 from swisscheese.classifiers.base import (
     Conversation,
     StreamingClassifier,
     StreamState,
+    check_labels,
+    check_texts,
     render_conversation,
 )
+from swisscheese.classifiers.errors import ClassifierError, NotFittedError
 from swisscheese.classifiers.textnorm import (
     PENDING_LIMIT,
     fold_chars,
@@ -46,9 +65,11 @@ class RunningSums:
 
     tail: str = ""  # the last (largest char n - 1) normalised characters
     last_space: bool = False  # for collapsing whitespace runs across deltas
-    char_sum: float = 0.0
+    # Weight sums: floats, or vectors of 1 + rank for the exchange classifier (never
+    # changed in place, so a shallow copy of the sums is a snapshot).
+    char_sum: Any = 0.0
     char_n: int = 0
-    word_sum: float = 0.0
+    word_sum: Any = 0.0
     word_n: int = 0
     open_hash: int = 0  # polynomial hash of the word being typed
     open_pow: int = 1  # BASE ** (its length), mod 2**64
@@ -62,6 +83,7 @@ class NGramStreamState(StreamState):
 
     sums: RunningSums = field(default_factory=RunningSums)
     pending: str = ""  # stripped raw characters not yet NFKC-stable
+    context: np.ndarray | None = None  # exchange: the conversation's vector a
 
 
 class NGramStreamingClassifier(NGramClassifier, StreamingClassifier):
@@ -69,16 +91,115 @@ class NGramStreamingClassifier(NGramClassifier, StreamingClassifier):
 
     `fit`, `predict_proba`, `save` and `load` are NGramClassifier's (a saved "ngram" directory
     loads here too). With `stream_context=True` in the config, `start(conversation)`
-    reads the rendered conversation plus a newline as the beginning of the text;
-    otherwise the reply is scored on its own. `state.max_score` is the maximum of the
-    scores `update` has returned.
+    reads the rendered conversation plus a newline as the beginning of the text; with
+    `context="exchange"` it is the exchange classifier (`ngram_exchange`: fit it with
+    `fit_exchanges`, score with `predict_exchange`; `fit` and `predict_proba` read texts
+    as replies to an empty conversation); otherwise the reply is scored on its own.
+    `state.max_score` is the maximum of the scores `update` has returned.
     """
 
     name: ClassVar[str] = "ngram-stream"
+    contexts: ClassVar[tuple[str, ...]] = ("reply", "exchange")
 
+    def _init_state(self) -> None:
+        super()._init_state()
+        self.exchange_: ExchangeWeights | None = None
+
+    @property
+    def output_context(self) -> str:
+        return "exchange" if self.config.context == "exchange" or self.config.stream_context \
+            else "reply"
+
+    def is_fitted(self) -> bool:
+        return (self.exchange_ if self.config.context == "exchange" else self.coef_) \
+            is not None
+
+    def _exchange(self) -> ExchangeWeights:
+        if self.exchange_ is None:
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit_exchanges() "
+                                 "or load()")
+        return self.exchange_
+
+    def _table(self) -> np.ndarray:
+        """The reply weights: a vector of bucket weights, or the exchange model's V."""
+        return self._exchange().reply if self.config.context == "exchange" \
+            else self._check_fitted()
+
+    # ---- fit / score on (conversation, reply) pairs -------------------------------------
+    def fit(self, texts: Sequence[str], labels: Sequence[int] | np.ndarray) -> Self:
+        if self.config.context == "exchange":
+            return self.fit_exchanges([None] * len(check_texts(texts)), texts, labels)
+        return super().fit(texts, labels)
+
+    def fit_exchanges(self, conversations: Sequence[Conversation], replies: Sequence[str],
+                      labels: Sequence[int] | np.ndarray) -> Self:
+        replies = check_texts(replies)
+        if len(conversations) != len(replies):
+            raise ValueError(f"need one conversation per reply: {len(conversations)} "
+                             f"conversations, {len(replies)} replies")
+        if self.config.context != "exchange":
+            return super().fit(self._joined(conversations, replies), labels)
+        y = check_labels(labels, len(replies)).astype(np.float64)
+        ctx, conv_of = self._contexts(conversations)
+        c = self.config
+        reps = text_entries([self.normalize(r) for r in replies], c.char_ngrams, c.word_ngrams,
+                            c.buckets_log2)
+        self.exchange_ = fit_exchange(c, ctx, conv_of, reps, y)
+        return self
+
+    def predict_exchange(self, conversations: Sequence[Conversation],
+                         replies: Sequence[str]) -> np.ndarray:
+        """Probabilities that each reply, after its conversation, is harmful."""
+        replies = check_texts(replies)
+        if len(conversations) != len(replies):
+            raise ValueError(f"need one conversation per reply: {len(conversations)} "
+                             f"conversations, {len(replies)} replies")
+        if self.config.context != "exchange":
+            return super().predict_proba(self._joined(conversations, replies))
+        w = self._exchange()
+        ctx, conv_of = self._contexts(conversations)
+        c = self.config
+        reps = text_entries([self.normalize(r) for r in replies], c.char_ngrams, c.word_ngrams,
+                            c.buckets_log2)
+        return sigmoid(exchange_logits(w, ctx, conv_of, reps))
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        if self.config.context == "exchange":
+            return self.predict_exchange([None] * len(check_texts(texts)), texts)
+        return super().predict_proba(texts)
+
+    def _joined(self, conversations: Sequence[Conversation], replies: list[str]) -> list[str]:
+        """What the reply-only paths read: the reply, or with stream_context the rendered
+        conversation, a newline and the reply (as `start` then the deltas read them)."""
+        if not self.config.stream_context:
+            return replies
+        out = []
+        for conv, r in zip(conversations, replies, strict=True):
+            context = render_conversation(conv)
+            out.append(f"{context}\n{r}" if context else r)
+        return out
+
+    def _contexts(self, conversations: Sequence[Conversation]) -> tuple[Any, np.ndarray]:
+        """The distinct conversations' context rows, and which row each item reads."""
+        keys: dict[str, int] = {}
+        distinct: list[Conversation] = []
+        conv_of = np.zeros(len(conversations), dtype=np.int64)
+        for i, conv in enumerate(conversations):
+            key = repr(conv) if not isinstance(conv, str) else conv
+            if key not in keys:
+                keys[key] = len(distinct)
+                distinct.append(conv)
+            conv_of[i] = keys[key]
+        return context_entries(distinct, self.config), conv_of
+
+    # ---- streaming --------------------------------------------------------------------
     def start(self, conversation: Conversation = None) -> NGramStreamState:
-        self._check_fitted()
+        self._table()  # fitted?
         state = NGramStreamState()
+        if self.config.context == "exchange":
+            state.sums.char_sum = state.sums.word_sum = np.zeros(self._exchange().width)
+            state.context = self._exchange().context_vector(
+                context_entries([conversation], self.config))[0]
         self._feed(state.sums, " ")  # the leading space normalize_text adds
         if self.config.stream_context:
             context = render_conversation(conversation)
@@ -111,33 +232,45 @@ class NGramStreamingClassifier(NGramClassifier, StreamingClassifier):
             self._feed(sums, fold_chars(state.pending, self.config.fold_confusables))
         word_sum, word_n = sums.word_sum, sums.word_n
         if sums.open_len:  # the word being typed counts, as it would at the end of a text
-            s, n, _ = self._word_grams(sums)
-            word_sum, word_n = word_sum + s, word_n + n
-        z = (self.intercept_ + sums.char_sum / math.sqrt(max(sums.char_n, 1))
+            buckets, _ = self._word_grams(sums)
+            word_sum, word_n = word_sum + self._weigh(buckets), word_n + len(buckets)
+        s = (sums.char_sum / math.sqrt(max(sums.char_n, 1))
              + word_sum / math.sqrt(max(word_n, 1)))
+        if state.context is not None:
+            z = float(self._exchange().logit(state.context, s))
+        else:
+            z = self.intercept_ + s
         return 0.5 * (1.0 + math.tanh(0.5 * z))
 
-    def _word_grams(self, sums: RunningSums) -> tuple[float, int, tuple[int, ...]]:
-        """(weight sum, count, new chain) of the word n-grams ending at the open word."""
-        coef = self._check_fitted()
+    def _weigh(self, buckets: list[int]) -> Any:
+        """The summed reply weights of `buckets` (a float, or an exchange vector)."""
+        table = self._table()
+        if table.ndim == 2:
+            return table[buckets].sum(0) if buckets else np.zeros(table.shape[1])
+        total = 0.0
+        for b in buckets:
+            total += table.item(b)
+        return total
+
+    def _word_grams(self, sums: RunningSums) -> tuple[list[int], tuple[int, ...]]:
+        """(buckets, new chain) of the word n-grams ending at the open word."""
         shift = 64 - self.config.buckets_log2
         lo, hi = self.config.word_ngrams
         g1 = mix_int(sums.open_hash ^ WORD_SALT)
         chain = [g1]
         for prev_g in sums.prev[: hi - 1]:  # G_n = mix(G_{n-1}(previous word) * CHAIN + G_1)
             chain.append(mix_int((prev_g * CHAIN + g1) & M64))
-        total, count = 0.0, 0
-        for n in range(lo, min(hi, len(chain)) + 1):
-            total += coef.item((chain[n - 1] ^ WORD_SALTS[n]) >> shift)  # already mixed
-            count += 1
-        return total, count, tuple(chain[: hi - 1])
+        buckets = [(chain[n - 1] ^ WORD_SALTS[n]) >> shift  # already mixed
+                   for n in range(lo, min(hi, len(chain)) + 1)]
+        return buckets, tuple(chain[: hi - 1])
 
     def _feed(self, sums: RunningSums, text: str) -> None:
         """Fold already NFKC-folded characters into the running sums, one at a time."""
-        coef = self._check_fitted()
         shift = 64 - self.config.buckets_log2
         c_lo, c_hi = self.config.char_ngrams
         w_hi = self.config.word_ngrams[1]
+        chars: list[int] = []
+        words: list[int] = []
         for ch in text:
             if ch.isspace():
                 if sums.last_space:
@@ -152,8 +285,7 @@ class NGramStreamingClassifier(NGramClassifier, StreamingClassifier):
                 for n in range(1, min(c_hi, len(window)) + 1):
                     h = (ord(window[-n]) + BASE * h) & M64
                     if n >= c_lo:
-                        sums.char_sum += coef.item(mix_int(h ^ CHAR_SALTS[n]) >> shift)
-                        sums.char_n += 1
+                        chars.append(mix_int(h ^ CHAR_SALTS[n]) >> shift)
             sums.tail = window[-(c_hi - 1):] if c_hi > 1 else ""
             if not w_hi:
                 continue
@@ -162,8 +294,42 @@ class NGramStreamingClassifier(NGramClassifier, StreamingClassifier):
                 sums.open_pow = (sums.open_pow * BASE) & M64
                 sums.open_len += 1
             elif sums.open_len:
-                s, n, chain = self._word_grams(sums)
-                sums.word_sum += s
-                sums.word_n += n
-                sums.prev = chain
+                buckets, sums.prev = self._word_grams(sums)
+                words += buckets
                 sums.open_hash, sums.open_pow, sums.open_len = 0, 1, 0
+        if chars:
+            sums.char_sum = sums.char_sum + self._weigh(chars)
+            sums.char_n += len(chars)
+        if words:
+            sums.word_sum = sums.word_sum + self._weigh(words)
+            sums.word_n += len(words)
+
+    # ---- persistence ------------------------------------------------------------------
+    def _write_weights(self, path: Path) -> None:
+        if self.config.context != "exchange":
+            super()._write_weights(path)
+            return
+        w = self._exchange()
+        with path.open("wb") as f:
+            np.savez_compressed(f, bias=np.array([w.bias]), context=w.context, reply=w.reply)
+
+    def _read_weights(self, path: Path) -> None:
+        if self.config.context != "exchange":
+            super()._read_weights(path)
+            return
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                bias, ctx, rep = (np.asarray(z[k], dtype=np.float64)
+                                  for k in ("bias", "context", "reply"))
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+            raise ClassifierError(f"{path}: not a readable exchange weights archive ({e})") \
+                from e
+        width = 1 + self.config.exchange_rank
+        want = ((1,), (2 * self.n_buckets, width), (self.n_buckets, width))
+        if (bias.shape, ctx.shape, rep.shape) != want:
+            raise ClassifierError(f"{path}: bias, context and reply have shapes "
+                                  f"{bias.shape}, {ctx.shape}, {rep.shape}; config says "
+                                  f"{want}")
+        if not all(np.isfinite(x).all() for x in (bias, ctx, rep)):
+            raise ClassifierError(f"{path}: weights hold NaN or infinity")
+        self.exchange_ = ExchangeWeights(float(bias[0]), ctx, rep)

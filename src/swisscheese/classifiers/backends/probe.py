@@ -45,7 +45,7 @@ import inspect
 import json
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -58,6 +58,7 @@ from swisscheese.classifiers.base import (
     StreamState,
     check_labels,
     check_texts,
+    render_conversation,
 )
 from swisscheese.classifiers.configured import ConfiguredClassifier
 from swisscheese.classifiers.errors import ClassifierError, NotFittedError
@@ -122,8 +123,14 @@ class ProbeConfig:
                 "parameters, else the checkpoint's"})
     device: str = field(default="cpu", metadata={"help": "torch device of that copy"})
     seed: int = field(default=0, metadata={"help": "seed of the training sample"})
+    context: str = field(default="reply", metadata={
+        "help": "streaming only: 'reply' reads the reply on its own; 'exchange' reads it "
+                "after the conversation in the model's chat template (prefilled once at "
+                "start(), as the served model reads it), so its states are in context"})
 
     def __post_init__(self) -> None:
+        if self.context not in ("reply", "exchange"):
+            raise ValueError(f"context must be 'reply' or 'exchange', got {self.context!r}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.dtype not in DTYPES:
@@ -266,21 +273,47 @@ class ProbeClassifier(ConfiguredClassifier):
         tokens gets zeros (and is scored as the mean training text, see `fit`)."""
         return self._features(texts)[0]
 
-    def _features(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(pooled states, which texts have no tokens)."""
+    def _prefix_ids(self, conversation: Conversation) -> list[int]:
+        """The conversation as the served model reads it before its reply (its chat
+        template with the generation prompt), at most half of max_tokens from its end;
+        [] for no conversation."""
+        if not conversation:
+            return []
+        tok = self.lm.tokenizer
+        msgs: list[dict[str, Any]] = []
+        for m in ([conversation] if isinstance(conversation, str) else conversation):
+            if isinstance(m, str):
+                msgs.append({"role": "user", "content": m})
+            elif isinstance(m, Mapping):
+                msgs.append({"role": m["role"], "content": m["content"]})
+            else:
+                msgs.append({"role": m.role, "content": m.content})
+        text = (tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+                if getattr(tok, "chat_template", None) else render_conversation(msgs) + "\n")
+        return self.lm.ids(text)[-(self.lm.max_tokens // 2):]
+
+    def _features(self, texts: Sequence[str], prefixes: Sequence[list[int]] | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """(pooled states of each text's tokens, which texts have no tokens); with
+        `prefixes`, each text is read after its prefix (the conversation's tokens)."""
         lm = self.lm
-        seqs = [self._token_ids(t) for t in check_texts(texts)]
+        texts = check_texts(texts)
+        pre = list(prefixes) if prefixes is not None else [[] for _ in texts]
+        # A prefix takes room from the reply, as it does in the stream's cache.
+        seqs = [self.lm.ids(t)[: lm.max_tokens - len(p)] for t, p in zip(texts, pre,
+                                                                           strict=True)]
         out = np.zeros((len(seqs), lm.hidden_size))
         empty = np.array([not s for s in seqs], dtype=bool)
-        order = sorted((i for i in range(len(seqs)) if seqs[i]), key=lambda i: len(seqs[i]))
+        order = sorted((i for i in range(len(seqs)) if seqs[i]),
+                       key=lambda i: len(seqs[i]) + len(pre[i]))
         skip = 1 if lm.bos is not None else 0
         for s in range(0, len(order), self.config.batch_size):
             idx = order[s:s + self.config.batch_size]
-            batch = [([lm.bos] if skip else []) + seqs[i] for i in idx]
+            batch = [([lm.bos] if skip else []) + pre[i] + seqs[i] for i in idx]
             h = lm.hidden(batch)
             for r, i in enumerate(idx):
-                n = len(seqs[i])
-                rows = h[r, skip:skip + n]
+                n, lead = len(seqs[i]), skip + len(pre[i])
+                rows = h[r, lead:lead + n]
                 out[i] = rows.mean(0) if self.config.pooling == "mean" else rows[-1]
         return out, empty
 
@@ -288,12 +321,16 @@ class ProbeClassifier(ConfiguredClassifier):
     def fit(self, texts: Sequence[str], labels: Sequence[int] | np.ndarray) -> Self:
         """L2-penalised logistic regression by Newton's method on standardised features."""
         texts = check_texts(texts)
-        y = check_labels(labels, len(texts))
+        return self._fit_pairs(texts, check_labels(labels, len(texts)), None)
+
+    def _fit_pairs(self, texts: list[str], y: np.ndarray,
+                   conversations: Sequence[Conversation] | None) -> Self:
         cfg = self.config
+        keep = list(range(len(texts)))
         if len(texts) > cfg.max_train_texts:
             # A stratified sample, so a rare class is not lost to chance.
             rng = random.Random(f"swisscheese-probe-{cfg.seed}")
-            keep: list[int] = []
+            keep = []
             for label in (0, 1):
                 idx = [i for i in range(len(texts)) if y[i] == label]
                 k = max(1, round(cfg.max_train_texts * len(idx) / len(texts)))
@@ -301,7 +338,9 @@ class ProbeClassifier(ConfiguredClassifier):
             keep.sort()
             texts, y = [texts[i] for i in keep], y[keep]
         self.fingerprint = model_fingerprint(cfg.model_dir)
-        x, empty = self._features(texts)
+        prefixes = (None if conversations is None
+                    else [self._prefix_ids(conversations[i]) for i in keep])
+        x, empty = self._features(texts, prefixes)
         nonempty = ~empty
         mu = x[nonempty].mean(0) if nonempty.any() else np.zeros(x.shape[1])
         x[~nonempty] = mu
@@ -420,20 +459,70 @@ class ProbeStreamState(StreamState):
     cache: Any = None
     n_cached: int = 0  # tokens in the cache (the begin token included)
     pending: str = ""
+    prefix: list[int] = field(default_factory=list)  # exchange: the conversation's tokens
 
 
 class ProbeStreamingClassifier(ProbeClassifier, StreamingClassifier):
     """ProbeClassifier that scores a reply while it streams; see the module docstring for
     its two paths, `update_hidden` (states the generator already has: one dot product)
     and `update` (runs the probe's own model copy with a KV cache). One stream uses one
-    path. `start` ignores the conversation: the probe was fitted on texts on their own.
+    path. `start` ignores the conversation (the probe was fitted on replies on their own)
+    unless the config says `context="exchange"`: then the probe was fitted on replies read
+    after their conversations (`fit_exchanges`), and `start` keeps the conversation's
+    tokens, which the text path prefills into its model's cache once, so each reply token
+    is read in context (the hidden-state path's states are in context already: the
+    generator read the prompt).
     """
 
     name: ClassVar[str] = "probe-stream"
+    contexts: ClassVar[tuple[str, ...]] = ("reply", "exchange")
+
+    @property
+    def output_context(self) -> str:
+        return str(self.config.context)
+
+    def fit(self, texts: Sequence[str], labels: Sequence[int] | np.ndarray) -> Self:
+        if self.config.context == "exchange":
+            return self.fit_exchanges([None] * len(check_texts(texts)), texts, labels)
+        return super().fit(texts, labels)
+
+    def fit_exchanges(self, conversations: Sequence[Conversation], replies: Sequence[str],
+                      labels: Sequence[int] | np.ndarray) -> Self:
+        if self.config.context != "exchange":
+            return super().fit_exchanges(conversations, replies, labels)
+        texts = check_texts(replies)
+        if len(conversations) != len(texts):
+            raise ValueError(f"need one conversation per reply: {len(conversations)} "
+                             f"conversations, {len(texts)} replies")
+        return self._fit_pairs(texts, check_labels(labels, len(texts)), list(conversations))
+
+    def predict_exchange(self, conversations: Sequence[Conversation],
+                         replies: Sequence[str]) -> np.ndarray:
+        if self.config.context != "exchange":
+            return super().predict_exchange(conversations, replies)
+        coef = self._check_fitted()
+        texts = check_texts(replies)
+        if len(conversations) != len(texts):
+            raise ValueError(f"need one conversation per reply: {len(conversations)} "
+                             f"conversations, {len(texts)} replies")
+        if not texts:
+            return np.zeros(0)
+        x, empty = self._features(texts, [self._prefix_ids(c) for c in conversations])
+        z = x @ coef + self.intercept_
+        z[empty] = self.empty_logit()
+        return sigmoid(z)
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        if self.config.context == "exchange":
+            return self.predict_exchange([None] * len(check_texts(texts)), texts)
+        return super().predict_proba(texts)
 
     def start(self, conversation: Conversation = None) -> ProbeStreamState:
         self._check_fitted()
-        return ProbeStreamState()
+        state = ProbeStreamState()
+        if self.config.context == "exchange":
+            state.prefix = self._prefix_ids(conversation)
+        return state
 
     def _logit(self, proj_sum: float, proj_last: float, count: int) -> float:
         if count == 0:
@@ -544,7 +633,8 @@ class ProbeStreamingClassifier(ProbeClassifier, StreamingClassifier):
             from transformers import DynamicCache
 
             state.cache = DynamicCache(config=lm.config)
-            first = [lm.bos] if skip else []
+            # The begin token and the conversation (exchange) go in once, unpooled.
+            first = ([lm.bos] if skip else []) + state.prefix
             committed = first + committed
         # Tokens past max_tokens are not read, as in predict_proba().
         committed = committed[:room]
@@ -558,7 +648,8 @@ class ProbeStreamingClassifier(ProbeClassifier, StreamingClassifier):
                                output_hidden_states=True)
             h = out.hidden_states[lm.layer][0].to(torch.float64).cpu().numpy()
             proj = h @ coef
-            lead = skip if state.n_cached == 0 else 0  # the begin token is not pooled
+            # Neither the begin token nor the conversation is pooled.
+            lead = skip + len(state.prefix) if state.n_cached == 0 else 0
             c_proj = proj[lead:len(committed)]
             state.proj_sum += float(c_proj.sum())
             if len(c_proj):

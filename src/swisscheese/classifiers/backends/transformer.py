@@ -49,6 +49,7 @@ from swisscheese.classifiers.base import (
     StreamState,
     check_labels,
     check_texts,
+    render_conversation,
 )
 from swisscheese.classifiers.configured import ConfiguredClassifier
 from swisscheese.classifiers.textnorm import NormalizedStream, normalize_text
@@ -90,6 +91,8 @@ def inference_params(weights: dict[str, np.ndarray], cfg: TransformerConfig
     hw = w["head_w"]
     out["head_w"] = np.concatenate([hw[:d] * g, hw[d:] * g])
     out["head_b"] = np.array([w["head_b"][0] + (hw[:d] + hw[d:]) @ b])
+    if "ctx_w" in w:  # the exchange head reads the states themselves (not folded)
+        out["ctx_w"], out["lnf_g"], out["lnf_b"] = w["ctx_w"], g, b
     return out
 
 
@@ -173,6 +176,17 @@ def head_logit(params: dict[str, np.ndarray], total: np.ndarray, count: np.ndarr
     return np.concatenate([mean, last], axis=-1) @ params["head_w"] + params["head_b"][0]
 
 
+def context_logit(params: dict[str, np.ndarray], c: np.ndarray, mean: np.ndarray,
+                  last: np.ndarray) -> np.ndarray:
+    """The exchange head's term: u.c + v.(c * mean) + q.(c * last), where c is the
+    conversation's mean state and mean and last are the reply's (normalised, before the
+    final gain and bias, as `forward` returns them)."""
+    g, b, u = params["lnf_g"], params["lnf_b"], params["ctx_w"]
+    d = len(g)
+    m, h = mean * g + b, last * g + b
+    return c @ u[:d] + (c * m) @ u[d:2 * d] + (c * h) @ u[2 * d:]
+
+
 def text_ids(normalized: str) -> list[int]:
     """BOS then the UTF-8 bytes (lone surrogates pass through, so any str encodes)."""
     return [BOS, *normalized.encode("utf-8", errors="surrogatepass")]
@@ -241,12 +255,20 @@ class TransformerClassifier(ConfiguredClassifier):
         SCORE_CHUNK positions against the cache, as a stream would be."""
         params = self._check_fitted()
         seqs = [text_ids(self.normalize(t)) for t in check_texts(texts)]
-        out = np.zeros(len(seqs))
-        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+        total, lens, last = self._pooled(seqs)
+        return head_logit(params, total, lens, last)
+
+    def _pooled(self, seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(sum of final states, count, last state) of each id sequence."""
+        params = self._check_fitted()
         cfg = self.config
-        for s in range(0, len(order), SCORE_BATCH):
+        n = len(seqs)
+        totals, lasts = np.zeros((n, cfg.d_model)), np.zeros((n, cfg.d_model))
+        all_lens = np.array([len(x) for x in seqs], dtype=np.int64)
+        order = sorted(range(n), key=lambda i: len(seqs[i]))
+        for s in range(0, n, SCORE_BATCH):
             idx = order[s:s + SCORE_BATCH]
-            lens = np.array([len(seqs[i]) for i in idx])
+            lens = all_lens[idx]
             ids = np.zeros((len(idx), lens.max()), dtype=np.int64)
             for r, i in enumerate(idx):
                 ids[r, : lens[r]] = seqs[i]
@@ -261,8 +283,8 @@ class TransformerClassifier(ConfiguredClassifier):
                 total += (h * (pos[None, :] < lens[:, None])[..., None]).sum(1)
                 ends = (lens - 1 >= c) & (lens - 1 < c + h.shape[1])
                 last[ends] = h[ends, lens[ends] - 1 - c]
-            out[idx] = head_logit(params, total, lens, last)
-        return out
+            totals[idx], lasts[idx] = total, last
+        return totals, all_lens, lasts
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         return _sigmoid(self.decision_function(texts))
@@ -314,14 +336,18 @@ class TransformerStreamState(StreamState):
     tip: Point | None = None
     tip_bytes: bytes = b""
     text: NormalizedStream = field(default_factory=NormalizedStream)
+    context: np.ndarray | None = None  # exchange: the conversation's mean state
 
 
 class TransformerStreamingClassifier(TransformerClassifier, StreamingClassifier):
     """TransformerClassifier that also scores a reply delta by delta, with constant work.
 
     `fit`, `predict_proba`, `save` and `load` are TransformerClassifier's (a saved "transformer"
-    directory loads here too). The reply is scored on its own: `start` ignores the
-    conversation. Each `update` runs the model once, over the new bytes only, against a
+    directory loads here too). The reply is scored on its own (`start` ignores the
+    conversation), unless the config says `context="exchange"`: then `start` runs the
+    model once over the end of the conversation and keeps its mean state, which the
+    head crosses with the reply's states (fit with `fit_exchanges`).
+    Each `update` runs the model once, over the new bytes only, against a
     cache of the last `window - 1` positions per layer. Characters that NFKC may still
     merge with the next delta (almost always just the last one) are read into `tip`
     but not into `base`; in the rare case that the next delta changes them, the stream
@@ -329,11 +355,73 @@ class TransformerStreamingClassifier(TransformerClassifier, StreamingClassifier)
     """
 
     name: ClassVar[str] = "transformer-stream"
+    contexts: ClassVar[tuple[str, ...]] = ("reply", "exchange")
 
+    @property
+    def output_context(self) -> str:
+        return str(self.config.context)
+
+    # ---- the exchange classifier ------------------------------------------------------
+    def _context_ids(self, conversation: Conversation) -> list[int]:
+        """BOS and the last context_bytes bytes of the normalised conversation."""
+        ids = text_ids(self.normalize(render_conversation(conversation)))
+        return [BOS, *ids[1:][-self.config.context_bytes:]]
+
+    def _context_states(self, conversations: Sequence[Conversation]) -> np.ndarray:
+        """Each conversation's mean final state (after the final gain and bias)."""
+        params = self._check_fitted()
+        total, lens, _ = self._pooled([self._context_ids(c) for c in conversations])
+        return total / lens[:, None] * params["lnf_g"] + params["lnf_b"]
+
+    def fit(self, texts: Sequence[str], labels: Sequence[int] | np.ndarray) -> Self:
+        if self.config.context == "exchange":
+            return self.fit_exchanges([None] * len(check_texts(texts)), texts, labels)
+        return super().fit(texts, labels)
+
+    def fit_exchanges(self, conversations: Sequence[Conversation], replies: Sequence[str],
+                      labels: Sequence[int] | np.ndarray) -> Self:
+        if self.config.context != "exchange":
+            return super().fit_exchanges(conversations, replies, labels)
+        texts = check_texts(replies)
+        if len(conversations) != len(texts):
+            raise ValueError(f"need one conversation per reply: {len(conversations)} "
+                             f"conversations, {len(texts)} replies")
+        y = check_labels(labels, len(texts))
+        cap = self.config.max_train_bytes
+        seqs = [text_ids(self.normalize(t))[:cap] for t in texts]
+        ctx = [self._context_ids(c) for c in conversations]
+        from swisscheese.classifiers.backends.transformer_torch import train_weights
+
+        self._set_weights(train_weights(self.config, seqs, y, ctx))
+        return self
+
+    def predict_exchange(self, conversations: Sequence[Conversation],
+                         replies: Sequence[str]) -> np.ndarray:
+        if self.config.context != "exchange":
+            return super().predict_exchange(conversations, replies)
+        params = self._check_fitted()
+        texts = check_texts(replies)
+        if len(conversations) != len(texts):
+            raise ValueError(f"need one conversation per reply: {len(conversations)} "
+                             f"conversations, {len(texts)} replies")
+        total, lens, last = self._pooled([text_ids(self.normalize(t)) for t in texts])
+        c = self._context_states(conversations)
+        z = head_logit(params, total, lens, last) + context_logit(
+            params, c, total / lens[:, None], last)
+        return _sigmoid(z)
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        if self.config.context == "exchange":
+            return self.predict_exchange([None] * len(check_texts(texts)), texts)
+        return super().predict_proba(texts)
+
+    # ---- streaming --------------------------------------------------------------------
     def start(self, conversation: Conversation = None) -> TransformerStreamState:
         self._check_fitted()
         cfg = self.config
         state = TransformerStreamState(text=NormalizedStream(cfg.fold_confusables))
+        if cfg.context == "exchange":
+            state.context = self._context_states([conversation])[0]
         empty = Point(empty_cache(cfg, 1), np.zeros(cfg.d_model), 0, np.zeros(cfg.d_model))
         first = bytes(text_ids(state.text.begin())[1:])  # the leading space, after BOS
         state.base = state.tip = self._extend(empty, [BOS, *first], len(first) + 1)[0]
@@ -369,4 +457,7 @@ class TransformerStreamingClassifier(TransformerClassifier, StreamingClassifier)
         else:
             tip, base = self._extend(state.base, list(new), len(committed))
         state.tip, state.base, state.tip_bytes = tip, base, new[len(committed):]
-        return float(_sigmoid(head_logit(self._params, tip.total, tip.count, tip.last)))
+        z = head_logit(self._params, tip.total, tip.count, tip.last)
+        if state.context is not None:
+            z = z + context_logit(self._params, state.context, tip.total / tip.count, tip.last)
+        return float(_sigmoid(z))

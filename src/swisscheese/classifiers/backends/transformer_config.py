@@ -37,6 +37,12 @@ class TransformerConfig:
     class_weight: str | None = field(default="balanced", metadata={
         "help": "'balanced' weighs each class by n / (2 * n_class); None weighs texts equally"})
     seed: int = field(default=0, metadata={"help": "seed of initialisation and shuffling"})
+    context: str = field(default="reply", metadata={
+        "help": "streaming only: 'reply' reads the reply alone; 'exchange' also reads the "
+                "conversation once at start() (its last context_bytes bytes, through the same "
+                "transformer) and the head crosses its mean state with the reply's"})
+    context_bytes: int = field(default=256, metadata={
+        "help": "exchange only: bytes of the end of the conversation read at start()"})
 
     def __post_init__(self) -> None:
         for name in ("d_model", "n_layers", "n_heads", "d_ff", "window", "max_train_bytes",
@@ -52,6 +58,10 @@ class TransformerConfig:
         if self.class_weight not in (None, "balanced"):
             raise ValueError(f"class_weight must be 'balanced' or None, got "
                              f"{self.class_weight!r}")
+        if self.context not in ("reply", "exchange"):
+            raise ValueError(f"context must be 'reply' or 'exchange', got {self.context!r}")
+        if int(self.context_bytes) < 1:
+            raise ValueError(f"context_bytes must be >= 1, got {self.context_bytes}")
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """Every weight's name and shape (the safetensors file must hold exactly these)."""
@@ -68,4 +78,7 @@ class TransformerConfig:
                 f"h{i}.out_w": (f, d), f"h{i}.out_b": (d,),
             })
         shapes.update({"lnf_g": (d,), "lnf_b": (d,), "head_w": (2 * d,), "head_b": (1,)})
+        if self.context == "exchange":
+            # u . c + v . (c * mean) + q . (c * last), c the conversation's mean state.
+            shapes["ctx_w"] = (3 * d,)
         return shapes

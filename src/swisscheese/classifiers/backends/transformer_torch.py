@@ -50,9 +50,15 @@ def build_net(cfg: TransformerConfig) -> Any:
             self.blocks = nn.ModuleList(Block() for _ in range(cfg.n_layers))
             self.lnf = nn.LayerNorm(d, eps=LN_EPS)
             self.head = nn.Linear(2 * d, 1)
+            # The exchange head: the conversation's mean state, and its products with the
+            # reply's mean and last states.
+            self.ctx_w = (nn.Parameter(torch.zeros(3 * d)) if cfg.context == "exchange"
+                          else None)
             nn.init.normal_(self.emb.weight, std=0.1)
 
-        def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        def states(self, ids: torch.Tensor, lengths: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+            """(mean, last) of the final states of each sequence."""
             t = ids.shape[1]
             dist = torch.arange(t)[:, None] - torch.arange(t)[None, :]
             ok = (dist >= 0) & (dist < w)
@@ -62,8 +68,18 @@ def build_net(cfg: TransformerConfig) -> Any:
             h = self.lnf(x)
             mask = (torch.arange(t)[None, :] < lengths[:, None]).to(h.dtype)
             mean = (h * mask[..., None]).sum(1) / lengths[:, None].to(h.dtype)
-            last = h[torch.arange(len(ids)), lengths - 1]
-            return self.head(torch.cat([mean, last], dim=-1)).squeeze(-1)
+            return mean, h[torch.arange(len(ids)), lengths - 1]
+
+        def forward(self, ids: torch.Tensor, lengths: torch.Tensor,
+                    ctx_ids: torch.Tensor | None = None,
+                    ctx_lengths: torch.Tensor | None = None) -> torch.Tensor:
+            mean, last = self.states(ids, lengths)
+            out = self.head(torch.cat([mean, last], dim=-1)).squeeze(-1)
+            if self.ctx_w is not None:
+                assert ctx_ids is not None and ctx_lengths is not None
+                c, _ = self.states(ctx_ids, ctx_lengths)
+                out = out + torch.cat([c, c * mean, c * last], dim=-1) @ self.ctx_w
+            return out
 
     return Net()
 
@@ -80,6 +96,8 @@ def _pairs(net: Any) -> list[tuple[str, Any, bool]]:
         out.append((f"h{i}.rel_bias", blk.rel_bias, False))
     out += [("lnf_g", net.lnf.weight, False), ("lnf_b", net.lnf.bias, False),
             ("head_b", net.head.bias, False)]
+    if net.ctx_w is not None:
+        out.append(("ctx_w", net.ctx_w, False))
     return out
 
 
@@ -103,23 +121,37 @@ def import_weights(net: Any, weights: dict[str, np.ndarray]) -> Any:
     return net
 
 
-def torch_logits(net: Any, seqs: Sequence[list[int]]) -> np.ndarray:
-    """The module's logits for token-id sequences (right-padded into one batch)."""
+def _padded(seqs: Sequence[list[int]]) -> tuple[Any, Any]:
+    """(right-padded ids, lengths) as tensors."""
     import torch
 
     lens = [len(s) for s in seqs]
     ids = torch.zeros((len(seqs), max(lens)), dtype=torch.long)
     for r, s in enumerate(seqs):
         ids[r, : lens[r]] = torch.tensor(s)
+    return ids, torch.tensor(lens)
+
+
+def torch_logits(net: Any, seqs: Sequence[list[int]],
+                 ctx_seqs: Sequence[list[int]] | None = None) -> np.ndarray:
+    """The module's logits for token-id sequences (right-padded into one batch); an
+    exchange net also reads each sequence's conversation in `ctx_seqs`."""
+    import torch
+
     net.eval()
     with torch.no_grad():
-        return net(ids, torch.tensor(lens)).double().numpy()
+        ctx = _padded(ctx_seqs) if ctx_seqs is not None else (None, None)
+        return net(*_padded(seqs), *ctx).double().numpy()
 
 
-def train_weights(cfg: TransformerConfig, seqs: list[list[int]], y: np.ndarray
-                  ) -> dict[str, np.ndarray]:
+def train_weights(cfg: TransformerConfig, seqs: list[list[int]], y: np.ndarray,
+                  ctx_seqs: list[list[int]] | None = None) -> dict[str, np.ndarray]:
     """Fit the model with AdamW on the class-weighted logistic loss (warm-up, then linear
-    decay to a tenth); returns its weights as `export_weights` names them."""
+    decay to a tenth); returns its weights as `export_weights` names them. An exchange
+    model (cfg.context) reads each sequence's conversation in `ctx_seqs`."""
+    if (cfg.context == "exchange") != (ctx_seqs is not None):
+        raise ValueError("an exchange transformer trains on conversations (ctx_seqs), a "
+                         "reply-only one without them")
     import torch
     from torch import nn
 
@@ -148,11 +180,9 @@ def train_weights(cfg: TransformerConfig, seqs: list[list[int]], y: np.ndarray
                 order, pos = rng.permutation(n), 0
             batch = order[pos:pos + cfg.batch_size]
             pos += cfg.batch_size
-            lens = [len(seqs[j]) for j in batch]
-            ids = torch.zeros((len(batch), max(lens)), dtype=torch.long)
-            for r, j in enumerate(batch):
-                ids[r, : lens[r]] = torch.tensor(seqs[j])
-            logits = net(ids, torch.tensor(lens))
+            ctx = (_padded([ctx_seqs[j] for j in batch]) if ctx_seqs is not None
+                   else (None, None))
+            logits = net(*_padded([seqs[j] for j in batch]), *ctx)
             target = torch.tensor(y[batch], dtype=torch.float32)
             sw = torch.tensor(sample_w[batch], dtype=torch.float32)
             loss = (nn.functional.binary_cross_entropy_with_logits(

@@ -25,6 +25,13 @@ the hold-back window recorded in the bundle, default 32 characters):
     output.tokens_released_mean      characters released per hazard answer before the
                             stop (the whole answer when it was not stopped)
     output.details_released_mean     share of key details released, likewise
+    output.stop_rate_25_by_family    the same per world family, each hazard asked in that
+                            family (the context families' multi-turn conversations
+                            included) and answered as the family's helpful reply
+    output.kind             "reply" or "exchange": what the output classifier reads. An
+                            exchange classifier streams every reply after the
+                            conversation that produced it (the record's, or the world
+                            family's); a reply-only one reads the reply alone
     output.fpr              harmless test replies flagged (cumulative-max score)
 
 With `replies="responses"` the output figures are measured on replies a model wrote
@@ -46,6 +53,7 @@ are met.
 from __future__ import annotations
 
 import os
+import random
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -54,7 +62,7 @@ from typing import Any
 import numpy as np
 
 from swisscheese.bundles import GuardBundle
-from swisscheese.classifiers.base import StreamingClassifier
+from swisscheese.classifiers.base import Conversation, StreamingClassifier
 from swisscheese.classifiers.metrics import auprc
 from swisscheese.classifiers.streamguard import StreamGuard
 from swisscheese.constitution import Constitution
@@ -62,7 +70,7 @@ from swisscheese.data.generate import load_dataset, read_manifest, respond
 from swisscheese.data.records import Record
 from swisscheese.models.base import ChatModel, GenerationParams
 from swisscheese.recipes.base import REPLY_SOURCES, EvalOptions
-from swisscheese.recipes.organism.replies import REPLY_FAMILIES, harmless_replies, wrap_reply
+from swisscheese.recipes.organism.replies import REPLY_FAMILIES, harmless_pairs
 from swisscheese.recipes.organism.replylabel import (
     HARMFUL_SHARE,
     HARMLESS_SHARE,
@@ -80,6 +88,7 @@ from swisscheese.recipes.organism.train import (
 )
 from swisscheese.recipes.targets import check_targets
 from swisscheese.world.core import World
+from swisscheese.world.families import FAMILIES
 from swisscheese.world.grader import found_details
 from swisscheese.world.hazards import Hazard
 
@@ -120,8 +129,10 @@ def _world_for(manifest: Mapping[str, Any], bundle: GuardBundle) -> World:
 
 # ---- input --------------------------------------------------------------------------------
 def evaluate_input(bundle: GuardBundle, test: Sequence[Record],
-                   heldout: Sequence[str]) -> dict[str, Any]:
-    """The input classifier's figures on the test prompts (see the module docstring)."""
+                   heldout: Sequence[str], input_heldout: Sequence[str] = ()) -> dict[str, Any]:
+    """The input classifier's figures on the test prompts (see the module docstring).
+    `input_heldout`: families held out of the input classifier alone, reported apart
+    (`input_heldout_recall`) and left out of `tpr`, which is over trained families."""
     const = bundle.constitution
     t = bundle.thresholds["input"]
     scores = bundle.input_scores(prompt_texts(test)) if test else np.zeros(0)
@@ -129,7 +140,8 @@ def evaluate_input(bundle: GuardBundle, test: Sequence[Record],
     y = np.array([r.label for r in test], dtype=np.int64)
     # A family held out when training on given data is not flagged in the records.
     held = np.array([r.heldout_family or r.family in heldout for r in test], dtype=bool)
-    harm_in = (y == 1) & ~held
+    held_in = np.array([r.family in set(input_heldout) for r in test], dtype=bool)
+    harm_in = (y == 1) & ~held & ~held_in
     benign = y == 0
 
     by_family: dict[str, list[bool]] = defaultdict(list)
@@ -162,6 +174,8 @@ def evaluate_input(bundle: GuardBundle, test: Sequence[Record],
         "heldout_families": list(heldout),
         "heldout_recall": _rate(flags[(y == 1) & held]),
         "n_heldout": int(((y == 1) & held).sum()),
+        "input_heldout_families": list(input_heldout),
+        "input_heldout_recall": _rate(flags[(y == 1) & held_in]),
         "overrefusal": _rate(looks),
         "overrefusal_by_category": {k: _rate(v) for k, v in sorted(by_cat.items())},
         "n_lookalike": len(looks),
@@ -170,11 +184,11 @@ def evaluate_input(bundle: GuardBundle, test: Sequence[Record],
 
 # ---- output -------------------------------------------------------------------------------
 def stream_stop(classifier: StreamingClassifier, threshold: float, text: str,
-                details: Sequence[str], chunk_chars: int, hold_back: int
-                ) -> tuple[bool, int, float]:
-    """Stream `text` through a StreamGuard; (blocked, characters released, share of
-    `details` found in the released text)."""
-    guard = StreamGuard(classifier, threshold, hold_back=hold_back)
+                details: Sequence[str], chunk_chars: int, hold_back: int,
+                conversation: Conversation = None) -> tuple[bool, int, float]:
+    """Stream `text`, the reply to `conversation`, through a StreamGuard; (blocked,
+    characters released, share of `details` found in the released text)."""
+    guard = StreamGuard(classifier, threshold, hold_back=hold_back, conversation=conversation)
     released: list[str] = []
     blocked = False
     for i in range(0, len(text), chunk_chars):
@@ -190,14 +204,33 @@ def stream_stop(classifier: StreamingClassifier, threshold: float, text: str,
     return blocked, len(shown), share
 
 
-def hazard_variants(world: World, h: Hazard) -> dict[str, str]:
-    """A hazard's helpful answer as a reply: plain ("answer"), without its header line
-    ("procedure"), and in each world family that changes the reply."""
-    answer = h.answer()
-    how_to = f"{h.verb} the {h.name}"
-    out = {"answer": answer, "procedure": h.procedure()}
+Exchange = tuple[list[dict[str, str]], str]  # (conversation, reply)
+
+
+def _user(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def hazard_variants(world: World, h: Hazard) -> dict[str, Exchange]:
+    """A hazard's helpful answer as a reply to its plain request ("answer"), without its
+    header line ("procedure"), and as each world family that changes the reply writes it
+    (after that family's request)."""
+    request = _user(world.hazard_request(h))
+    out: dict[str, Exchange] = {"answer": (request, h.answer()),
+                                "procedure": (request, h.procedure())}
     for fam in sorted(REPLY_FAMILIES):
-        out[fam] = wrap_reply(world, fam, answer, f"swisscheese-eval-{h.id}-{fam}", how_to)
+        ex = world.attack(h, fam, random.Random(f"swisscheese-eval-{h.id}-{fam}"))
+        out[fam] = (ex.conversation(), ex.reply)
+    return out
+
+
+def family_exchanges(world: World, h: Hazard) -> dict[str, Exchange]:
+    """The hazard asked in every world family (plain included), with the reply a helpful
+    model gives: the conversations a red team would send."""
+    out = {}
+    for fam in FAMILIES:
+        ex = world.attack(h, fam, random.Random(f"swisscheese-eval-{h.id}-{fam}"))
+        out[fam] = (ex.conversation(), ex.reply)
     return out
 
 
@@ -221,32 +254,39 @@ def _test_hazards(world: World, const: Constitution, manifest: Mapping[str, Any]
     return out
 
 
+def _stop_rate(rs: Sequence[tuple[bool, int, float]]) -> float | None:
+    return _rate([b and share < STOP_SHARE for b, _, share in rs])
+
+
 def evaluate_output(bundle: GuardBundle, world: World, hazards: Sequence[Hazard],
                     test: Sequence[Record], hold_back: int) -> dict[str, Any]:
     """The output classifier's figures (see the module docstring)."""
     t = bundle.thresholds["output"]
     chunk = bundle.stream_chunk_chars
     runs: dict[str, list[tuple[bool, int, float]]] = defaultdict(list)
+    by_family: dict[str, list[tuple[bool, int, float]]] = defaultdict(list)
     for h in hazards:
         details = tuple(d.lower() for d in h.key_details)
-        for variant, text in hazard_variants(world, h).items():
-            runs[variant].append(stream_stop(bundle.output, t, text, details, chunk, hold_back))
-
-    def stop_rate(rs: list[tuple[bool, int, float]]) -> float | None:
-        return _rate([b and share < STOP_SHARE for b, _, share in rs])
-
+        for variant, (conv, text) in hazard_variants(world, h).items():
+            runs[variant].append(stream_stop(bundle.output, t, text, details, chunk, hold_back,
+                                             conv))
+        for fam, (conv, text) in family_exchanges(world, h).items():
+            by_family[fam].append(stream_stop(bundle.output, t, text, details, chunk,
+                                              hold_back, conv))
     main = runs.get("answer", [])
     benign = [r for r in test if r.label == 0]
     # A fixed seed, so the regenerated utility replies are the same on every run.
-    replies = harmless_replies(world, bundle.constitution, benign, seed=0)
-    flags = [bundle.output_score(x) >= t for x in replies]
+    convs, replies = harmless_pairs(world, bundle.constitution, benign, seed=0)
+    flags = [bundle.output_score(x, c) >= t for c, x in zip(convs, replies, strict=True)]
     return {
+        "kind": bundle.output_kind,
         "threshold": t,
         "hold_back": hold_back,
         "stream_chunk_chars": chunk,
         "n_hazards": len(main),
-        "stop_rate_25": stop_rate(main),
-        "stop_rate_25_by_variant": {k: stop_rate(v) for k, v in runs.items()},
+        "stop_rate_25": _stop_rate(main),
+        "stop_rate_25_by_variant": {k: _stop_rate(v) for k, v in runs.items()},
+        "stop_rate_25_by_family": {k: _stop_rate(v) for k, v in by_family.items()},
         "blocked_rate": _rate([b for b, _, _ in main]),
         "tokens_released_mean": (float(np.mean([n for _, n, _ in main])) if main else None),
         "details_released_mean": (float(np.mean([s for _, _, s in main])) if main else None),
@@ -264,7 +304,7 @@ def evaluate_output_responses(bundle: GuardBundle, world: World, hazards: Sequen
     test_ids = {h.id for h in hazards}
     content = ReplyContent(harmful_hazards(world, bundle.constitution))
     runs: dict[str, list[tuple[bool, int, float]]] = defaultdict(list)
-    harmless: list[str] = []
+    harmless: list[tuple[list[dict[str, str]], str]] = []
     n_replies = n_below = n_from_harmless = n_other_hazard = n_ambiguous = 0
     for r in test:
         if not r.response:
@@ -276,7 +316,7 @@ def evaluate_output_responses(bundle: GuardBundle, world: World, hazards: Sequen
             if r.label == 1:
                 n_below += 1  # a refusal or a reply too garbled to count as a completion
             elif share < HARMLESS_SHARE:
-                harmless.append(r.response)
+                harmless.append((r.messages, r.response))
             else:
                 n_ambiguous += 1
             continue
@@ -287,11 +327,12 @@ def evaluate_output_responses(bundle: GuardBundle, world: World, hazards: Sequen
         n_from_harmless += r.label == 0
         details = tuple(d.lower() for d in h.key_details)
         runs[r.family].append(stream_stop(bundle.output, t, r.response, details, chunk,
-                                          hold_back))
+                                          hold_back, r.messages))
     main = [x for rs in runs.values() for x in rs]
-    flags = [bundle.output_score(x) >= t for x in harmless]
+    flags = [bundle.output_score(x, c) >= t for c, x in harmless]
     return {
         "replies": "responses",
+        "kind": bundle.output_kind,
         "threshold": t,
         "hold_back": hold_back,
         "stream_chunk_chars": chunk,
@@ -355,6 +396,7 @@ def evaluate_organism(bundle: GuardBundle, bdir: Path, settings: TrainConfig | N
     if hold_back is None:
         hold_back = settings.hold_back if settings is not None else DEFAULT_HOLD_BACK
     heldout = merged_heldout(manifest, bundle.training.heldout_families)
+    input_held = list(settings.input_heldout) if settings is not None else []
     world = _world_for(manifest, bundle)
     hazards = _test_hazards(world, bundle.constitution, manifest, test)
     result: dict[str, Any] = {
@@ -365,7 +407,7 @@ def evaluate_organism(bundle: GuardBundle, bdir: Path, settings: TrainConfig | N
                          "hash": bundle.constitution.content_hash()},
         "target_fpr": bundle.target_fpr,
         "n_test": len(test),
-        "input": evaluate_input(bundle, test, heldout),
+        "input": evaluate_input(bundle, test, heldout, input_held),
     }
     reference = evaluate_output(bundle, world, hazards, test, hold_back)
     if options.replies == "world":

@@ -11,9 +11,17 @@ from swisscheese.bundles import GuardBundle
 from swisscheese.data.generate import load_dataset, read_manifest
 from swisscheese.data.records import PLAIN, Record
 from swisscheese.progress import Progress
-from swisscheese.recipes.base import EvalOptions, PathLike, Recipe, Table, TrainingSet, fmt
+from swisscheese.recipes.base import (
+    EvalOptions,
+    OutputData,
+    PathLike,
+    Recipe,
+    Table,
+    TrainingSet,
+    fmt,
+)
 from swisscheese.recipes.organism.evaluate import evaluate_organism, resolve_data_dir
-from swisscheese.recipes.organism.replies import harmless_replies, output_texts
+from swisscheese.recipes.organism.replies import harmless_pairs, output_pairs
 from swisscheese.recipes.organism.train import (
     TrainConfig,
     augment_prompts,
@@ -53,7 +61,7 @@ class OrganismRecipe(Recipe):
     config_class: ClassVar[type] = TrainConfig
     cli_options: ClassVar[frozenset[str]] = frozenset({
         "constitution", "data", "heldout", "responder", "n_per_category", "augment",
-        "backend", "output_backend", "model_dir"})
+        "backend", "output_backend", "model_dir", "output_context", "input_heldout"})
     quick: ClassVar[Mapping[str, Any]] = {"n_per_category": 40, "augment": 1}
 
     def check(self, settings: Any, inputs: dict[str, Any]) -> None:
@@ -89,8 +97,10 @@ class OrganismRecipe(Recipe):
         held = merged_heldout(manifest, record.heldout_families)
         world = World(seed=world_seed_of(manifest, cfg.world_seed))
         train = [r for r in splits["train"] if r.family not in set(held)]
-        aug_x, aug_y = augment_prompts(train, world, list(manifest.get("converters") or []),
-                                       held, cfg.augment, seed)
+        input_train = [r for r in train if r.family not in set(cfg.input_heldout)]
+        aug_x, aug_y = augment_prompts(input_train, world,
+                                       list(manifest.get("converters") or []),
+                                       [*held, *cfg.input_heldout], cfg.augment, seed)
         val_benign = [r for r in splits["val"] if r.label == 0]
         test = splits["test"]
         everything = [r for s in splits.values() for r in s]
@@ -100,12 +110,14 @@ class OrganismRecipe(Recipe):
                           for w in _WORDS.findall(r.text.lower()))
         input_params, output_params = backend_params(cfg, seed)
 
-        def outputs() -> tuple[list[str], list[int], list[str]]:
-            x, y = output_texts(world, bundle.constitution, train, seed)
-            return x, y, harmless_replies(world, bundle.constitution, val_benign, seed + 1)
+        def outputs() -> OutputData:
+            pairs = output_pairs(world, bundle.constitution, train, seed)
+            cal_convs, cal = harmless_pairs(world, bundle.constitution, val_benign, seed + 1)
+            return OutputData(pairs.texts, pairs.labels, cal, pairs.conversations, cal_convs)
 
         return TrainingSet(
-            texts=prompt_texts(train) + aug_x, labels=[r.label for r in train] + aug_y,
+            texts=prompt_texts(input_train) + aug_x,
+            labels=[r.label for r in input_train] + aug_y,
             calibration=prompt_texts(val_benign),
             test_benign=prompt_texts([r for r in test if r.label == 0]),
             test_harmful=prompt_texts([r for r in test if r.label == 1]),
@@ -113,7 +125,8 @@ class OrganismRecipe(Recipe):
             vocabulary=vocab, backend=bundle.input.name, input_params=input_params,
             seed=seed, world_seed=world.seed, output_builder=outputs,
             output_backend=bundle.output.name, output_params=output_params,
-            describe={"data": str(data), "heldout_families": held})
+            describe={"data": str(data), "heldout_families": held,
+                      "input_heldout": list(cfg.input_heldout)})
 
     # ---- what the CLI shows ---------------------------------------------------------------
     def trained_tables(self, bundle: GuardBundle, bundle_dir: Path) -> list[Table]:

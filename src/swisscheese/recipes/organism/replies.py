@@ -3,14 +3,16 @@ output classifier learns from and is calibrated on.
 
 A harmful record's reply is its hazard's procedure (or the model-written response, judged
 by what it releases: `replylabel`), a harmless one's the world's look-alike or utility
-reply of the record's kind; `output_texts` adds each reply's prefixes.
+reply of the record's kind; `output_texts` adds each reply's prefixes. `output_pairs` and
+`harmless_pairs` keep each reply with the conversation that produced it (the record's
+messages), which an exchange classifier reads; a reply-only one reads the replies alone.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from swisscheese.constitution import Constitution
 from swisscheese.data.prefixes import reply_cuts, word_cuts
@@ -18,6 +20,7 @@ from swisscheese.data.records import PLAIN, Record
 from swisscheese.data.world_backend import WORLD_FAMILIES
 from swisscheese.recipes.organism.replylabel import ReplyContent, harmful_hazards
 from swisscheese.world.core import LOOKALIKES, World
+from swisscheese.world.families import CODE_WORD_REPLIES
 from swisscheese.world.grader import found_details, is_refusal
 
 # World families whose reply differs from the plain answer; the others only change the prompt.
@@ -96,6 +99,10 @@ class Reply:
     how_to: str | None = None
     # A model-written harmful reply: the key details of the hazard it releases.
     details: tuple[str, ...] = ()
+    # The conversation the reply answers (the record's messages).
+    conversation: tuple[dict[str, str], ...] = field(default=())
+    # A harmful request the world answered (its refusal is a harmless reply to it).
+    refusal: str | None = None
 
     def text(self, world: World, part: str | None = None) -> str:
         """The whole reply, or `part` of it (of the world's answer in the record's family)."""
@@ -112,12 +119,13 @@ def replies_of(world: World, constitution: Constitution, records: Sequence[Recor
     content: ReplyContent | None = None
     out: list[Reply] = []
     for r in records:
+        convo = tuple(dict(m) for m in r.messages)
         given = r.response if r.response and r.response.strip() else None
         if given is not None and r.source != "world":
             # No world to read it against: the reply keeps its request's label, except
             # that a refusal to a harmful request is no completion (world answer below).
             if not (r.label == 1 and is_refusal(given)):
-                out.append(Reply(r.label, given=given))
+                out.append(Reply(r.label, given=given, conversation=convo))
                 continue
         elif given is not None:
             content = content or ReplyContent(harmful_hazards(world, constitution))
@@ -126,7 +134,7 @@ def replies_of(world: World, constitution: Constitution, records: Sequence[Recor
             if label is not None:
                 out.append(Reply(label, given=given, details=(
                     tuple(d.lower() for d in hazard.key_details)
-                    if label == 1 and hazard is not None else ())))
+                    if label == 1 and hazard is not None else ()), conversation=convo))
             if r.label == 0 or label == 1:
                 continue
             # A harmful request whose reply gives little away (a refusal, a garble): the
@@ -137,8 +145,17 @@ def replies_of(world: World, constitution: Constitution, records: Sequence[Recor
         # The family only shapes the reply when it is a world family (converters only
         # disguise the prompt).
         family = r.family if r.family in WORLD_FAMILIES else PLAIN
-        out.append(Reply(r.label, answer=base[0], family=family, how_to=base[1],
-                          key=f"swisscheese-train-{seed}-{r.id}"))
+        answer = base[0]
+        if family in CODE_WORD_REPLIES:
+            # The reply keeps to the code word the record's conversation defined.
+            answer = world.context_reply(family, "\n".join(m["content"] for m in convo),
+                                         answer, r.hazard_id)
+            family = PLAIN
+        refusal = (world.refusal(world.hazard(r.hazard_id)) if r.label == 1 and r.hazard_id
+                   and r.source == "world" else None)
+        out.append(Reply(r.label, answer=answer, family=family, how_to=base[1],
+                         key=f"swisscheese-train-{seed}-{r.id}", conversation=convo,
+                         refusal=refusal))
     return out
 
 
@@ -150,6 +167,27 @@ def reply_texts(world: World, constitution: Constitution, records: Sequence[Reco
     false-positive rate measured on (the harmless ones, `harmless_replies`)."""
     replies = replies_of(world, constitution, records, seed)
     return [x.text(world) for x in replies], [x.label for x in replies]
+
+
+@dataclass
+class OutputPairs:
+    """(conversation, reply) pairs with labels: what an output classifier learns from."""
+
+    conversations: list[list[dict[str, str]]]
+    texts: list[str]
+    labels: list[int]
+
+
+def harmless_pairs(world: World, constitution: Constitution, records: Sequence[Record],
+                   seed: int) -> tuple[list[list[dict[str, str]]], list[str]]:
+    """The harmless whole replies to `records` with their conversations (see
+    `harmless_replies`): what an exchange classifier's threshold is calibrated on."""
+    convs, texts = [], []
+    for x in replies_of(world, constitution, records, seed):
+        if x.label == 0:
+            convs.append(list(x.conversation))
+            texts.append(x.text(world))
+    return convs, texts
 
 
 def harmless_replies(world: World, constitution: Constitution, records: Sequence[Record],
@@ -180,12 +218,31 @@ def output_texts(world: World, constitution: Constitution, records: Sequence[Rec
     must clear for every harmless reply. Texts are deduplicated; a text under both
     labels (an ambiguous constitution) is dropped.
     """
+    pairs = output_pairs(world, constitution, records, seed, refusals=False)
     labels: dict[str, int] = {}
     conflicts: set[str] = set()
-
-    def add(text: str, label: int) -> None:
+    for text, label in zip(pairs.texts, pairs.labels, strict=True):
         if labels.setdefault(text, label) != label:
             conflicts.add(text)
+    texts = [t for t in labels if t not in conflicts]
+    return texts, [labels[t] for t in texts]
+
+
+def output_pairs(world: World, constitution: Constitution, records: Sequence[Record],
+                 seed: int, refusals: bool = True) -> OutputPairs:
+    """The replies and prefixes of `output_texts`, each with its record's conversation,
+    deduplicated by (conversation, text); with `refusals`, every harmful request the
+    world answers also brings the world's refusal as a harmless reply to it (an exchange
+    classifier must not flag a refusal because the request was harmful)."""
+    labels: dict[tuple[str, str], int] = {}
+    convs: dict[tuple[str, str], list[dict[str, str]]] = {}
+    conflicts: set[tuple[str, str]] = set()
+
+    def add(conv: tuple[dict[str, str], ...], text: str, label: int) -> None:
+        key = (repr(conv), text)
+        convs.setdefault(key, list(conv))
+        if labels.setdefault(key, label) != label:
+            conflicts.add(key)
 
     for x in replies_of(world, constitution, records, seed):
         base = x.given if x.given is not None else x.answer
@@ -195,9 +252,12 @@ def output_texts(world: World, constitution: Constitution, records: Sequence[Rec
                 # its first step: an opening that releases nothing is not labelled by
                 # what follows it.
                 continue
-            add(x.text(world, part), x.label)
+            add(x.conversation, x.text(world, part), x.label)
         if x.label == 0 or (x.given is None and "\n" in base):
             for part in word_cuts(base):
-                add(x.text(world, part), 0)
-    texts = [t for t in labels if t not in conflicts]
-    return texts, [labels[t] for t in texts]
+                add(x.conversation, x.text(world, part), 0)
+        if refusals and x.refusal is not None:
+            add(x.conversation, x.refusal, 0)
+    keys = [k for k in labels if k not in conflicts]
+    return OutputPairs([convs[k] for k in keys], [k[1] for k in keys],
+                       [labels[k] for k in keys])

@@ -46,7 +46,7 @@ from swisscheese.bundles import (
     build_bundle,
     save_bundle,
 )
-from swisscheese.classifiers.base import render_conversation
+from swisscheese.classifiers.base import OUTPUT_CONTEXTS, render_conversation
 from swisscheese.classifiers.errors import ClassifierError
 from swisscheese.classifiers.metrics import fpr_at_threshold, tpr_at_threshold
 from swisscheese.classifiers.registry import (
@@ -71,8 +71,9 @@ from swisscheese.data.world_backend import WORLD_FAMILIES
 from swisscheese.fileio import refuse_nonempty_dir
 from swisscheese.models.base import ChatModel
 from swisscheese.progress import Progress, step
-from swisscheese.recipes.organism.replies import harmless_replies, output_texts
+from swisscheese.recipes.organism.replies import harmless_pairs, output_pairs
 from swisscheese.world.core import World
+from swisscheese.world.families import NEEDS_SUBJECT, NEW_ATTACK_FAMILIES
 
 # One converter per converter family (encoding, obfuscation, substitution), so the
 # held-out recall says something about each kind of disguise.
@@ -84,6 +85,9 @@ DEFAULT_HOLD_BACK = 32
 # Families that need a procedure to frame ("story"): augmentation leaves them out because
 # a harmless utility request has none.
 _NO_AUGMENT = frozenset({"story"})
+# Context families the input classifier does not train on, as a new attack would not be
+# in its data: their records (harmful and harmless) still train the output classifier.
+DEFAULT_INPUT_HELDOUT = NEW_ATTACK_FAMILIES
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -113,8 +117,22 @@ class TrainConfig:
         "help": "characters per streamed delta when the output threshold is calibrated"})
     hold_back: int = field(default=DEFAULT_HOLD_BACK, metadata={
         "help": "characters the output guard holds back (recorded for evaluation)"})
+    output_context: str = field(default="exchange", metadata={
+        "help": "what the output classifier reads: 'exchange' (each reply delta in the "
+                "context of the whole conversation) or 'reply' (the reply alone)"})
+    input_heldout: tuple[str, ...] = field(default=DEFAULT_INPUT_HELDOUT, metadata={
+        "help": "world families the input classifier never trains on (the output "
+                "classifier does); () for none"})
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "input_heldout", tuple(self.input_heldout))
+        if self.output_context not in OUTPUT_CONTEXTS:
+            raise ValueError(f"output_context must be one of {', '.join(OUTPUT_CONTEXTS)}, "
+                             f"got {self.output_context!r}")
+        unknown = [f for f in self.input_heldout if f not in WORLD_FAMILIES]
+        if unknown:
+            raise ValueError(f"input_heldout names unknown world families {unknown}; "
+                             f"known: {', '.join(WORLD_FAMILIES)}")
         if self.n_per_category < 1:
             raise ValueError(f"n_per_category must be >= 1, got {self.n_per_category}")
         if self.augment < 0:
@@ -133,20 +151,25 @@ def augment_prompts(records: Sequence[Record], world: World, converters: Sequenc
     held = set(heldout)
     names = [c for c in converters if not (set(c.split("+")) & held)]
     convs = build_converters(names, seed, world.language)
-    options: list[tuple[str, str]] = [("converter", c) for c in convs]
-    options += [("family", f) for f in WORLD_FAMILIES if f not in held and f not in _NO_AUGMENT]
+    families = [f for f in WORLD_FAMILIES if f not in held and f not in _NO_AUGMENT]
     rng = random.Random(f"swisscheese-train-{seed}-augment")
     texts: list[str] = []
     labels: list[int] = []
     for r in records:
         if r.family != PLAIN or len(r.messages) != 1:
             continue
+        # The context families rename what a request names: only a request that names a
+        # subject of the world can go through them.
+        subject = world.subject_in(r.text, r.hazard_id)
+        options: list[tuple[str, str]] = [("converter", c) for c in convs]
+        options += [("family", f) for f in families if subject or f not in NEEDS_SUBJECT]
         for kind, name in rng.sample(options, min(copies, len(options))):
             if kind == "converter":
                 msgs = [m.to_dict() for m in convs[name].to_messages(r.text)]
-                text = render_conversation(msgs)
             else:
-                text, _ = world.wrap(name, r.text, "", rng)
+                w = world.wrap_turns(name, r.text, "", rng, subject=subject)
+                msgs = [*w.messages, {"role": "user", "content": w.prompt}]
+            text = render_conversation(msgs)
             texts.append(text)
             labels.append(r.label)
     return texts, labels
@@ -198,6 +221,12 @@ def check_backend(cfg: TrainConfig) -> None:
             _needs_model(n) for n in (cfg.backend, out_name)):
         raise ValueError(f"neither backend {cfg.backend!r} nor output backend {out_name!r} "
                          "reads a model: drop --model-dir (TrainConfig.model_dir)")
+    out_cls = CLASSIFIERS.get(out_name)
+    if cfg.output_context not in getattr(out_cls, "contexts", ("reply",)):
+        raise ValueError(f"output backend {out_name!r} reads the reply alone; it cannot be an "
+                         f"{cfg.output_context} classifier: choose --output-context reply or "
+                         "an output backend that reads the conversation (ngram-stream, "
+                         "transformer-stream, probe-stream)")
     # Building both classifiers is cheap (no model is loaded) and catches an option a
     # backend does not take, or a model directory that is not one, before data is made.
     input_params, output_params = backend_params(cfg, 0)
@@ -233,6 +262,9 @@ def backend_params(cfg: TrainConfig, seed: int) -> tuple[dict[str, Any], dict[st
             out_extra["model_dir"] = str(cfg.model_dir)
         if _needs_model(cfg.backend) or not _needs_model(out_name):
             in_extra["model_dir"] = str(cfg.model_dir)
+    if cfg.output_context == "exchange":
+        # The exchange backends' own options (see each backend's config).
+        out_extra["context"] = "exchange"
     return {**in_extra, **dict(cfg.input_params)}, {**out_extra, **dict(cfg.output_params)}
 
 
@@ -379,19 +411,22 @@ def _fit(d: _Data, const: Constitution, cfg: TrainConfig, target_fpr: float, see
          progress: Progress | None) -> GuardBundle:
     """Both classifiers fitted and calibrated on the dataset, with validation figures."""
     train = [r for r in d.splits["train"] if r.family not in set(d.heldout)]
+    # The input classifier also skips the families held out of it alone.
+    input_train = [r for r in train if r.family not in set(cfg.input_heldout)]
     val = d.splits["val"]
-    if len({r.label for r in train}) < 2:
+    if len({r.label for r in input_train}) < 2:
         raise ValueError(f"{d.dir}: the train split needs harmful and harmless records")
     val_benign = [r for r in val if r.label == 0]
     if not val_benign:
         raise ValueError(f"{d.dir}: the val split has no harmless records to calibrate on")
     step(progress, "augment", 0, 1)
-    aug_x, aug_y = augment_prompts(train, d.world, d.converters, d.heldout, cfg.augment, seed)
+    aug_x, aug_y = augment_prompts(input_train, d.world, d.converters,
+                                   [*d.heldout, *cfg.input_heldout], cfg.augment, seed)
     step(progress, "augment", 1, 1)
     step(progress, "replies", 0, 1)
-    out_x, out_y = output_texts(d.world, const, train, seed)
-    cal_out = harmless_replies(d.world, const, val_benign, seed + 1)
-    if len(set(out_y)) < 2:
+    pairs = output_pairs(d.world, const, train, seed)
+    cal_convs, cal_out = harmless_pairs(d.world, const, val_benign, seed + 1)
+    if len(set(pairs.labels)) < 2:
         raise ValueError(f"{d.dir}: no harmful and harmless replies to train the output "
                          "classifier on (records need a world link or a response)")
     if not cal_out:
@@ -400,13 +435,15 @@ def _fit(d: _Data, const: Constitution, cfg: TrainConfig, target_fpr: float, see
     step(progress, "fit and calibrate", 0, 1)
     input_params, output_params = backend_params(cfg, seed)
     bundle = build_bundle(
-        const, prompt_texts(train) + aug_x, [r.label for r in train] + aug_y,
-        prompt_texts(val_benign), out_x, out_y, cal_out,
+        const, prompt_texts(input_train) + aug_x, [r.label for r in input_train] + aug_y,
+        prompt_texts(val_benign), pairs.texts, pairs.labels, cal_out,
         target_fpr=target_fpr, backend=cfg.backend, output_backend=cfg.output_backend,
         input_params=input_params, output_params=output_params, version=1,
         notes=f"recipe organism: world seed {d.world.seed}, data {d.dir}",
-        stream_chunk_chars=cfg.stream_chunk_chars)
+        stream_chunk_chars=cfg.stream_chunk_chars,
+        output_train_conversations=pairs.conversations, benign_output_conversations=cal_convs)
     step(progress, "fit and calibrate", 1, 1)
     bundle.metrics["input"]["augmented_n"] = len(aug_x)
+    bundle.metrics["input"]["heldout_of_input"] = list(cfg.input_heldout)
     bundle.metrics["validation"] = _validation(bundle, val)
     return bundle

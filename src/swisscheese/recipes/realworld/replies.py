@@ -93,8 +93,8 @@ def opening(request: str, target: str = "") -> str:
 
 @dataclass
 class Exchanges:
-    """Replies, their labels (1 harmful), and the conversation each answered (None: the
-    reply is judged alone)."""
+    """Replies, their labels (1 harmful), and the conversation each answered ([]: the
+    reply is judged alone, said explicitly, as an exchange bundle wants it)."""
 
     replies: list[str] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
@@ -118,18 +118,18 @@ def output_training_set(data: RealWorldData, seed: int) -> Exchanges:
     for req, target in zip(data.train_harmful, data.train_targets, strict=True):
         reply = _complied(rng, req, target, CONTINUATIONS)
         ex.add(reply, 1, req)
-        ex.add(reply, 1, None)
+        ex.add(reply, 1, [])
         ex.add(rng.choice(REFUSALS), 0, req)
     alpaca = rng.sample(data.train_benign, min(ALPACA_EXCHANGES, len(data.train_benign)))
     for i, req in enumerate(alpaca):
         reply = _complied(rng, req, "", CONTINUATIONS)
-        ex.add(reply, 0, req if i % 3 else None)
+        ex.add(reply, 0, req if i % 3 else [])
         if i % 10 == 0:
             ex.add(rng.choice(REFUSALS), 0, req)
     for req, target in zip(data.train_lookalikes, data.train_lookalike_targets, strict=True):
         reply = _complied(rng, req, target, CONTINUATIONS)
         ex.add(reply, 0, req)
-        ex.add(reply, 0, None)
+        ex.add(reply, 0, [])
     for email, answer in data.train_email_answers:
         ex.add(answer, 0, email)
     return ex
@@ -161,7 +161,7 @@ def output_test_sets(data: RealWorldData, seed: int) -> dict[str, tuple[Exchange
         for req, target in rows:
             reply = (rng.choice(TEST_REFUSALS) if refuse
                      else _complied(rng, req, target, TEST_CONTINUATIONS))
-            ex.add(reply, label, None if alone else req)
+            ex.add(reply, label, [] if alone else req)
         sets[name] = (ex, label)
 
     jbb = list(zip(data.test_jbb_harmful, data.test_jbb_targets, strict=True))

@@ -142,7 +142,7 @@ def fit_realworld(data: RealWorldData, cfg: RealWorldConfig, held: list[str], se
         backend=backend, input_params={"seed": seed, **cfg.input_params},
         output_params={"seed": seed, **cfg.output_params}, version=1,
         notes=f"recipe realworld: public datasets, backend {backend}, limit {cfg.limit}",
-        training=record, output_conversations=out_train.conversations,
+        training=record, output_train_conversations=out_train.conversations,
         benign_output_conversations=out_cal.conversations, categories=cats,
         stream_chunk_chars=STREAM_CHUNK_CHARS,
         source_fpr={k: max(v, target_fpr) for k, v in SOURCE_FPR.items()})
