@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from swisscheese.bundles import BundleError, GuardBundle, load_bundle
+from swisscheese.classifiers.base import Conversation
 from swisscheese.classifiers.streamguard import StreamGuard
 from swisscheese.constitution import Constitution, default_constitution
 from swisscheese.data.generate import generate_dataset, load_dataset, read_manifest
@@ -65,9 +66,12 @@ def lookalike_prompts(kind: str) -> list[str]:
     return [w.lookalike(rng, kind, h)[0] for h in w.hazards]
 
 
-def stream(b: GuardBundle, text: str, step: int = 5) -> tuple[bool, str]:
-    """Stream `text` in deltas of `step` characters; (blocked, released text)."""
-    guard = StreamGuard(b.output, b.thresholds["output"], hold_back=32)
+def stream(b: GuardBundle, text: str, step: int = 5,
+           conversation: Conversation = None) -> tuple[bool, str]:
+    """Stream `text`, the reply to `conversation`, in deltas of `step` characters;
+    (blocked, released text)."""
+    guard = StreamGuard(b.output, b.thresholds["output"], hold_back=32,
+                        conversation=conversation)
     released = ""
     for i in range(0, len(text), step):
         out, blocked = guard.push(text[i:i + step])
@@ -193,7 +197,10 @@ def test_output_classifier_stops_a_hazard_answer_early(trained: Path,
                                                        bundle: GuardBundle) -> None:
     w = World(seed=0)
     h = w.hazard(read_manifest(trained.parent / "data")["hazards"]["test"][0])
-    blocked, released = stream(bundle, h.answer())
+    # The organism's bundle is an exchange bundle: the reply is judged after its request,
+    # as the gateway streams it.
+    assert bundle.output_kind == "exchange"
+    blocked, released = stream(bundle, h.answer(), conversation=w.hazard_request(h))
     assert blocked
     details = [d.lower() for d in h.key_details]
     assert len(found_details(released, details)) < 0.25 * len(details)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -15,13 +16,13 @@ from swisscheese.bundles.bundle import (
 )
 from swisscheese.bundles.record import TrainingRecord
 from swisscheese.classifiers.base import (
-    Classifier,
+    CategoryScorer,
     Conversation,
     StreamingClassifier,
     check_texts,
 )
 from swisscheese.classifiers.calibrate import threshold_for_fpr
-from swisscheese.classifiers.registry import get_classifier, streaming_twin
+from swisscheese.classifiers.registry import CATEGORY_SCORERS, get_classifier, streaming_twin
 from swisscheese.constitution import Constitution
 
 
@@ -37,11 +38,77 @@ def calibrate(scores: np.ndarray, target_fpr: float, which: str) -> float:
     return t
 
 
+BenignTexts = Sequence[str] | Mapping[str, Sequence[str]]
+
+
+def _sources(texts: BenignTexts, which: str) -> dict[str, list[str]]:
+    """Benign calibration texts by source (one unnamed source for a plain list)."""
+    groups = ({str(k): check_texts(v) for k, v in texts.items()} if isinstance(texts, Mapping)
+              else {"all": check_texts(texts)})
+    if not groups or any(not v for v in groups.values()):
+        raise ValueError(f"{which} must not be empty (nor any of its sources): the thresholds "
+                         "are calibrated on them")
+    return groups
+
+
+def calibrate_sources(scores: Mapping[str, np.ndarray], target_fpr: float, which: str,
+                      source_fpr: Mapping[str, float] | None = None
+                      ) -> tuple[float, dict[str, float]]:
+    """The smallest threshold with FPR <= target_fpr on every benign source at once (the
+    largest of the per-source thresholds; `source_fpr` may give a source a target of
+    its own), and the FPR it gives on each source: a mix of sources is calibrated so
+    that no one of them pays for the others."""
+    goals = dict(source_fpr or {})
+    t = max(calibrate(v, goals.get(k, target_fpr), f"{which} ({k})")
+            for k, v in scores.items())
+    return t, {k: float(np.mean(v >= t)) for k, v in scores.items()}
+
+
+def _output_pairs(clf: StreamingClassifier, name: str, texts: Sequence[str],
+                  calib: Sequence[str], train_convs: Sequence[Conversation] | None,
+                  cal_convs: Sequence[Conversation] | None
+                  ) -> tuple[list[Conversation], list[Conversation]]:
+    """The conversation of every output training and calibration text: an exchange
+    classifier needs both (ValueError without them); a reply classifier reads the replies
+    alone (None for each)."""
+    if clf.output_context == "exchange" and (train_convs is None or cal_convs is None):
+        raise ValueError(f"output classifier {name!r} is an exchange classifier: it is "
+                         "fitted and calibrated on (conversation, reply) pairs; pass "
+                         "output_train_conversations and benign_output_conversations")
+    none: list[Conversation] = [None]
+    train = list(train_convs) if train_convs is not None else none * len(texts)
+    cal = list(cal_convs) if cal_convs is not None else none * len(calib)
+    if len(cal) != len(calib) or len(train) != len(texts):
+        raise ValueError("need one conversation per output text: "
+                         f"{len(train)} for {len(texts)} training texts, "
+                         f"{len(cal)} for {len(calib)} calibration texts")
+    return train, cal
+
+
+def _fit_categories(categories: Categories, backend: str, params: Mapping[str, Any] | None,
+                    texts: Sequence[str]) -> CategoryScorer:
+    """The category scorer (its own backend, or the input backend's) fitted on `texts`."""
+    scorer = CATEGORY_SCORERS.create(categories.backend or backend, **dict(params or {}))
+    return scorer.fit(texts, categories.labels,  # type: ignore[no-any-return]
+                      categories.names)
+
+
+@dataclass(frozen=True)
+class Categories:
+    """What a bundle's category scorer learns: a label matrix over the input training
+    texts, one column per harmful category of the constitution (`names`)."""
+
+    labels: np.ndarray
+    names: tuple[str, ...]
+    backend: str = ""  # a CATEGORY_SCORERS name; "" : the input backend's
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+
+
 def build_bundle(
     constitution: Constitution,
     train_texts: Sequence[str],
     train_labels: Sequence[int] | np.ndarray,
-    benign_calibration_texts: Sequence[str],
+    benign_calibration_texts: BenignTexts,
     output_train_texts: Sequence[str],
     output_train_labels: Sequence[int] | np.ndarray,
     benign_output_texts: Sequence[str],
@@ -58,6 +125,8 @@ def build_bundle(
     training: TrainingRecord | None = None,
     output_train_conversations: Sequence[Conversation] | None = None,
     benign_output_conversations: Sequence[Conversation] | None = None,
+    categories: Categories | None = None,
+    source_fpr: Mapping[str, float] | None = None,
 ) -> GuardBundle:
     """Fit both classifiers, calibrate their thresholds on benign traffic, and bundle them.
 
@@ -65,96 +134,80 @@ def build_bundle(
     fitted on prompts; the output classifier (`output_backend`, default the streaming twin
     of `backend`) on replies. Each threshold is the smallest whose false-positive rate on
     the benign calibration set is <= `target_fpr`; for the output, on the cumulative-max
-    streaming score. The calibration texts should be held out of training, or the FPR
-    will be optimistic. `output_train_conversations` and `benign_output_conversations`
-    give each reply's conversation: an exchange output classifier (output_params
-    context="exchange") needs them, is fitted on the pairs and calibrated with each reply
+    streaming score. `output_train_conversations` and `benign_output_conversations` give
+    each reply's conversation: an exchange output classifier (output_context "exchange")
+    needs them, is fitted on the pairs (`fit_exchanges`) and calibrated with each reply
     streamed after its conversation; a reply-only one reads the replies alone.
-    `metrics` records the achieved calibration FPRs and set sizes and
-    the detection rate on the harmful training texts (a training-set figure).
+    `benign_calibration_texts` may map source names to texts: the input threshold then
+    keeps every source at the target, or at its own in `source_fpr` (see
+    `calibrate_sources`). The calibration texts should be held out of training, or the
+    FPR will be optimistic. `categories` adds a per-category scorer fitted on the input
+    training texts. `metrics` records the output kind, the achieved calibration FPRs (per
+    source) and set sizes and the detection rate on the harmful training texts (a
+    training-set figure).
     """
     if not is_prob(target_fpr):
         raise ValueError(f"target_fpr must be in [0, 1], got {target_fpr!r}")
-    calib_in = check_texts(benign_calibration_texts)
-    calib_out = check_texts(benign_output_texts)
-    if not calib_in or not calib_out:
-        raise ValueError("benign_calibration_texts and benign_output_texts must not be empty: "
-                         "the thresholds are calibrated on them")
+    calib_in = _sources(benign_calibration_texts, "benign_calibration_texts")
+    calib_out = _sources(benign_output_texts, "benign_output_texts")["all"]
     out_name = output_backend or streaming_twin(backend)
-
     input_clf = get_classifier(backend, **dict(input_params or {}))
+    output_clf = get_classifier(out_name, **dict(output_params or {}))
+    if not isinstance(output_clf, StreamingClassifier):
+        raise ValueError(f"output backend {out_name!r} is not a streaming classifier")
+    # Checked before anything is fitted.
+    train_convs, cal_convs = _output_pairs(output_clf, out_name, output_train_texts, calib_out,
+                                           output_train_conversations,
+                                           benign_output_conversations)
     input_clf.fit(train_texts, train_labels)
-    output_clf, train_convs, cal_convs = _fit_output(
-        out_name, output_params, output_train_texts, output_train_labels, calib_out,
-        output_train_conversations, benign_output_conversations)
+    output_clf.fit_exchanges(train_convs, output_train_texts, output_train_labels)
+    scorer = None if categories is None else _fit_categories(categories, backend,
+                                                             input_params, train_texts)
 
-    in_scores = input_clf.predict_proba(calib_in)
-    t_in = calibrate(in_scores, target_fpr, "input")
+    in_scores = {k: input_clf.predict_proba(v) for k, v in calib_in.items()}
+    t_in, in_fpr = calibrate_sources(in_scores, target_fpr, "input", source_fpr)
+    output_clf.prefetch(calib_out, cal_convs, stream_chunk_chars)
     out_scores = np.array([stream_max_score(output_clf, t, c, stream_chunk_chars)
-                           for c, t in zip(cal_convs, calib_out, strict=True)])
+                           for t, c in zip(calib_out, cal_convs, strict=True)])
     t_out = calibrate(out_scores, target_fpr, "output")
-    metrics = _metrics(input_clf, output_clf, (t_in, t_out), (in_scores, out_scores),
-                       (train_texts, train_labels),
-                       (train_convs, output_train_texts, output_train_labels),
-                       stream_chunk_chars)
+    metrics = _train_metrics(input_clf, output_clf, train_texts, train_labels,
+                             output_train_texts, output_train_labels, train_convs, t_in,
+                             t_out, stream_chunk_chars)
+    metrics["input"] |= _calibration_metrics(in_scores, t_in)
+    if isinstance(benign_calibration_texts, Mapping):
+        metrics["input"]["calibration_fpr_by_source"] = in_fpr
+    metrics["output"] |= _calibration_metrics({"all": out_scores}, t_out)
     return GuardBundle(
         version=version, constitution=constitution, input=input_clf, output=output_clf,
         thresholds={"input": t_in, "output": t_out}, target_fpr=float(target_fpr),
         training=training or TrainingRecord.manual(), metrics=metrics,
-        parent_version=parent_version, notes=notes, stream_chunk_chars=stream_chunk_chars)
+        parent_version=parent_version, notes=notes, stream_chunk_chars=stream_chunk_chars,
+        categories=scorer,
+        category_thresholds=dict(categories.thresholds) if categories is not None else {})
 
 
-def _fit_output(out_name: str, output_params: Mapping[str, Any] | None,
-                texts: Sequence[str], labels: Sequence[int] | np.ndarray,
-                calib_out: Sequence[str], train_conversations: Sequence[Conversation] | None,
-                calib_conversations: Sequence[Conversation] | None,
-                ) -> tuple[StreamingClassifier, list[Conversation], list[Conversation]]:
-    """The fitted output classifier, with each training and calibration reply's
-    conversation (None throughout for a reply-only classifier given none)."""
-    output_clf = get_classifier(out_name, **dict(output_params or {}))
-    if not isinstance(output_clf, StreamingClassifier):
-        raise ValueError(f"output backend {out_name!r} is not a streaming classifier")
-    exchange = output_clf.output_context == "exchange"
-    if exchange and (train_conversations is None or calib_conversations is None):
-        raise ValueError(f"output classifier {out_name!r} is an exchange classifier: it is "
-                         "fitted and calibrated on (conversation, reply) pairs; pass "
-                         "output_train_conversations and benign_output_conversations")
-    train_convs = (list(train_conversations) if train_conversations is not None
-                   else [None] * len(texts))
-    cal_convs = (list(calib_conversations) if calib_conversations is not None
-                 else [None] * len(calib_out))
-    if len(cal_convs) != len(calib_out) or len(train_convs) != len(texts):
-        raise ValueError("need one conversation per output text: "
-                         f"{len(train_convs)} for {len(texts)} training texts, "
-                         f"{len(cal_convs)} for {len(calib_out)} calibration texts")
-    output_clf.fit_exchanges(train_convs, texts, labels)
-    return output_clf, train_convs, cal_convs
+def _calibration_metrics(scores: Mapping[str, np.ndarray], t: float) -> dict[str, Any]:
+    """The FPR the threshold `t` gives on all the benign calibration scores, and their
+    number."""
+    flags = np.concatenate([v >= t for v in scores.values()])
+    return {"calibration_fpr": float(np.mean(flags)), "calibration_n": len(flags)}
 
 
-def _metrics(input_clf: Classifier, output_clf: StreamingClassifier,
-             thresholds: tuple[float, float], calib_scores: tuple[np.ndarray, np.ndarray],
-             input_train: tuple[Sequence[str], Sequence[int] | np.ndarray],
-             output_train: tuple[list[Conversation], Sequence[str], Sequence[int] | np.ndarray],
-             stream_chunk_chars: int) -> dict[str, Any]:
-    """Calibration FPRs and set sizes, and detection on the harmful training texts
-    (optimistic, but a quick sanity figure)."""
-    t_in, t_out = thresholds
-    in_scores, out_scores = calib_scores
-    train_texts, train_labels = input_train
-    train_convs, output_train_texts, output_train_labels = output_train
+def _train_metrics(input_clf: Any, output_clf: StreamingClassifier,
+                   train_texts: Sequence[str], train_labels: Sequence[int] | np.ndarray,
+                   output_train_texts: Sequence[str],
+                   output_train_labels: Sequence[int] | np.ndarray,
+                   train_convs: Sequence[Conversation], t_in: float, t_out: float,
+                   chunk: int) -> dict[str, Any]:
+    """Detection on the harmful training texts: optimistic, but a quick sanity figure."""
     in_pos = [t for t, y in zip(check_texts(train_texts), np.asarray(train_labels), strict=True)
               if y == 1]
     out_pos = [(c, t) for c, t, y in zip(train_convs, check_texts(output_train_texts),
                                          np.asarray(output_train_labels), strict=True) if y == 1]
     in_tpr = float(np.mean(input_clf.predict_proba(in_pos) >= t_in))
-    out_tpr = float(np.mean([stream_max_score(output_clf, t, c, stream_chunk_chars) >= t_out
+    output_clf.prefetch([t for _, t in out_pos], [c for c, _ in out_pos], chunk)
+    out_tpr = float(np.mean([stream_max_score(output_clf, t, c, chunk) >= t_out
                              for c, t in out_pos]))
-    return {
-        "input": {"calibration_fpr": float(np.mean(in_scores >= t_in)),
-                  "calibration_n": len(in_scores), "train_n": len(train_texts),
-                  "train_tpr": in_tpr},
-        "output": {"kind": output_clf.output_context,
-                   "calibration_fpr": float(np.mean(out_scores >= t_out)),
-                   "calibration_n": len(out_scores), "train_n": len(output_train_texts),
-                   "train_tpr": out_tpr},
-    }
+    return {"input": {"train_n": len(train_texts), "train_tpr": in_tpr},
+            "output": {"kind": output_clf.output_context, "train_n": len(output_train_texts),
+                       "train_tpr": out_tpr}}

@@ -119,9 +119,6 @@ def train(
                                 "indirect; 'none' for none).")] = None,
 ) -> None:
     """Train input and output classifiers and write a calibrated guard bundle."""
-    from swisscheese.bundles import load_bundle
-    from swisscheese.progress import TaskBars, progress_bars
-
     recipe = get_recipe(preset)
     settings, inputs = split_options(recipe, {
         "constitution": constitution, "data": data, "responder": responder,
@@ -129,7 +126,18 @@ def train(
         "output_backend": output_backend,
         "model_dir": None if model_dir is None else str(model_dir),
         "datasets": datasets, "limit": limit, "output_context": output_context,
+        # No --heldout: the defaults (or, with --data, the data's own held-out families).
         "input_heldout": families_option(input_heldout), "heldout": families_option(heldout)})
+    run_training(recipe, out, settings, inputs, target_fpr=target_fpr, seed=seed,
+                 overwrite=force)
+
+
+def run_training(recipe: Recipe, out: Path, settings: Any, inputs: dict[str, Any], *,
+                 target_fpr: float, seed: int, overwrite: bool) -> None:
+    """Check the options, then train with progress bars and draw the recipe's tables."""
+    from swisscheese.bundles import load_bundle
+    from swisscheese.progress import TaskBars, progress_bars
+
     # Everything cheap to check is checked before a model is loaded or data generated.
     recipe.check(settings, inputs)
     if "responder" in inputs:
@@ -139,7 +147,7 @@ def train(
     console = Console()
     with progress_bars(console) as bars:
         path = recipe.train(out, settings, target_fpr=target_fpr, seed=seed,
-                            progress=TaskBars(bars), overwrite=force, **inputs)
+                            progress=TaskBars(bars), overwrite=overwrite, **inputs)
     draw(recipe.trained_tables(load_bundle(path), path), console)
 
 
