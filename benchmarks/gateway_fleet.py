@@ -229,7 +229,6 @@ def main() -> int:
     args = ap.parse_args()
 
     from swisscheese.bundles import load_bundle, save_bundle
-
     from swisscheese.fileio import atomic_write_json
     from swisscheese.serve.server import free_port
     from swisscheese.store.decisions import open_gateway_store, query_decisions

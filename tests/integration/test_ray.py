@@ -80,7 +80,6 @@ def test_an_unreachable_ray_address_fails_before_anything_is_written(tmp_path: P
 def test_data_generate_and_classify_on_ray_write_the_same_files(
         tiny_model_dir: Path, small_bundle_dir: Path, tmp_path: Path, ray_local) -> None:
     from swisscheese.bundles.classify import classify_file
-
     from swisscheese.constitution.loader import default_constitution
     from swisscheese.data.generate import generate_dataset
     from swisscheese.models import GenerationParams, load_model
