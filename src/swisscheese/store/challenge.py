@@ -207,7 +207,7 @@ class ChallengeStore:
                     select(func.count()).where(t.c.level == level, t.c.id < pid)
                     .scalar_subquery())).one()
                 firsts[level] = (str(created), int(before))
-            players_passed = dict(conn.execute(
+            players_passed: dict[Any, Any] = dict(conn.execute(
                 select(t.c.level, func.count(t.c.player.distinct())).where(t.c.passed == 1)
                 .group_by(t.c.level)).all())
         return {"players": int(totals[1]), "attempts": int(totals[0]),
@@ -238,7 +238,7 @@ def _seconds_between(start: str, end: str) -> float:
                  .total_seconds(), 3)
 
 
-def _level_stats(level: int, row: Mapping[str, Any] | None, first: tuple[str, int] | None,
+def _level_stats(level: int, row: Mapping[Any, Any] | None, first: tuple[str, int] | None,
                  players_passed: int) -> dict[str, Any]:
     if row is None:
         return {"level": level, "attempts": 0, "players": 0, "passes": 0,
