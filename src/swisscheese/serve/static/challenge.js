@@ -199,7 +199,7 @@
 
   // ---- the operator view -------------------------------------------------------------------
 
-  function cell(v, cls) {
+  function cell(v, cls) { // a table cell; "-" for a missing figure
     const td = el("td", cls ? { class: cls } : {});
     td.textContent = v == null ? "-" : String(v);
     return td;
@@ -209,7 +209,10 @@
     const table = el("table", { "data-operator": testid });
     table.append(el("caption", { class: "help", text: caption }));
     const head = el("tr");
-    for (const h of headers) head.append(el("th", { scope: "col", text: h }));
+    for (const h of headers) {
+      head.append(el("th", { scope: "col", text: h,
+        class: h === "prompt" || h === "template" ? "text" : "" }));
+    }
     table.append(el("thead", {}, head));
     const body = el("tbody");
     for (const r of rows) body.append(el("tr", {}, ...r));
@@ -227,9 +230,11 @@
   function renderOperator(d) {
     const box = $("operator-body");
     const open = d.reports.counts.open;
+    const n = (k, word, many = `${word}s`) => `${k} ${k === 1 ? word : many}`;
     const totals = el("p", { class: "operator-totals", "data-operator": "totals",
-      text: `${d.players} players, ${d.attempts} attempts, ${d.passes} passes; ` +
-        `${open} open jailbreak reports (${d.reports.counts.patched} patched).` });
+      text: `${n(d.players, "player")}, ${n(d.attempts, "attempt")}, ` +
+        `${n(d.passes, "pass", "passes")}; ${n(open, "open jailbreak report")} ` +
+        `(${d.reports.counts.patched} patched).` });
     const levels = opTable("Per level: effort before the first pass is the attempts made " +
       "on the level before it, and the time from its first attempt.",
       ["level", "hazard", "threshold", "attempts", "players", "passes", "players passed",
