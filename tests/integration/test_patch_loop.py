@@ -77,6 +77,11 @@ def test_reports_to_a_deployed_patch(tmp_path, small_bundle_dir) -> None:
         assert [(x["id"], x["patched_version"]) for x in done] == \
             [(i, now["version"]) for i in ids]
         assert httpx.get(url + "/admin/jailbreaks", headers=auth).json()["reports"] == []
+        bad = httpx.post(url + "/admin/jailbreaks/resolve", headers=auth,
+                         json={"ids": [ids[0], 999], "status": "rejected"})
+        assert bad.status_code == 400 and "no report 999" in bad.json()["error"]["message"]
+        assert httpx.get(url + "/admin/jailbreaks", headers=auth,
+                         params={"status": "rejected"}).json()["reports"] == []
         # The live gateway, on the patched bundle, flags more of what was reported.
         assert sum(flags(url)) > sum(flagged_before), (flags(url), flagged_before)
         # Nothing left to patch: a clear one-line error, and no bundle written.
