@@ -61,8 +61,8 @@ def test_finds_the_universal_frame_and_counts_every_query(world, search_parts) -
     (turn,) = res.universal["turns"]
     assert "{question}" in turn and "Stay in character" in turn
     assert res.level_successes >= 1 and res.candidates_tried >= 1
-    assert sum(s["queries"] for s in res.by_strategy.values()) + 8 * res.candidates_tried \
-        >= res.queries
+    # Every query is booked to the step that spent it (searches and transfer tests).
+    assert sum(s["queries"] for s in res.by_strategy.values()) == res.queries
 
 
 def test_none_within_the_budget_against_a_wall(world, search_parts) -> None:
@@ -99,3 +99,31 @@ def test_bad_settings(world, search_parts) -> None:
         UniversalSearch(levels, judge, world, budget=0)
     with pytest.raises(ValueError, match="strategies"):
         UniversalSearch(levels, judge, world, strategies=["gcg"])
+
+
+def test_refine_proposes_changes_of_the_best_recipe_and_repeats_cost_nothing(
+        world, search_parts) -> None:
+    levels, judge = search_parts
+    search = UniversalSearch(levels, judge, world, budget=200)
+    # Before any template has been tried there is nothing to refine.
+    assert search._refinements(None, {}, 0) == []
+    best = Candidate("recipe", {"family": "roleplay", "phrasing": -1, "variant": 3,
+                                "outer": []}, "pair", 8, 0)
+    best.passed = [8]
+    tried = {search._key(best): best}
+    props = search._refinements(best, tried, 1)
+    assert props and all(c.kind == "recipe" and c.strategy == "refine" for c in props)
+    # Each proposal is a template not tried yet.
+    assert all(search._key(c) not in tried for c in props)
+    # A template told apart only by its text: trying the same one twice costs nothing.
+    from swisscheese.redteam.universal_search import SearchResult
+
+    res = SearchResult("frame-double", 200)
+    target = FrameTarget(world)
+    twin = Candidate("recipe", dict(best.spec), "tap", 8, 0)
+    search._transfer(target, [twin], {}, res, None)
+    spent = res.queries
+    assert spent == 8 == target.calls
+    search._transfer(target, [Candidate("recipe", dict(best.spec), "tap", 8, 0)],
+                     {search._key(twin): twin}, res, twin)
+    assert res.queries == spent == target.calls

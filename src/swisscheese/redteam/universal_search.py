@@ -11,7 +11,13 @@ of target queries, the way a red team on the challenge page would:
    refused, and which guard layer blocked the reply;
 3. turn every prompt that passed that level into a template (the attacker's recipe, or
    Crescendo's plan of turns, rendered from the question alone) and try the template on
-   all eight levels; a template that passes all eight ends the search.
+   all eight levels; a template that passes all eight ends the search;
+4. in the rotation's fourth step ("refine"), the mutator proposes changes of the best
+   template so far (another persona, teller or side task, an outer frame added or
+   dropped, a sibling family), steered by the share of levels it passes, as a player
+   steers by the levels the page shows passed; each is tried on every level.
+
+Templates are told apart by their text for level 1, so one already tried costs nothing.
 
 Every query counts, the transfer tests included. The result says how many queries the
 first universal template took (or that none was found within the budget), the template,
@@ -22,14 +28,16 @@ question only (no hazard name looked up), so a template is a function of the que
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from swisscheese.models.base import ChatModel, GenerationParams
 from swisscheese.redteam.base import Attack, Attempt, Behaviour, Judge
 
-STRATEGIES = ("pair", "tap", "crescendo")
+STRATEGIES = ("pair", "tap", "crescendo", "refine")
+# Templates the refine step proposes from the best one, each tried on every level.
+REFINE_BRANCHING = 4
 QUESTION_SLOT = "{question}"
 Progress = Callable[[str, int, int], None]
 
@@ -46,11 +54,6 @@ class Candidate:
     found_at_query: int
     levels: dict[int, float] = field(default_factory=dict)
     passed: list[int] = field(default_factory=list)
-
-    def key(self) -> str:
-        import json
-
-        return f"{self.kind}:{json.dumps(self.spec, sort_keys=True)}"
 
 
 @dataclass
@@ -205,41 +208,70 @@ class UniversalSearch:
         res = SearchResult(str(name or getattr(target, "name", "target")), self.budget)
         t0 = time.perf_counter()
         best: Candidate | None = None
-        tried: set[str] = set()
-        round_no = 0
-        while res.queries < self.budget and not res.found:
+        tried: dict[str, Candidate] = {}
+        round_no = idle = 0
+        while res.queries < self.budget and not res.found and idle < 2 * len(self.strategies):
             strategy = self.strategies[round_no % len(self.strategies)]
             level = self._next_level(best, round_no)
-            attack = self._attack(strategy, round_no, self.budget - res.queries)
-            attempts = attack.run(level, target, self.judge)
-            spent = sum(1 for a in attempts if a.conversation)
             stats = res.by_strategy.setdefault(strategy, {"searches": 0, "queries": 0,
                                                           "level_successes": 0})
-            cands = self._candidates(attempts, level, strategy, res.queries)
-            res.queries += spent
-            res.searches += 1
-            stats["searches"] += 1
-            stats["queries"] += spent
-            stats["level_successes"] += len(cands)
-            res.level_successes += len(cands)
+            before = res.queries
+            if strategy == "refine":
+                cands = self._refinements(best, tried, round_no)
+            else:
+                attack = self._attack(strategy, round_no, self.budget - res.queries)
+                attempts = attack.run(level, target, self.judge)
+                cands = self._candidates(attempts, level, strategy, res.queries)
+                res.queries += sum(1 for a in attempts if a.conversation)
+                res.searches += 1
+                stats["searches"] += 1
+                stats["level_successes"] += len(cands)
+                res.level_successes += len(cands)
             best = self._transfer(target, cands, tried, res, best)
+            stats["queries"] += res.queries - before
+            idle = idle + 1 if res.queries == before else 0  # nothing left to send
             round_no += 1
             if progress:
                 progress(f"{res.target} {strategy} level {level.level}",
                          min(res.queries, self.budget), self.budget)
-            if spent == 0 and not cands:
-                break  # the budget allows no further query
         res.best = self.describe(best) if best else None
         res.seconds = round(time.perf_counter() - t0, 2)
         return res
 
-    def _transfer(self, target: ChatModel, cands: list[Candidate], tried: set[str],
-                  res: SearchResult, best: Candidate | None) -> Candidate | None:
+    def _refinements(self, best: Candidate | None, tried: Mapping[str, Candidate],
+                     round_no: int) -> list[Candidate]:
+        """Changes of the best single-turn template, from the mutator steered by the share
+        of levels each template tried so far passes."""
+        from swisscheese.redteam.attacks.mutator import Mutator
+        from swisscheese.redteam.attacks.search import Feedback, Proposal
+
+        if best is None or best.kind != "recipe":
+            return []
+        history = [Feedback(Proposal(k, "", True, {"recipe": c.spec}), "",
+                            len(c.passed) / len(self.levels))
+                   for k, c in tried.items() if c.kind == "recipe"]
+        # The best first: the mutator builds on the highest-scoring line, the first of
+        # equals.
+        history.sort(key=lambda fb: fb.proposal.meta["recipe"] != best.spec)
+        props = Mutator(world=self.world, seed=self.seed).propose(
+            question_only(self.levels[0]), history, REFINE_BRANCHING, seed=round_no)
+        return [Candidate("recipe", {**p.meta["recipe"], "phrasing": -1}, "refine",
+                          best.found_on, 0) for p in props]
+
+    def _key(self, c: Candidate) -> str:
+        return "\x00".join(self.render(c, self.levels[0]))
+
+    def _transfer(self, target: ChatModel, cands: list[Candidate],
+                  tried: dict[str, Candidate], res: SearchResult,
+                  best: Candidate | None) -> Candidate | None:
         for c in cands:
-            if c.key() in tried or res.queries >= self.budget:
+            key = self._key(c)
+            if key in tried or res.queries >= self.budget:
                 continue
-            tried.add(c.key())
+            tried[key] = c
             res.candidates_tried += 1
+            if not c.found_at_query:
+                c.found_at_query = res.queries
             res.queries += self.try_everywhere(target, c, self.budget - res.queries)
             if best is None or (len(c.passed), sum(c.levels.values())) > (
                     len(best.passed), sum(best.levels.values())):
