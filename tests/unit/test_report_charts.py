@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from swisscheese.redteam.report import build_report, layer_section, load_run
-from swisscheese.report.svg import CHAR_W, MAX_WIDTH, bar_chart, heat_map
+from swisscheese.report.svg import CHAR_W, MAX_WIDTH, bar_chart, heat_map, interval_chart
 
 FAMILIES = [f"family_number_{i}" for i in range(23)]
 TARGETS = ["helpful-only", "aligned", "aligned+input", "aligned+output",
@@ -122,3 +122,16 @@ def test_runs_without_details_are_described_from_builtin_names(tmp_path: Path) -
     (root / "details.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match=r"details\.json: top level: expected an object"):
         load_run(root)
+
+
+def test_interval_chart_keeps_long_labels_on_the_page() -> None:
+    long = "sft countermeasure after jailbreak-tuning with every writer " * 2
+    svg = interval_chart([("wo 3", 0.5, 0.4, 0.6), (long, 0.2, 0.1, 0.3)], "ASR")
+    width = _width(svg)
+    assert width <= MAX_WIDTH
+    # The label is shortened on the chart (the tooltip keeps all of it) and its column is
+    # wide enough: its right edge sits left of the plot, its left edge inside the SVG.
+    labels = re.findall(r'<text x="([\d.]+)"[^>]*text-anchor="end"[^>]*>([^<]*)</text>', svg)
+    assert labels and all(len(t) <= 30 for _, t in labels)
+    assert all(float(x) - len(t) * CHAR_W >= 0 for x, t in labels)
+    assert long.strip() in svg  # in the <title>
