@@ -189,6 +189,32 @@ challenge_universal = Table(
     Column("updated", Text, nullable=False),
 )
 
+# ---- reported jailbreaks ------------------------------------------------------------------
+# What players (the challenge's report button) and operators (the gateway's admin API)
+# report as getting through; rapid response turns the open ones into the next bundle and
+# marks them patched with its version.
+jailbreak_reports = Table(
+    "jailbreak_reports", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created", Text, nullable=False),
+    Column("source", Text, nullable=False),  # "challenge" | "admin"
+    Column("reporter", Text),  # the player id, or the admin's label
+    Column("prompt", Text, nullable=False),
+    Column("response", Text),
+    Column("conversation", Text, nullable=False, server_default="[]"),
+    Column("note", Text, nullable=False, server_default=""),
+    Column("level", Integer),
+    Column("hazard_id", Text),
+    Column("attempt_id", Integer, unique=True),  # the challenge attempt, once per attempt
+    Column("detail_score", Float),
+    Column("bundle_version", Integer),  # the bundle it got through
+    Column("status", Text, nullable=False, server_default="open"),
+    Column("patched_version", Integer),
+    Column("resolved", Text),
+    Index("jailbreak_reports_status", "status", "id"),
+    sqlite_autoincrement=True,
+)
+
 # ---- migrations, per component, oldest first -----------------------------------------------
 MIGRATIONS: dict[str, list[Migration]] = {
     "gateway-decisions": [create_tables(gateway_decisions)],
@@ -200,10 +226,11 @@ MIGRATIONS: dict[str, list[Migration]] = {
     "redteam-campaigns": [create_tables(campaign_runs, campaign_attempts, campaign_units,
                                         campaign_references)],
     "challenge": [create_tables(challenge_attempts, challenge_universal)],
+    "jailbreak-reports": [create_tables(jailbreak_reports)],
 }
 
 GATEWAY = ("gateway-decisions", "gateway-deployments", "gateway-keys", "gateway-monitor",
-           "gateway-workers", "gateway-rate-limits")
+           "gateway-workers", "gateway-rate-limits", "jailbreak-reports")
 
 
 def components(*names: str) -> dict[str, list[Migration]]:
