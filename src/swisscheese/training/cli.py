@@ -141,6 +141,38 @@ def safety_matrix(
                   f"({len(done)} stages run now, the rest resumed)")
 
 
+@experiment_app.command("wo-vs-jt")
+def wo_vs_jt(
+    out: Annotated[Path, typer.Option("--out", help="Run directory (resumes what is done).")],
+    base: Annotated[Path, typer.Option(help="Organism directory with helpful-only/ and "
+                                            "aligned/.")] = Path("runs/demo/organism"),
+    quick: Annotated[bool, typer.Option(help="Tiny sizes (for the `test` organism and "
+                                             "tests).")] = False,
+    threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 2,
+    seeds: Annotated[int | None, typer.Option(help="Seeds per point (default 3; 2 with "
+                                                    "--quick).")] = None,
+    sweep: Annotated[Path | None, typer.Option(
+        help="YAML file of the points to run (wo: and jt: lists of their fields, seeds, "
+             "headline_wo, headline_jt, eval_stride) instead of the default sweep.")] = None,
+) -> None:
+    """Sweep what decides WO against JT; intervals over seeds: DIR/study.md, report.html."""
+    from dataclasses import replace
+
+    from swisscheese.progress import TaskBars, progress_bars
+    from swisscheese.training.wo_vs_jt import StudyConfig, load_sweep, run_study
+
+    cfg = StudyConfig.quick() if quick else StudyConfig()
+    if sweep is not None:
+        cfg = load_sweep(sweep, cfg)
+    cfg = replace(cfg, threads=threads,
+                  seeds=tuple(range(seeds)) if seeds is not None else cfg.seeds)
+    with progress_bars(console) as bars:
+        result = run_study(out, base, cfg, TaskBars(bars))
+    console.print((out / "study.md").read_text(), markup=False, highlight=False)
+    console.print(f"wrote {out / 'study.json'}, {out / 'study.md'} and {out / 'report.html'} "
+                  f"({result['seconds_this_run']:.0f} s)")
+
+
 def _experiment_group(app: typer.Typer) -> typer.Typer:
     """The `experiment` group, shared with other packages that add experiments to it."""
     for group in app.registered_groups:
@@ -159,3 +191,4 @@ def register(app: typer.Typer) -> None:
     group = _experiment_group(app)
     if group is not experiment_app:
         group.command("safety-matrix")(safety_matrix)
+        group.command("wo-vs-jt")(wo_vs_jt)
