@@ -77,10 +77,12 @@ def _fit_output(clf: StreamingClassifier, texts: Sequence[str],
         clf.fit(texts, labels)  # type: ignore[attr-defined]
 
 
-def _fit_categories(backend: str, params: Mapping[str, Any], texts: Sequence[str],
-                    labels: np.ndarray, names: Sequence[str]) -> CategoryScorer:
-    scorer = CATEGORY_SCORERS.create(backend, **dict(params))
-    return scorer.fit(texts, labels, names)  # type: ignore[no-any-return]
+def _fit_categories(categories: Categories, backend: str, params: Mapping[str, Any] | None,
+                    texts: Sequence[str]) -> CategoryScorer:
+    """The category scorer (its own backend, or the input backend's) fitted on `texts`."""
+    scorer = CATEGORY_SCORERS.create(categories.backend or backend, **dict(params or {}))
+    return scorer.fit(texts, categories.labels,  # type: ignore[no-any-return]
+                      categories.names)
 
 
 @dataclass(frozen=True)
@@ -148,9 +150,8 @@ def build_bundle(
     if not isinstance(output_clf, StreamingClassifier):
         raise ValueError(f"output backend {out_name!r} is not a streaming classifier")
     _fit_output(output_clf, output_train_texts, output_train_labels, output_conversations)
-    scorer = None if categories is None else _fit_categories(
-        categories.backend or backend, input_params or {}, train_texts, categories.labels,
-        categories.names)
+    scorer = None if categories is None else _fit_categories(categories, backend,
+                                                             input_params, train_texts)
 
     in_scores = {k: input_clf.predict_proba(v) for k, v in calib_in.items()}
     t_in, in_fpr = calibrate_sources(in_scores, target_fpr, "input", source_fpr)
@@ -162,13 +163,10 @@ def build_bundle(
     metrics = _train_metrics(input_clf, output_clf, train_texts, train_labels,
                              output_train_texts, output_train_labels, t_in, t_out,
                              stream_chunk_chars)
-    n_cal = sum(map(len, calib_in.values()))
-    metrics["input"] |= {"calibration_fpr": float(np.mean(np.concatenate(
-        [v >= t_in for v in in_scores.values()]))), "calibration_n": n_cal}
+    metrics["input"] |= _calibration_metrics(in_scores, t_in)
     if isinstance(benign_calibration_texts, Mapping):
         metrics["input"]["calibration_fpr_by_source"] = in_fpr
-    metrics["output"] |= {"calibration_fpr": float(np.mean(out_scores >= t_out)),
-                          "calibration_n": len(calib_out)}
+    metrics["output"] |= _calibration_metrics({"all": out_scores}, t_out)
     return GuardBundle(
         version=version, constitution=constitution, input=input_clf, output=output_clf,
         thresholds={"input": t_in, "output": t_out}, target_fpr=float(target_fpr),
@@ -176,6 +174,13 @@ def build_bundle(
         parent_version=parent_version, notes=notes, stream_chunk_chars=stream_chunk_chars,
         categories=scorer,
         category_thresholds=dict(categories.thresholds) if categories is not None else {})
+
+
+def _calibration_metrics(scores: Mapping[str, np.ndarray], t: float) -> dict[str, Any]:
+    """The FPR the threshold `t` gives on all the benign calibration scores, and their
+    number."""
+    flags = np.concatenate([v >= t for v in scores.values()])
+    return {"calibration_fpr": float(np.mean(flags)), "calibration_n": len(flags)}
 
 
 def _train_metrics(input_clf: Any, output_clf: StreamingClassifier,
