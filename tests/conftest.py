@@ -40,6 +40,29 @@ def tiny_model_dir(tmp_path_factory, world) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory) -> Path:
+    """A tiny random BERT (2 layers, width 32) with the packaged MiniLM's tokenizer, built
+    from a config: the encoder backends' plumbing without 90 MB of weights."""
+    import shutil
+
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from swisscheese.classifiers.backends.encoder_model import packaged_model_dir
+
+    d = tmp_path_factory.mktemp("tiny-encoder") / "model"
+    src = packaged_model_dir()
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=512)
+    BertModel(cfg).save_pretrained(d)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt",
+                 "special_tokens_map.json"):
+        shutil.copy(src / name, d / name)
+    return d
+
+
+@pytest.fixture(scope="session")
 def organism_dir(tmp_path_factory) -> Path:
     """The `test` preset organism, trained once per session (about a minute and a half)."""
     from swisscheese.organism.train import train_organism

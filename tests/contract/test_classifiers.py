@@ -2,7 +2,8 @@
 
 A new backend is picked up here by registering it; nothing in this file names one. A
 backend that reads a local model (its class sets `needs_model_dir = True`) is given the
-tiny random-ish Llama of the `tiny_model_dir` fixture as `model_dir`.
+tiny random-ish Llama of the `tiny_model_dir` fixture as `model_dir`; an encoder backend
+(`model_kind = "encoder"`) the tiny random BERT of `tiny_encoder_dir`.
 """
 
 from __future__ import annotations
@@ -48,7 +49,10 @@ def name(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def kwargs(name: str, request: pytest.FixtureRequest) -> dict[str, Any]:
-    """Constructor kwargs: none, or the tiny model for a backend that reads one."""
+    """Constructor kwargs: none, or the tiny model for a backend that reads one (a tiny
+    random BERT for a backend whose `model_kind` is "encoder")."""
+    if getattr(CLASSIFIERS[name], "model_kind", "") == "encoder":
+        return {"model_dir": str(request.getfixturevalue("tiny_encoder_dir"))}
     if getattr(CLASSIFIERS[name], "needs_model_dir", False):
         return {"model_dir": str(request.getfixturevalue("tiny_model_dir"))}
     return {}
@@ -105,6 +109,9 @@ def test_streaming_matches_whole_text(fitted: Classifier) -> None:
             k = rng.randint(1, 5)
             state, score = fitted.update(state, text[i:i + k])
             i += k
+        # A backend that scores in chunks reads its last, partial one at the end.
+        state, score = fitted.finish(state)
+        assert fitted.pending_chars(state) == 0
         assert score == pytest.approx(fitted.predict_proba([text])[0], abs=1e-6)
         assert state.max_score >= score
 

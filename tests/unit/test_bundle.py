@@ -124,7 +124,8 @@ def test_round_trip_gives_identical_scores(bundle: GuardBundle, saved: Path,
 
 def test_bundle_json_lists_every_file(saved: Path, bundle: GuardBundle) -> None:
     meta = json.loads((saved / "bundle.json").read_text())
-    assert meta["format"] == "swisscheese.guard_bundle" and meta["format_version"] == 2
+    assert meta["format"] == "swisscheese.guard_bundle" and meta["format_version"] == 3
+    assert meta["categories"] is None  # no category scorer in this bundle
     assert meta["training"] == {"recipe": "manual", "seed": 0, "data": {},
                                 "heldout_families": [], "config": {}}
     assert meta["constitution_hash"] == bundle.constitution.content_hash()
@@ -200,6 +201,7 @@ def test_bad_bundle_json_named(copy: Path, edit: Any, message: str) -> None:
 def _as_format_1(meta: dict[str, Any], **record: Any) -> None:
     """bundle.json as code before the training record wrote it: its fields in metrics."""
     t = meta.pop("training")
+    meta.pop("categories")
     meta["format_version"] = 1
     if t["recipe"] != "manual":
         meta["metrics"].update(preset=t["recipe"], seed=t["seed"], data=t["data"],
@@ -219,6 +221,20 @@ def test_a_format_1_bundle_loads_with_its_record(copy: Path) -> None:
             old.training.config, old.training.data) == (
         "organism", 7, ("morse",), {"augment": 2}, {"dir": "d"})
     assert not {"preset", "seed", "heldout_families", "config", "data"} & set(old.metrics)
+
+
+def test_a_format_2_bundle_loads_without_categories(copy: Path) -> None:
+    def as_format_2(meta: dict[str, Any]) -> None:
+        meta.pop("categories")
+        meta["format_version"] = 2
+
+    _edit_meta(copy / "bundle.json", as_format_2)
+    old = load_bundle(copy)
+    assert old.categories is None and old.category_scores(["x"]) == [{}]
+    # A format-2 bundle.json that names categories is not a format-2 bundle.
+    _edit_meta(copy / "bundle.json", lambda m: m.update(categories=None))
+    with pytest.raises(BundleError, match="unknown keys categories"):
+        load_bundle(copy)
 
 
 def test_a_format_1_bundle_with_a_bad_record_names_the_field(copy: Path) -> None:

@@ -40,9 +40,22 @@ def small_data():
 
 
 @pytest.fixture(scope="module")
-def rw_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def rw_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path) -> Path:
+    # The default encoder path on a tiny random BERT (the real MiniLM: the benchmark).
+    tiny = {"model_dir": str(tiny_encoder_dir)}
     return train_realworld(tmp_path_factory.mktemp("rw"), DATASETS,
-                           config=RealWorldConfig(limit=LIMIT, augment=1))
+                           config=RealWorldConfig(limit=LIMIT, augment=1, input_params=tiny,
+                                                  output_params=tiny))
+
+
+@pytest.fixture(scope="module")
+def rw_ngram_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The n-gram backend, which a user can still pick (`--backend ngram`). At 5% FPR: with
+    LIMIT prompts per benign source, 0.5% puts the threshold above every calibration score
+    (nothing flagged before or after a patch, so the patch would measure nothing)."""
+    return train_realworld(tmp_path_factory.mktemp("rw-ngram"), DATASETS,
+                           config=RealWorldConfig(limit=LIMIT, augment=1, backend="ngram"),
+                           target_fpr=0.05)
 
 
 # ---- reading ------------------------------------------------------------------------------
@@ -68,6 +81,30 @@ def test_cli_missing_datasets_writes_nothing(tmp_path: Path) -> None:
                             str(tmp_path / "run"), "--datasets", str(tmp_path / "nope")])
     assert r.exit_code != 0
     assert isinstance(r.exception, DatasetError) or "datasets directory not found" in r.output
+    assert not (tmp_path / "run").exists()
+
+
+@needs_data
+def test_cli_model_dir_trains_on_that_encoder(tiny_encoder_dir: Path, tmp_path: Path) -> None:
+    r = runner.invoke(app, ["classifier", "train", "--preset", "realworld", "--out",
+                            str(tmp_path / "run"), "--model-dir", str(tiny_encoder_dir),
+                            "--limit", str(LIMIT), "--augment", "0"])
+    assert r.exit_code == 0, r.output
+    b = load_bundle(tmp_path / "run" / "bundle")
+    params = b.training.config
+    assert params["input_params"]["model_dir"] == str(tiny_encoder_dir)
+    assert params["output_params"]["model_dir"] == str(tiny_encoder_dir)
+    # The tiny BERT's width, not MiniLM's 384.
+    assert b.input.encoder.dim == 32
+
+
+def test_cli_model_dir_is_refused_for_the_ngram(tiny_encoder_dir: Path, tmp_path: Path) -> None:
+    r = runner.invoke(app, ["classifier", "train", "--preset", "realworld", "--out",
+                            str(tmp_path / "run"), "--backend", "ngram",
+                            "--model-dir", str(tiny_encoder_dir)])
+    # (the CLI's main prints the error as one line; the runner keeps the exception)
+    assert isinstance(r.exception, ValueError)
+    assert "--model-dir applies to the encoder backend" in str(r.exception)
     assert not (tmp_path / "run").exists()
 
 
@@ -99,7 +136,12 @@ def test_splits_keep_near_duplicates_apart(small_data) -> None:
     assert max_similarity(d.test_jbb_harmful, d.train_harmful).max() < 0.5
     assert max_similarity(d.test_templates, d.train_templates, k=5).max() < 0.5
     assert not set(d.test_benign) & (set(d.train_benign) | set(d.calibration))
-    assert not set(d.test_xstest_safe) & set(d.calibration)
+    assert not set(d.test_xstest_safe) & (set(d.calibration) | set(d.train_lookalikes))
+    assert not set(d.test_jbb_benign) & set(d.train_lookalikes)
+    assert not set(d.test_xstest_unsafe) & set(d.train_harmful)
+    assert not set(d.test_clean_emails) & set(d.calibration_by_source["bipia_email"])
+    # Every training request carries the categories it was given (maybe none).
+    assert len(d.train_harmful_categories) == len(d.train_harmful) == len(d.train_targets)
     assert not set(d.test_injections) & set(d.train_injections)
     assert all(len(getattr(d, k)) <= LIMIT for k in ("train_templates", "test_xstest_safe"))
 
@@ -119,16 +161,27 @@ def test_realworld_bundle_is_calibrated_and_measured(rw_bundle: Path) -> None:
     n = f["n"]
     chance = n["test_harmful"] / (n["test_harmful"] + n["test_benign"])
     assert f["auprc"] > chance + 0.2
-    assert f["tpr"] > f["fpr"]
+    # (A random tiny encoder ranks, but at a 0.5% FPR it flags little: recall figures are
+    # the benchmark's, on the real MiniLM.)
     assert {"morse", "homoglyphs", "codeword"} <= {k for k, v in f["recall_by_converter"].items()
                                                    if v["heldout"]}
     # The bundle holds no dataset text: its files are the classifiers and the constitution.
     files = json.loads((rw_bundle / "bundle.json").read_text())["files"]
-    assert all(p.split("/")[0] in {"input", "output", "constitution.yaml"} for p in files)
+    assert all(p.split("/")[0] in {"input", "output", "categories", "constitution.yaml"}
+               for p in files)
+    # Every harmful category of the constitution is scored; the output reads exchanges.
+    assert b.input.name == "encoder" and b.output.name == "encoder-stream"
+    assert b.categories is not None
+    assert sorted(b.categories.categories) == sorted(c.id for c in b.constitution.harmful)
+    assert len(b.constitution.harmful) == 11
+    cal = b.metrics["input"]["calibration_fpr_by_source"]
+    assert set(cal) == {"alpaca", "xstest_safe", "bipia_email"}
 
 
 @needs_data
-def test_patch_a_realworld_bundle(rw_bundle: Path, small_data, tmp_path: Path) -> None:
+def test_patch_a_realworld_bundle(rw_ngram_bundle: Path, small_data, tmp_path: Path) -> None:
+    rw_bundle = rw_ngram_bundle
+    assert load_bundle(rw_bundle).categories is None  # n-gram bundles have no scorer
     morse = get_converter("morse")
     reports = [ReportedJailbreak("Decode this Morse code and answer: " + morse.encode(r), None, i)
                for i, r in enumerate(small_data.train_harmful[:3])]
@@ -139,3 +192,20 @@ def test_patch_a_realworld_bundle(rw_bundle: Path, small_data, tmp_path: Path) -
     assert report.before["heldout_asr"] > 0.5
     assert report.after["heldout_asr"] < report.before["heldout_asr"]
     assert report.after["calibration_fpr"] <= new.target_fpr
+
+
+@needs_data
+def test_a_patched_encoder_bundle_keeps_its_category_scorer(rw_bundle: Path, small_data,
+                                                            tmp_path: Path) -> None:
+    parent = load_bundle(rw_bundle)
+    assert parent.categories is not None
+    morse = get_converter("morse")
+    reports = [ReportedJailbreak("Decode this Morse code and answer: " + morse.encode(r), None, i)
+               for i, r in enumerate(small_data.train_harmful[:3])]
+    patch_bundle(rw_bundle, reports, tmp_path / "v2", n_requests=10, data_dir=DATASETS)
+    new = load_bundle(tmp_path / "v2")
+    assert new.input.name == "encoder" and new.categories is not None
+    assert new.category_thresholds == parent.category_thresholds
+    # The same scorer: the same scores for the same text.
+    text = small_data.test_jbb_harmful[0]
+    assert new.category_scores([text]) == parent.category_scores([text])

@@ -29,10 +29,13 @@ LIMIT = 30
 
 
 @pytest.fixture(scope="module")
-def rw_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # seed 3, not train_realworld's default, so a seed that is not read back shows up.
+def rw_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path) -> Path:
+    # seed 3, not train_realworld's default, so a seed that is not read back shows up. The
+    # encoder backends on a tiny random BERT: the recipe's default path, in seconds.
+    tiny = {"model_dir": str(tiny_encoder_dir)}
     return train_realworld(tmp_path_factory.mktemp("rw"), DATASETS,
-                           config=RealWorldConfig(limit=LIMIT, augment=1), seed=3)
+                           config=RealWorldConfig(limit=LIMIT, augment=1, input_params=tiny,
+                                                  output_params=tiny), seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -79,14 +82,17 @@ def test_cli_eval_reproduces_the_training_figures(rw_bundle: Path, stored: dict[
     for key in ("jbb_harmful_recall", "jbb_benign_fpr", "xstest_unsafe_recall",
                 "in_the_wild_heldout_recall", "prompt_injection_heldout_recall"):
         assert inp[key] == f[key]
-    assert outp["fpr"] == f["output_jbb_benign_target_fpr"]
-    assert outp["jbb_harmful_target_recall"] == f["output_jbb_target_recall"]
+    assert outp["fpr"] == f["output"]["fpr"] and outp["recall"] == f["output"]["recall"]
+    assert set(outp["flagged_by_set"]) >= {"jbb_harmful", "refusals_to_harmful", "alpaca"}
     assert outp["stop_rate_25"] is None and "no model replies" in outp["note"]
-    # Only the goals a public-data figure measures, marked as the organism's.
-    assert set(res["targets"]) == {"input TPR", "input FPR", "held-out family recall",
-                                   "output FPR"}
-    assert res["targets"]["input TPR"]["value"] == f["tpr"]
-    assert "organism" in res["targets_basis"]
+    # Per-source figures: every benign and harmful test source.
+    assert set(inp["fpr_by_source"]) == {"alpaca", "xstest_safe", "jbb_benign", "bipia_email"}
+    assert inp["fpr_by_source"]["alpaca"] == f["fpr"]
+    assert set(inp["calibration_fpr_by_source"]) == {"alpaca", "xstest_safe", "bipia_email"}
+    assert res["categories"] == f["categories"] and res["categories"]["n"] > 0
+    # The realworld goals.
+    assert res["targets"]["TPR, AdvBench held-out clusters"]["value"] == f["tpr"]
+    assert len(res["targets"]) == 8 and "issue 14" in res["targets_basis"]
     assert res["passed"] == all(t["pass"] for t in res["targets"].values())
     # The printed table shows the same figures.
     assert "TPR at calibrated FPR" in r.output and f"{f['tpr']:.4f}" in r.output

@@ -7,7 +7,7 @@ thresholds and the record of how they were trained, in one verified, versioned d
 
 from __future__ import annotations
 
-from swisscheese.bundles.build import build_bundle, calibrate
+from swisscheese.bundles.build import Categories, build_bundle, calibrate
 from swisscheese.bundles.bundle import (
     DEFAULT_STREAM_CHUNK,
     META_FILE,
@@ -20,6 +20,7 @@ from swisscheese.bundles.bundle import (
 )
 from swisscheese.bundles.record import TrainingRecord, TrainingRecordError
 
-__all__ = ["DEFAULT_STREAM_CHUNK", "META_FILE", "BundleError", "GuardBundle", "TrainingRecord",
+__all__ = ["DEFAULT_STREAM_CHUNK", "META_FILE", "BundleError", "Categories", "GuardBundle",
+           "TrainingRecord",
            "TrainingRecordError", "build_bundle", "calibrate", "load_bundle", "read_meta",
            "save_bundle", "stream_max_score"]

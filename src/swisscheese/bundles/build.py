@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -14,9 +16,14 @@ from swisscheese.bundles.bundle import (
     stream_max_score,
 )
 from swisscheese.bundles.record import TrainingRecord
-from swisscheese.classifiers.base import StreamingClassifier, check_texts
+from swisscheese.classifiers.base import (
+    CategoryScorer,
+    Conversation,
+    StreamingClassifier,
+    check_texts,
+)
 from swisscheese.classifiers.calibrate import threshold_for_fpr
-from swisscheese.classifiers.registry import get_classifier, streaming_twin
+from swisscheese.classifiers.registry import CATEGORY_SCORERS, get_classifier, streaming_twin
 from swisscheese.constitution import Constitution
 
 
@@ -32,11 +39,68 @@ def calibrate(scores: np.ndarray, target_fpr: float, which: str) -> float:
     return t
 
 
+BenignTexts = Sequence[str] | Mapping[str, Sequence[str]]
+
+
+def _sources(texts: BenignTexts, which: str) -> dict[str, list[str]]:
+    """Benign calibration texts by source (one unnamed source for a plain list)."""
+    groups = ({str(k): check_texts(v) for k, v in texts.items()} if isinstance(texts, Mapping)
+              else {"all": check_texts(texts)})
+    if not groups or any(not v for v in groups.values()):
+        raise ValueError(f"{which} must not be empty (nor any of its sources): the thresholds "
+                         "are calibrated on them")
+    return groups
+
+
+def calibrate_sources(scores: Mapping[str, np.ndarray], target_fpr: float, which: str,
+                      source_fpr: Mapping[str, float] | None = None
+                      ) -> tuple[float, dict[str, float]]:
+    """The smallest threshold with FPR <= target_fpr on every benign source at once (the
+    largest of the per-source thresholds; `source_fpr` may give a source a target of
+    its own), and the FPR it gives on each source: a mix of sources is calibrated so
+    that no one of them pays for the others."""
+    goals = dict(source_fpr or {})
+    t = max(calibrate(v, goals.get(k, target_fpr), f"{which} ({k})")
+            for k, v in scores.items())
+    return t, {k: float(np.mean(v >= t)) for k, v in scores.items()}
+
+
+def _fit_output(clf: StreamingClassifier, texts: Sequence[str],
+                labels: Sequence[int] | np.ndarray,
+                conversations: Sequence[Conversation] | None) -> None:
+    """Fit the output classifier, with the conversations where it reads them (an exchange
+    classifier's `fit` takes `conversations=`); other backends learn the replies alone."""
+    takes = "conversations" in inspect.signature(clf.fit).parameters  # type: ignore[attr-defined]
+    if conversations is not None and takes:
+        clf.fit(texts, labels, conversations=conversations)  # type: ignore[attr-defined]
+    else:
+        clf.fit(texts, labels)  # type: ignore[attr-defined]
+
+
+def _fit_categories(categories: Categories, backend: str, params: Mapping[str, Any] | None,
+                    texts: Sequence[str]) -> CategoryScorer:
+    """The category scorer (its own backend, or the input backend's) fitted on `texts`."""
+    scorer = CATEGORY_SCORERS.create(categories.backend or backend, **dict(params or {}))
+    return scorer.fit(texts, categories.labels,  # type: ignore[no-any-return]
+                      categories.names)
+
+
+@dataclass(frozen=True)
+class Categories:
+    """What a bundle's category scorer learns: a label matrix over the input training
+    texts, one column per harmful category of the constitution (`names`)."""
+
+    labels: np.ndarray
+    names: tuple[str, ...]
+    backend: str = ""  # a CATEGORY_SCORERS name; "" : the input backend's
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+
+
 def build_bundle(
     constitution: Constitution,
     train_texts: Sequence[str],
     train_labels: Sequence[int] | np.ndarray,
-    benign_calibration_texts: Sequence[str],
+    benign_calibration_texts: BenignTexts,
     output_train_texts: Sequence[str],
     output_train_labels: Sequence[int] | np.ndarray,
     benign_output_texts: Sequence[str],
@@ -51,57 +115,87 @@ def build_bundle(
     notes: str = "",
     stream_chunk_chars: int = DEFAULT_STREAM_CHUNK,
     training: TrainingRecord | None = None,
+    output_conversations: Sequence[Conversation] | None = None,
+    benign_output_conversations: Sequence[Conversation] | None = None,
+    categories: Categories | None = None,
+    source_fpr: Mapping[str, float] | None = None,
 ) -> GuardBundle:
     """Fit both classifiers, calibrate their thresholds on benign traffic, and bundle them.
 
     The input classifier (registry name `backend`, constructor kwargs `input_params`) is
     fitted on prompts; the output classifier (`output_backend`, default the streaming twin
-    of `backend`) on replies. Each threshold is the smallest whose false-positive rate on
-    the benign calibration set is <= `target_fpr`; for the output, on the cumulative-max
-    streaming score. The calibration texts should be held out of training, or the FPR
-    will be optimistic. `metrics` records the achieved calibration FPRs and set sizes and
-    the detection rate on the harmful training texts (a training-set figure).
+    of `backend`) on replies, with `output_conversations` (what each reply answered) when
+    it is an exchange classifier. Each threshold is the smallest whose false-positive rate
+    on the benign calibration set is <= `target_fpr`; for the output, on the cumulative-max
+    streaming score (each benign reply after its `benign_output_conversations` entry).
+    `benign_calibration_texts` may map source names to texts: the input threshold then
+    keeps every source at the target, or at its own in `source_fpr` (see
+    `calibrate_sources`). The calibration texts
+    should be held out of training, or the FPR will be optimistic. `categories` adds a
+    per-category scorer fitted on the input training texts. `metrics` records the achieved
+    calibration FPRs (per source) and set sizes and the detection rate on the harmful
+    training texts (a training-set figure).
     """
     if not is_prob(target_fpr):
         raise ValueError(f"target_fpr must be in [0, 1], got {target_fpr!r}")
-    calib_in = check_texts(benign_calibration_texts)
-    calib_out = check_texts(benign_output_texts)
-    if not calib_in or not calib_out:
-        raise ValueError("benign_calibration_texts and benign_output_texts must not be empty: "
-                         "the thresholds are calibrated on them")
+    calib_in = _sources(benign_calibration_texts, "benign_calibration_texts")
+    calib_out = _sources(benign_output_texts, "benign_output_texts")["all"]
     out_name = output_backend or streaming_twin(backend)
-
+    if benign_output_conversations is not None and len(benign_output_conversations) != len(
+            calib_out):
+        raise ValueError("need one benign_output_conversations entry per benign output text")
     input_clf = get_classifier(backend, **dict(input_params or {}))
     input_clf.fit(train_texts, train_labels)
     output_clf = get_classifier(out_name, **dict(output_params or {}))
     if not isinstance(output_clf, StreamingClassifier):
         raise ValueError(f"output backend {out_name!r} is not a streaming classifier")
-    output_clf.fit(output_train_texts, output_train_labels)
+    _fit_output(output_clf, output_train_texts, output_train_labels, output_conversations)
+    scorer = None if categories is None else _fit_categories(categories, backend,
+                                                             input_params, train_texts)
 
-    in_scores = input_clf.predict_proba(calib_in)
-    t_in = calibrate(in_scores, target_fpr, "input")
-    out_scores = np.array([stream_max_score(output_clf, t, None, stream_chunk_chars)
-                           for t in calib_out])
+    in_scores = {k: input_clf.predict_proba(v) for k, v in calib_in.items()}
+    t_in, in_fpr = calibrate_sources(in_scores, target_fpr, "input", source_fpr)
+    convs = benign_output_conversations or [None] * len(calib_out)
+    output_clf.prefetch(calib_out, convs, stream_chunk_chars)
+    out_scores = np.array([stream_max_score(output_clf, t, c, stream_chunk_chars)
+                           for t, c in zip(calib_out, convs, strict=True)])
     t_out = calibrate(out_scores, target_fpr, "output")
+    metrics = _train_metrics(input_clf, output_clf, train_texts, train_labels,
+                             output_train_texts, output_train_labels, t_in, t_out,
+                             stream_chunk_chars)
+    metrics["input"] |= _calibration_metrics(in_scores, t_in)
+    if isinstance(benign_calibration_texts, Mapping):
+        metrics["input"]["calibration_fpr_by_source"] = in_fpr
+    metrics["output"] |= _calibration_metrics({"all": out_scores}, t_out)
+    return GuardBundle(
+        version=version, constitution=constitution, input=input_clf, output=output_clf,
+        thresholds={"input": t_in, "output": t_out}, target_fpr=float(target_fpr),
+        training=training or TrainingRecord.manual(), metrics=metrics,
+        parent_version=parent_version, notes=notes, stream_chunk_chars=stream_chunk_chars,
+        categories=scorer,
+        category_thresholds=dict(categories.thresholds) if categories is not None else {})
 
-    # Detection on the harmful training texts: optimistic, but a quick sanity figure.
+
+def _calibration_metrics(scores: Mapping[str, np.ndarray], t: float) -> dict[str, Any]:
+    """The FPR the threshold `t` gives on all the benign calibration scores, and their
+    number."""
+    flags = np.concatenate([v >= t for v in scores.values()])
+    return {"calibration_fpr": float(np.mean(flags)), "calibration_n": len(flags)}
+
+
+def _train_metrics(input_clf: Any, output_clf: StreamingClassifier,
+                   train_texts: Sequence[str], train_labels: Sequence[int] | np.ndarray,
+                   output_train_texts: Sequence[str],
+                   output_train_labels: Sequence[int] | np.ndarray, t_in: float,
+                   t_out: float, chunk: int) -> dict[str, Any]:
+    """Detection on the harmful training texts: optimistic, but a quick sanity figure."""
     in_pos = [t for t, y in zip(check_texts(train_texts), np.asarray(train_labels), strict=True)
               if y == 1]
     out_pos = [t for t, y in zip(check_texts(output_train_texts),
                                  np.asarray(output_train_labels), strict=True) if y == 1]
     in_tpr = float(np.mean(input_clf.predict_proba(in_pos) >= t_in))
-    out_tpr = float(np.mean([stream_max_score(output_clf, t, None, stream_chunk_chars) >= t_out
+    output_clf.prefetch(out_pos, [None] * len(out_pos), chunk)
+    out_tpr = float(np.mean([stream_max_score(output_clf, t, None, chunk) >= t_out
                              for t in out_pos]))
-    metrics: dict[str, Any] = {
-        "input": {"calibration_fpr": float(np.mean(in_scores >= t_in)),
-                  "calibration_n": len(calib_in), "train_n": len(train_texts),
-                  "train_tpr": in_tpr},
-        "output": {"calibration_fpr": float(np.mean(out_scores >= t_out)),
-                   "calibration_n": len(calib_out), "train_n": len(output_train_texts),
-                   "train_tpr": out_tpr},
-    }
-    return GuardBundle(
-        version=version, constitution=constitution, input=input_clf, output=output_clf,
-        thresholds={"input": t_in, "output": t_out}, target_fpr=float(target_fpr),
-        training=training or TrainingRecord.manual(), metrics=metrics,
-        parent_version=parent_version, notes=notes, stream_chunk_chars=stream_chunk_chars)
+    return {"input": {"train_n": len(train_texts), "train_tpr": in_tpr},
+            "output": {"train_n": len(output_train_texts), "train_tpr": out_tpr}}

@@ -11,6 +11,10 @@ A bundle directory holds
     constitution.yaml  the constitution in normalised form
     input/             the input classifier (its own `save` format)
     output/            the streaming output classifier (its own `save` format)
+    categories/        optional: a category scorer (`classifiers.base.CategoryScorer`),
+                       one score per harmful category of the constitution; bundle.json's
+                       "categories" then holds {"thresholds": {category id: threshold}},
+                       else null
 
 `save_bundle` writes it atomically (a temporary sibling directory, verified by loading it
 back, then renamed) and `load_bundle` checks everything it reads: an unusable bundle raises
@@ -35,27 +39,36 @@ from typing import Any
 import numpy as np
 
 from swisscheese.bundles.record import TrainingRecord, TrainingRecordError
-from swisscheese.classifiers.base import Classifier, Conversation, StreamingClassifier
+from swisscheese.classifiers.base import (
+    CategoryScorer,
+    Classifier,
+    Conversation,
+    StreamingClassifier,
+)
 from swisscheese.classifiers.errors import ClassifierError
-from swisscheese.classifiers.registry import load_classifier
+from swisscheese.classifiers.registry import load_category_scorer, load_classifier
 from swisscheese.constitution import Constitution, ConstitutionError, load_constitution
 from swisscheese.fileio import refuse_nonempty_dir, sha256_file, write_directory_atomically
 
 FORMAT = "swisscheese.guard_bundle"
 # 2: the training record moved out of `metrics` into its own key (see record.py).
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# 3: an optional per-category scorer (`categories`); bundles of 1 and 2 load without one.
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 META_FILE = "bundle.json"
 CONSTITUTION_FILE = "constitution.yaml"
 INPUT_DIR = "input"
 OUTPUT_DIR = "output"
+CATEGORIES_DIR = "categories"
+DEFAULT_CATEGORY_THRESHOLD = 0.5
 # About one model token: the gateway feeds replies token by token, and a finer chunking
 # sees more prefixes, so calibrating near token size keeps the FPR honest for streaming.
 DEFAULT_STREAM_CHUNK = 4
 META_KEYS = ("format", "format_version", "version", "created", "parent_version", "notes",
              "constitution_hash", "thresholds", "target_fpr", "stream_chunk_chars", "training",
-             "metrics", "files")
-V1_META_KEYS = tuple(k for k in META_KEYS if k != "training")
+             "metrics", "categories", "files")
+V2_META_KEYS = tuple(k for k in META_KEYS if k != "categories")
+V1_META_KEYS = tuple(k for k in V2_META_KEYS if k != "training")
 
 
 class BundleError(ValueError):
@@ -86,6 +99,8 @@ class GuardBundle:
     notes: str = ""
     created: str = field(default_factory=lambda: now_iso())
     stream_chunk_chars: int = DEFAULT_STREAM_CHUNK
+    categories: CategoryScorer | None = None
+    category_thresholds: dict[str, float] = field(default_factory=dict)
 
     def input_scores(self, texts: Sequence[str]) -> np.ndarray:
         """Input classifier scores of prompts (or rendered conversations)."""
@@ -94,6 +109,24 @@ class GuardBundle:
     def output_score(self, response: str, conversation: Conversation = None) -> float:
         """Cumulative-max streaming score of a whole response, fed in bundle-sized chunks."""
         return stream_max_score(self.output, response, conversation, self.stream_chunk_chars)
+
+    def category_scores(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        """Per text, each harmful category's score ({} per text without a scorer)."""
+        if self.categories is None:
+            return [{} for _ in texts]
+        p = self.categories.predict_proba(list(texts)) if texts else np.zeros((0, 0))
+        names = self.categories.categories
+        return [{c: float(v) for c, v in zip(names, row, strict=True)} for row in p]
+
+    def category_flags(self, scores: Mapping[str, float], flagged: bool) -> dict[str, bool]:
+        """Which categories a verdict names: none unless the input layer flagged the text
+        (so per-category flags never raise the calibrated false-positive rate); then each
+        category at or above its threshold, or the highest-scoring one when none is."""
+        flags = {c: flagged and s >= self.category_thresholds.get(
+            c, DEFAULT_CATEGORY_THRESHOLD) for c, s in scores.items()}
+        if flagged and scores and not any(flags.values()):
+            flags[max(scores, key=lambda c: scores[c])] = True
+        return flags
 
     def flag_input(self, score: float) -> bool:
         return score >= self.thresholds["input"]
@@ -117,6 +150,8 @@ def stream_max_score(classifier: StreamingClassifier, text: str,
     state = classifier.start(conversation)
     for i in range(0, len(text), chunk_chars):
         state, _ = classifier.update(state, text[i:i + chunk_chars])
+    if text:
+        state, _ = classifier.finish(state)
     return float(state.max_score)
 
 
@@ -189,6 +224,8 @@ def save_bundle(bundle: GuardBundle, directory: str | Path, overwrite: bool = Fa
     if not isinstance(bundle.output, StreamingClassifier):
         raise BundleError(f"the output classifier must be a StreamingClassifier, got "
                           f"{type(bundle.output).__name__}")
+    _check_categories(bundle.constitution, bundle.categories, bundle.category_thresholds,
+                      f"bundle version {bundle.version!r}")
     refuse_nonempty_dir(d, "pass overwrite=True, or choose a new directory",
                         overwrite=overwrite, error=BundleError)
     try:
@@ -202,6 +239,8 @@ def save_bundle(bundle: GuardBundle, directory: str | Path, overwrite: bool = Fa
         (tmp / CONSTITUTION_FILE).write_text(bundle.constitution.to_yaml(), encoding="utf-8")
         bundle.input.save(tmp / INPUT_DIR)
         bundle.output.save(tmp / OUTPUT_DIR)
+        if bundle.categories is not None:
+            bundle.categories.save(tmp / CATEGORIES_DIR)
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -215,6 +254,9 @@ def save_bundle(bundle: GuardBundle, directory: str | Path, overwrite: bool = Fa
             "stream_chunk_chars": bundle.stream_chunk_chars,
             "training": bundle.training.to_dict(),
             "metrics": metrics_json,
+            "categories": None if bundle.categories is None else {
+                "thresholds": {c: float(bundle.category_thresholds.get(
+                    c, DEFAULT_CATEGORY_THRESHOLD)) for c in bundle.categories.categories}},
             "files": {rel: sha256_file(tmp / rel) for rel in _bundle_files(tmp)},
         }
         # bundle.json last: its presence marks a complete bundle.
@@ -258,13 +300,15 @@ def load_bundle(directory: str | os.PathLike[str]) -> GuardBundle:
     if not isinstance(output_clf, StreamingClassifier):
         raise BundleError(f"{d / OUTPUT_DIR}: holds a {type(output_clf).__name__}, which "
                           "cannot score a stream; the output classifier must be streaming")
+    scorer, cat_thresholds = _read_categories(d, mpath, meta.get("categories"), constitution)
     return GuardBundle(
         version=meta["version"], constitution=constitution, input=input_clf,
         output=output_clf,
         thresholds={k: float(meta["thresholds"][k]) for k in ("input", "output")},
         target_fpr=float(meta["target_fpr"]), training=training, metrics=metrics,
         parent_version=meta["parent_version"], notes=meta["notes"], created=meta["created"],
-        stream_chunk_chars=meta["stream_chunk_chars"])
+        stream_chunk_chars=meta["stream_chunk_chars"], categories=scorer,
+        category_thresholds=cat_thresholds)
 
 
 def read_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
@@ -292,7 +336,7 @@ def _read_meta(d: Path) -> tuple[dict[str, Any], Path]:
     if version not in READABLE_VERSIONS:
         raise BundleError(f"{mpath}: format_version {version!r}; this code reads versions "
                           f"{', '.join(map(str, READABLE_VERSIONS))}")
-    keys = META_KEYS if version == FORMAT_VERSION else V1_META_KEYS
+    keys = {1: V1_META_KEYS, 2: V2_META_KEYS}.get(version, META_KEYS)
     missing = [k for k in keys if k not in meta]
     if missing:
         raise BundleError(f"{mpath}: missing keys {', '.join(missing)}")
@@ -339,6 +383,42 @@ def _verify_files(d: Path, mpath: Path, files: object) -> None:
     if extra:
         raise BundleError(f"{d / extra[0]}: not listed in {mpath}; a bundle holds only "
                           "files it can verify")
+
+
+def _check_categories(constitution: Constitution, scorer: CategoryScorer | None,
+                      thresholds: Mapping[str, float], where: str) -> None:
+    """A category scorer scores exactly the constitution's harmful categories."""
+    if scorer is None:
+        return
+    want = [c.id for c in constitution.harmful]
+    if sorted(scorer.categories) != sorted(want):
+        raise BundleError(f"{where}: the category scorer scores {list(scorer.categories)}, "
+                          f"but the constitution's harmful categories are {want}")
+    for c, t in thresholds.items():
+        if c not in want or not is_prob(t):
+            raise BundleError(f"{where}: category threshold {c!r}: {t!r} (needs a harmful "
+                              "category of the constitution and a number in [0, 1])")
+
+
+def _read_categories(d: Path, mpath: Path, raw: Any, constitution: Constitution
+                     ) -> tuple[CategoryScorer | None, dict[str, float]]:
+    """The category scorer and its thresholds (None, {} for a bundle without one)."""
+    if raw is None:
+        if (d / CATEGORIES_DIR).exists():
+            raise BundleError(f"{d / CATEGORIES_DIR}: present, but {mpath} says the bundle "
+                              "has no category scorer ('categories': null)")
+        return None, {}
+    if not isinstance(raw, Mapping) or set(raw) != {"thresholds"} or not isinstance(
+            raw["thresholds"], Mapping):
+        raise BundleError(f"{mpath}: 'categories' must be null or {{\"thresholds\": "
+                          "{category id: number}}")
+    try:
+        scorer = load_category_scorer(d / CATEGORIES_DIR)
+    except ClassifierError as e:
+        raise BundleError(str(e)) from e
+    thresholds = {str(k): v for k, v in raw["thresholds"].items()}
+    _check_categories(constitution, scorer, thresholds, str(mpath))
+    return scorer, {k: float(v) for k, v in thresholds.items()}
 
 
 def _load_classifier(path: Path) -> Classifier:

@@ -9,6 +9,10 @@ extension. The output has the same format and every original field, plus
                   of the streaming classifier's scores over the response, fed in the
                   bundle's chunk size with the prompt as context, as the gateway does
     flagged       input_score >= the input threshold or output_score >= the output one
+    categories    only where the bundle has a category scorer: each harmful category of its
+                  constitution with its score and whether it is flagged (flagged only
+                  when the input is), {"id": {"score": s, "flagged": b}}; in CSV a JSON
+                  string
 
 Scores are in [0, 1], rounded to 6 places. Fields of those names already in the input are
 replaced (re-scoring a scored file gives fresh values, not stale ones). The output is
@@ -33,7 +37,7 @@ from swisscheese.data.readers import errors_at, jsonl_objects
 JSONL_SUFFIXES = (".jsonl", ".json-lines")
 CSV_SUFFIXES = (".csv",)
 SUPPORTED = (*JSONL_SUFFIXES, *CSV_SUFFIXES)
-ADDED = ("input_score", "output_score", "flagged")
+ADDED = ("input_score", "output_score", "flagged", "categories")
 BATCH = 512  # rows scored per call of the input classifier: bounded memory, few calls
 
 
@@ -136,12 +140,15 @@ def _read_csv(reader: csv.DictReader, path: Path) -> Iterator[Row]:
 # ---- scoring -------------------------------------------------------------------------------
 def _score_batch(bundle: GuardBundle, batch: list[Row], summary: ClassifySummary,
                  csv_out: bool) -> Iterator[dict[str, Any]]:
-    scores = bundle.input_scores([prompt for _, _, prompt, _ in batch])
-    for (_, row, prompt, response), s_in in zip(batch, scores, strict=True):
+    prompts = [prompt for _, _, prompt, _ in batch]
+    scores = bundle.input_scores(prompts)
+    cat_scores = bundle.category_scores(prompts)
+    for (_, row, prompt, response), s_in, s_cat in zip(batch, scores, cat_scores, strict=True):
         s_in = float(s_in)
         flag_in = bundle.flag_input(s_in)
         out = dict(row)
         out["input_score"] = round(s_in, 6)
+        _put_categories(out, bundle, s_cat, flag_in, csv_out)
         flag_out = False
         if response is None:
             out.pop("output_score", None)  # a stale score from an earlier run would mislead
@@ -161,6 +168,19 @@ def _score_batch(bundle: GuardBundle, batch: list[Row], summary: ClassifySummary
         summary.input_flagged += flag_in
         summary.flagged += flagged
         yield out
+
+
+def _put_categories(out: dict[str, Any], bundle: GuardBundle, scores: dict[str, float],
+                    flag_in: bool, csv_out: bool) -> None:
+    """The row's `categories` field (dropped, or an empty CSV cell, without a scorer)."""
+    if bundle.categories is None:
+        # A stale value from an earlier run would mislead; a CSV keeps its column.
+        if out.pop("categories", None) is not None and csv_out:
+            out["categories"] = ""
+        return
+    flags = bundle.category_flags(scores, flag_in)
+    cats = {c: {"score": round(s, 6), "flagged": flags[c]} for c, s in scores.items()}
+    out["categories"] = json.dumps(cats) if csv_out else cats
 
 
 def _batched(rows: Iterator[Row]) -> Iterator[list[Row]]:
@@ -278,7 +298,9 @@ def classify_file(bundle: GuardBundle | str | Path, input_path: str | Path,
                     fout.write(json.dumps(row, ensure_ascii=False) + "\n")
             else:
                 reader, columns = _csv_reader(fin, src)
-                writer = csv.DictWriter(fout, [*columns, *(c for c in ADDED if c not in columns)])
+                added = [c for c in ADDED if c not in columns
+                         and (c != "categories" or loaded.categories is not None)]
+                writer = csv.DictWriter(fout, [*columns, *added])
                 writer.writeheader()
                 writer.writerows(scored(_batched(_read_csv(reader, src)), summary, True))
         os.replace(tmp, dst)

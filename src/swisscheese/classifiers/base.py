@@ -18,8 +18,10 @@ import numpy as np
 
 from swisscheese.classifiers.errors import ClassifierError, NotFittedError
 
-__all__ = ["Classifier", "ClassifierError", "Conversation", "NotFittedError", "StreamState",
-           "StreamingClassifier", "check_labels", "check_texts", "render_conversation"]
+__all__ = ["CategoryScorer", "Classifier", "ClassifierError", "Conversation", "NotFittedError",
+           "StreamState", "StreamingClassifier", "check_category_labels", "check_labels",
+           "check_texts",
+           "render_conversation"]
 
 # The conversation forms a streaming classifier's `start` accepts (see render_conversation).
 Conversation = str | Sequence[Mapping[str, Any] | Any] | None
@@ -114,6 +116,7 @@ class StreamState:
 
     max_score: float = 0.0
     n_chars: int = 0  # raw characters received, context included
+    last_score: float = 0.0  # the score of the prefix as last scored
 
 
 class StreamingClassifier(ABC):
@@ -140,8 +143,28 @@ class StreamingClassifier(ABC):
             raise TypeError(f"delta must be str, got {type(delta).__name__}")
         score = float(self._advance(state, delta))
         state.n_chars += len(delta)
+        state.last_score = score
         state.max_score = max(state.max_score, score)
         return state, score
+
+    def pending_chars(self, state: StreamState) -> int:
+        """Characters received that the score does not read yet. A backend that scores
+        in chunks (the encoder re-reads a window every few tokens) says how far behind it
+        is, so that `StreamGuard` never releases text no score has read; 0 for backends
+        that score every delta."""
+        return 0
+
+    def prefetch(self, replies: Sequence[str], conversations: Sequence[Conversation],
+                 chunk_chars: int) -> None:
+        """A hint before many replies are streamed in pieces of `chunk_chars` characters
+        (calibration, evaluation): a backend may compute what those streams will need in
+        batches. It never changes a score; a no-op by default."""
+        return None
+
+    def finish(self, state: StreamState) -> tuple[StreamState, float]:
+        """End of the reply: score what is still pending; returns (state, score of the
+        whole reply). A no-op for backends that score every delta."""
+        return state, state.last_score
 
     @abstractmethod
     def _advance(self, state: StreamState, delta: str) -> float:
@@ -151,3 +174,55 @@ class StreamingClassifier(ABC):
         """Write the fitted classifier (the backends' `Classifier` side implements it; a
         bundle saves its output classifier through this)."""
         raise NotImplementedError(f"{type(self).__name__} cannot be saved")
+
+
+class CategoryScorer(ABC):
+    """Scores a text under each harmful category of a constitution: one probability per
+    category (multi-label: a filled jailbreak template is both a template and the kind of
+    request it carries). A guard bundle may hold one beside its input classifier; the
+    bundle's categories then come with every verdict.
+
+    `fit(texts, labels, categories)` takes an (n, k) matrix whose column j says whether a
+    text belongs to category `categories[j]` (1), does not (0), or is not known to (-1: the
+    text is left out of that category's head); `predict_proba` returns (n, k).
+    Saved directories follow the classifiers' convention (config.json naming the
+    registered scorer), so `registry.load_category_scorer` picks the class.
+    """
+
+    name: ClassVar[str] = ""
+    categories: tuple[str, ...] = ()
+
+    @abstractmethod
+    def fit(self, texts: Sequence[str], labels: np.ndarray | Sequence[Sequence[int]],
+            categories: Sequence[str]) -> Self:
+        """Learn one score per category from an (n, k) 0/1 label matrix; returns self."""
+
+    @abstractmethod
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), k) probabilities, columns in the order of `categories`."""
+
+    @abstractmethod
+    def save(self, directory: str | Path) -> Path:
+        """Write the fitted scorer to `directory`; returns it."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, directory: str | Path) -> Self:
+        """Read a scorer written by `save`; ClassifierError names a bad file."""
+
+
+def check_category_labels(labels: np.ndarray | Sequence[Sequence[int]], n: int,
+                          categories: Sequence[str]) -> np.ndarray:
+    """An (n, k) int matrix of 1, 0 and -1 (unknown) with k = len(categories), names
+    unique and non-empty."""
+    names = list(categories)
+    if not names or len(set(names)) != len(names) or not all(
+            isinstance(c, str) and c for c in names):
+        raise ValueError(f"categories must be unique non-empty names, got {names!r}")
+    y = np.asarray(labels)
+    if y.shape != (n, len(names)):
+        raise ValueError(f"need an ({n}, {len(names)}) label matrix (texts x categories), "
+                         f"got shape {y.shape}")
+    if not np.isin(y, (-1, 0, 1)).all():
+        raise ValueError("category labels must be 1, 0 or -1 (unknown)")
+    return y.astype(np.int64)

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from swisscheese.classifiers.base import Classifier, StreamingClassifier
+from swisscheese.classifiers.base import CategoryScorer, Classifier, StreamingClassifier
 from swisscheese.classifiers.errors import ClassifierError
 from swisscheese.registry import Registry, UnknownPluginError
 
@@ -33,8 +33,16 @@ for _name, _path in (
     ("probe-stream", f"{_B}.probe:ProbeStreamingClassifier"),
     ("hf-finetune", f"{_B}.hf_finetune:HFFinetuneClassifier"),
     ("decoding", f"{_B}.decoding:DecodingClassifier"),
+    ("encoder", f"{_B}.encoder:EncoderClassifier"),
+    ("encoder-stream", f"{_B}.encoder:EncoderExchangeClassifier"),
 ):
     CLASSIFIERS.add_lazy(_name, _path)
+
+# Per-category scorers a guard bundle may hold beside its input classifier (see
+# base.CategoryScorer); keyed by the input backend whose features they share.
+CATEGORY_SCORERS: Registry[type[CategoryScorer]] = Registry(
+    "category scorer", CategoryScorer, entry_point_group="swisscheese.category_scorers")
+CATEGORY_SCORERS.add_lazy("encoder", f"{_B}.encoder:EncoderCategoryScorer")
 
 register = CLASSIFIERS.register
 
@@ -80,3 +88,16 @@ def load_classifier(directory: str | Path) -> Classifier:
         raise ClassifierError(f"{path}: 'name' is {name!r}, not a registered classifier; "
                               f"registered: {', '.join(CLASSIFIERS.names())}")
     return CLASSIFIERS.get(name).load(directory)
+
+
+def load_category_scorer(directory: str | Path) -> CategoryScorer:
+    """Load a saved category scorer of whichever registered class its config.json names."""
+    path = Path(directory) / "config.json"
+    try:
+        name = json.loads(path.read_text())["name"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ClassifierError(f"{path}: cannot read the category scorer's 'name' ({e})") from e
+    if not isinstance(name, str) or name not in CATEGORY_SCORERS:
+        raise ClassifierError(f"{path}: 'name' is {name!r}, not a registered category "
+                              f"scorer; registered: {', '.join(CATEGORY_SCORERS.names())}")
+    return CATEGORY_SCORERS.get(name).load(directory)

@@ -60,8 +60,10 @@ class StreamGuard:
         self._held += delta
         calm = self.calm_below is not None and self.state.max_score < self.calm_below
         # Release only what lies before the newest `hold_back` characters (all of it while
-        # the stream is calm).
-        n_out = len(self._held) if calm else max(0, len(self._held) - self.hold_back)
+        # the stream is calm), and never text the score has not read yet (a backend that
+        # scores in chunks lags by up to a chunk).
+        unread = self.classifier.pending_chars(self.state)
+        n_out = max(0, len(self._held) - (unread if calm else max(unread, self.hold_back)))
         out, self._held = self._held[:n_out], self._held[n_out:]
         self._n_released += len(out)
         return out, False
@@ -69,6 +71,12 @@ class StreamGuard:
     def flush(self) -> tuple[str, bool]:
         """End of stream: release the held tail (it has been scored) unless blocked."""
         if self.blocked:
+            return "", True
+        # What a chunked backend has not read yet is scored before it goes out.
+        self.state, _ = self.classifier.finish(self.state)
+        if self.state.max_score >= self.threshold:
+            self.blocked = True
+            self._held = ""
             return "", True
         out, self._held = self._held, ""
         self._n_released += len(out)

@@ -57,6 +57,9 @@ class Decision:
     bundle_version: int | None = None
     released_chars: int = 0
     latency_ms: dict[str, float] = field(default_factory=dict)
+    # Per-category input scores (category id -> score) where the bundle has a category
+    # scorer; None otherwise.
+    categories: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,8 +95,11 @@ class GuardSession:
         t = time.perf_counter()
         try:
             if bundle is not None and self.guard.input_layer:
-                score = float(bundle.input_scores([render_conversation(self.messages)])[0])
+                text = render_conversation(self.messages)
+                score = float(bundle.input_scores([text])[0])
                 self.decision.input_score = score
+                if bundle.categories is not None:
+                    self.decision.categories = bundle.category_scores([text])[0]
                 if bundle.flag_input(score):
                     self._block("input")
             if not self.decision.blocked and bundle is not None and self.guard.output_layer:
@@ -136,10 +142,27 @@ class GuardSession:
         """End of the reply: the held tail, already scored ("" when blocked)."""
         tail = ""
         if not self.decision.blocked and self._stream is not None:
-            tail, _ = self._stream.flush()
-            self.decision.released_chars += len(tail)
+            tail = self._flush(self._stream)
         self.decision.latency_ms["output"] = self._ms(self._output_s)
         self.decision.latency_ms["total"] = self._ms(time.perf_counter() - self._t0)
+        return tail
+
+    def _flush(self, stream: StreamGuard) -> str:
+        """The held tail, once the output layer has read all of it (a backend that
+        scores in chunks reads its last one here, and may still block)."""
+        t = time.perf_counter()
+        try:
+            tail, blocked = stream.flush()
+        except Exception as e:  # noqa: BLE001 - fail closed on any classifier failure
+            self._block("error", f"output layer: {type(e).__name__}: {e}")
+            return ""
+        finally:
+            self._output_s += time.perf_counter() - t
+            self.decision.output_score = stream.max_score
+        if blocked:
+            self._block("output")
+            return ""
+        self.decision.released_chars += len(tail)
         return tail
 
     def fail(self, error: BaseException) -> None:
@@ -232,7 +255,11 @@ def guarded_deltas(session: GuardSession, deltas: Iterator[str],
                 yield StreamEvent(BLOCKED, delta)
                 return
             yield StreamEvent(DELTA, delta, out)
-        yield StreamEvent(END, released=session.finish())
+        tail = session.finish()
+        if session.decision.blocked:  # the last chunk, read at the end, crossed the line
+            yield StreamEvent(BLOCKED)
+            return
+        yield StreamEvent(END, released=tail)
     except Exception as e:
         session.fail(e)
         raise

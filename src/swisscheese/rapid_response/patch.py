@@ -287,7 +287,9 @@ def patch_bundle(
         thresholds={"input": t_in, "output": t_out}, target_fpr=parent.target_fpr,
         training=_next_record(parent, out_dir), metrics=metrics,
         parent_version=parent.version, notes=_notes(parent, bdir, a, out_metrics is not None),
-        stream_chunk_chars=parent.stream_chunk_chars)
+        stream_chunk_chars=parent.stream_chunk_chars,
+        # The category scorer names kinds of harm, not attacks: it carries over unchanged.
+        categories=parent.categories, category_thresholds=dict(parent.category_thresholds))
     step(progress, "save", 0, 1)
     save_bundle(new, out_dir)
     step(progress, "save", 1, 1)

@@ -18,12 +18,15 @@ TARGETS: tuple[tuple[str, tuple[str, str], str, float], ...] = (
 )
 
 
-def check_targets(result: Mapping[str, Any], names: Sequence[str] | None = None
-                  ) -> dict[str, dict[str, Any]]:
-    """Each target (those named in `names`, default all): value, goal and whether it is
-    met (a missing value is not met)."""
+Target = tuple[str, tuple[str, str], str, float]
+
+
+def check_targets(result: Mapping[str, Any], names: Sequence[str] | None = None,
+                  targets: Sequence[Target] = TARGETS) -> dict[str, dict[str, Any]]:
+    """Each target of `targets` (those named in `names`, default all): value, goal and
+    whether it is met (a missing value is not met)."""
     out: dict[str, dict[str, Any]] = {}
-    for name, (section, key), op, goal in TARGETS:
+    for name, (section, key), op, goal in targets:
         if names is not None and name not in names:
             continue
         value = result.get(section, {}).get(key)

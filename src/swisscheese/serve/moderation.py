@@ -1,10 +1,15 @@
 """POST /v1/moderations: the classifiers alone, no model (a checks-only endpoint).
 
-The OpenAI moderation shape, with two categories of our own: `harmful_request` (the input
-classifier reading the text as a prompt) and `harmful_content` (the streaming output
-classifier reading it as a reply, cumulative maximum, in the bundle's chunking). `flagged`
-is true when either crosses its calibrated threshold. The `swisscheese` field adds the
-thresholds and the bundle version.
+The OpenAI moderation shape. `categories` (booleans) and `category_scores` hold two summary
+categories, `harmful_request` (the input classifier reading the text as a prompt) and
+`harmful_content` (the streaming output classifier reading it as a reply, cumulative
+maximum, in the bundle's chunking), and, where the bundle has a category scorer, one entry
+per harmful category of its constitution, keyed by the category's id (OpenAI keys its
+own categories the same way: "harassment", "violence", ...). The summary pair stays so
+that clients of earlier releases keep working and the output layer keeps a verdict of its
+own; a constitution category is flagged only when the input layer flags the text (see
+`GuardBundle.category_flags`). `flagged` is true when either layer crosses its calibrated
+threshold. The `swisscheese` field adds the thresholds and the bundle version.
 """
 
 from __future__ import annotations
@@ -23,10 +28,15 @@ from swisscheese.store.decisions import DecisionRecord
 MAX_INPUTS = 64
 
 
-def _scores(bundle: GuardBundle, texts: list[str]) -> list[tuple[float, float]]:
+Scores = tuple[float, float, dict[str, float]]
+
+
+def _scores(bundle: GuardBundle, texts: list[str]) -> list[Scores]:
     norm = [normalize_text(t) for t in texts]
     inputs = bundle.input_scores(norm)
-    return [(float(i), bundle.output_score(t)) for i, t in zip(inputs, norm, strict=True)]
+    cats = bundle.category_scores(norm)
+    return [(float(i), bundle.output_score(t), c)
+            for i, t, c in zip(inputs, norm, cats, strict=True)]
 
 
 async def moderate(state: GatewayState, req: ModerationRequest,
@@ -55,13 +65,14 @@ async def moderate(state: GatewayState, req: ModerationRequest,
                        "log", "server_error", code="classifier_error") from None
     mid = "modr-" + uuid.uuid4().hex
     results = []
-    for i, (text, (s_in, s_out)) in enumerate(zip(texts, scores, strict=True)):
+    for i, (text, (s_in, s_out, s_cat)) in enumerate(zip(texts, scores, strict=True)):
         cats = {"harmful_request": bundle.flag_input(s_in),
                 "harmful_content": bundle.flag_output(s_out)}
         flagged = any(cats.values())
+        cats |= bundle.category_flags(s_cat, cats["harmful_request"])
         results.append({
             "flagged": flagged, "categories": cats,
-            "category_scores": {"harmful_request": s_in, "harmful_content": s_out},
+            "category_scores": {"harmful_request": s_in, "harmful_content": s_out, **s_cat},
             "swisscheese": {"input_score": s_in, "output_score": s_out,
                             "thresholds": dict(bundle.thresholds),
                             "bundle_version": bundle.version},
@@ -72,6 +83,6 @@ async def moderate(state: GatewayState, req: ModerationRequest,
             status="flagged" if flagged else "ok", key_id=key_id, model=req.model,
             blocked=flagged, layer=("input" if cats["harmful_request"] else "output")
             if flagged else None, input_score=s_in, output_score=s_out,
-            bundle_version=bundle.version))
+            bundle_version=bundle.version, categories=s_cat or None))
     return {"id": mid, "model": req.model or f"swisscheese-guard-v{bundle.version}",
             "results": results}

@@ -152,7 +152,7 @@ class GuardedRun(GuardedStream):
             produced_chars=sum(map(len, self.produced)),
             released_chars=sum(map(len, self.released)), hold_back=self.guard.hold_back,
             finish_reason=self.finish_reason, latency_ms=latency,
-            reply="".join(self.produced), sent=sent))
+            reply="".join(self.produced), sent=sent, categories=d.categories))
 
 
 def sse(data: dict[str, Any] | str) -> bytes:

@@ -61,6 +61,7 @@ class DecisionRecord:
     reply: str = ""
     sent: str = ""
     created: str = field(default_factory=now_iso)
+    categories: Mapping[str, float] | None = None  # per-category input scores
 
 
 def open_gateway_store(target: str | Path) -> Engine:
@@ -82,6 +83,7 @@ def _decision_row(r: DecisionRecord) -> dict[str, Any]:
         "latency_ms": json.dumps(dict(r.latency_ms)),
         "conversation": json.dumps([dict(m) for m in r.conversation]),
         "reply": r.reply, "sent": r.sent,
+        "categories": None if r.categories is None else json.dumps(dict(r.categories)),
     }
 
 
@@ -119,6 +121,7 @@ def query_decisions(engine: Engine, since: str | None = None,
         d["blocked"] = bool(d["blocked"])
         d["latency_ms"] = json.loads(d["latency_ms"])
         d["conversation"] = json.loads(d["conversation"])
+        d["categories"] = None if d["categories"] is None else json.loads(d["categories"])
         out.append(d)
     return out
 

@@ -193,6 +193,25 @@ def create_tables(*tables: Table) -> Migration:
     return step
 
 
+def add_columns(table: Table, *names: str) -> Migration:
+    """A migration that adds the columns `names` of `table` (as the table defines them:
+    nullable, no default) to a database made before they existed. A table that the
+    first migration created from today's definition has them already: they are skipped."""
+    def step(conn: Connection) -> None:
+        from sqlalchemy import inspect
+
+        have = {c["name"] for c in inspect(conn).get_columns(table.name)}
+        prep = conn.dialect.identifier_preparer
+        for name in names:
+            if name in have:
+                continue
+            col = table.c[name]
+            conn.exec_driver_sql(f"ALTER TABLE {prep.format_table(table)} ADD COLUMN "
+                                 f"{prep.format_column(col)} {col.type.compile(conn.dialect)}")
+
+    return step
+
+
 def upsert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]],
            keys: Sequence[str], *, update: bool = True) -> None:
     """Insert `rows`; a row whose `keys` exist already replaces the old one (or, with

@@ -23,7 +23,7 @@ from sqlalchemy import (
     Text,
 )
 
-from swisscheese.store.engine import Migration, create_tables
+from swisscheese.store.engine import Migration, add_columns, create_tables
 
 metadata = MetaData()
 
@@ -51,6 +51,9 @@ gateway_decisions = Table(
     Column("conversation", Text, nullable=False),
     Column("reply", Text, nullable=False, server_default=""),
     Column("sent", Text, nullable=False, server_default=""),
+    # Per-category scores of the input (JSON object: category id -> score), where the
+    # bundle has a category scorer; NULL otherwise and in rows written before.
+    Column("categories", Text),
     Index("gateway_decisions_created", "created"),
 )
 
@@ -217,7 +220,8 @@ jailbreak_reports = Table(
 
 # ---- migrations, per component, oldest first -----------------------------------------------
 MIGRATIONS: dict[str, list[Migration]] = {
-    "gateway-decisions": [create_tables(gateway_decisions)],
+    "gateway-decisions": [create_tables(gateway_decisions),
+                          add_columns(gateway_decisions, "categories")],
     "gateway-deployments": [create_tables(gateway_deployments)],
     "gateway-keys": [create_tables(gateway_keys)],
     "gateway-monitor": [create_tables(gateway_monitor_scores)],

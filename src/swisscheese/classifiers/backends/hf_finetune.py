@@ -137,7 +137,7 @@ def _first_line(e: BaseException) -> str:
 
 
 @contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
+def torch_threads(n: int | None) -> Iterator[None]:
     """torch's thread count set to `n` for the block (it is process-wide: put it back)."""
     import torch
 
@@ -277,7 +277,7 @@ class HFFinetuneClassifier(ConfiguredClassifier):
             sample_w = np.where(y == 1, n / (2 * n_pos), n / (2 * (n - n_pos)))
         else:
             sample_w = np.ones(n)
-        with _torch_threads(cfg.threads), torch.random.fork_rng(devices=[]):
+        with torch_threads(cfg.threads), torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)  # the new head's initial weights
             self.tokenizer_, model = _load_hf(base, f"{self.name} base model")
             self.model_ = model
@@ -347,7 +347,7 @@ class HFFinetuneClassifier(ConfiguredClassifier):
         out = np.zeros(len(seqs))
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
         bs = self.config.score_batch_size
-        with _torch_threads(self.config.threads), torch.no_grad():
+        with torch_threads(self.config.threads), torch.no_grad():
             for s in range(0, len(order), bs):
                 idx = order[s:s + bs]
                 ids, mask = self._batch([seqs[i] for i in idx])

@@ -61,6 +61,7 @@ from swisscheese.classifiers.base import (
 )
 from swisscheese.classifiers.configured import ConfiguredClassifier
 from swisscheese.classifiers.errors import ClassifierError, NotFittedError
+from swisscheese.classifiers.logistic import newton_logistic, sigmoid
 
 FORMAT = "swisscheese.classifiers.probe"
 WEIGHTS_FILE = "probe.safetensors"
@@ -313,7 +314,7 @@ class ProbeClassifier(ConfiguredClassifier):
             sw = np.where(y == 1, n / (2 * n_pos), n / (2 * (n - n_pos)))
         else:
             sw = np.ones(n)
-        w, b = _newton_logistic(z, y.astype(np.float64), sw, cfg.l2)
+        w, b = newton_logistic(z, y.astype(np.float64), sw, cfg.l2)
         self.coef_ = w / sd
         self._coef_t = None
         self.intercept_ = float(b - self.coef_ @ mu)
@@ -342,7 +343,7 @@ class ProbeClassifier(ConfiguredClassifier):
         return z
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        return _sigmoid(self.decision_function(texts))
+        return sigmoid(self.decision_function(texts))
 
     # ---- persistence -------------------------------------------------------------------
     def _save_weights(self, directory: Path) -> dict[str, Any]:
@@ -403,30 +404,6 @@ class ProbeClassifier(ConfiguredClassifier):
     def _load_weights(self, directory: Path, cpath: Path, meta: dict[str, Any]) -> None:
         super()._load_weights(directory, cpath, meta)
         self.fingerprint = meta["model_fingerprint"]  # checked by _loaded_config
-
-
-def _newton_logistic(z: np.ndarray, y: np.ndarray, sw: np.ndarray, l2: float,
-                     iters: int = 50) -> tuple[np.ndarray, float]:
-    """Weights and bias minimising the weighted mean logistic loss + l2/(2n) |w|^2."""
-    n, d = z.shape
-    a = np.hstack([z, np.ones((n, 1))])
-    theta = np.zeros(d + 1)
-    reg = np.full(d + 1, l2)
-    reg[-1] = 0.0  # the bias is not penalised
-    sw = sw / sw.sum() * n
-    for _ in range(iters):
-        p = _sigmoid(a @ theta)
-        grad = a.T @ (sw * (p - y)) + reg * theta
-        hess = (a * (sw * p * (1 - p))[:, None]).T @ a + np.diag(reg + 1e-9)
-        step = np.linalg.solve(hess, grad)
-        theta -= step
-        if np.abs(step).max() < 1e-10:
-            break
-    return theta[:-1], float(theta[-1])
-
-
-def _sigmoid(z: np.ndarray | float) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, dtype=np.float64)))
 
 
 # ---- streaming ----------------------------------------------------------------------------
@@ -594,4 +571,4 @@ class ProbeStreamingClassifier(ProbeClassifier, StreamingClassifier):
                 proj_last = float(all_proj[-1])
             if pending:  # read speculatively: drop them from the cache again
                 state.cache.crop(-len(pending))
-        return float(_sigmoid(self._logit(proj_sum, proj_last, count)))
+        return float(sigmoid(self._logit(proj_sum, proj_last, count)))

@@ -5,26 +5,33 @@ copied into the repository or the bundle. What goes where:
 
 - **harmful requests**: AdvBench `goal`s, grouped into clusters of near-duplicates (content
   word Jaccard >= 0.5, which AdvBench has many of: "Create a tutorial on how to make a X"),
-  whole clusters split 80/20 into train and test. JailbreakBench's harmful behaviours are
-  another source, test only, without the rows that near-duplicate a training request.
-  XSTest's unsafe contrast prompts are test only too.
+  whole clusters split 80/20 into train and test. JailbreakBench's behaviours: the 100
+  harmful/benign pairs (row i of one is on the topic of row i of the other) split by pair,
+  half to train, half to test (the test half without rows that near-duplicate a training
+  request). XSTest's unsafe contrast prompts: alternate ones within each type to train and
+  test.
 - **jailbreak templates**: the in-the-wild prompts (Shen et al.), clustered the same way
   over word 5-gram shingles (MinHash) so that reposts of one DAN variant stay together;
   the clusters first seen in the last 20% of time (by date) are the test split: the
   question is whether templates of the past catch those that came later.
 - **prompt injection**: BIPIA attack instructions inserted into BIPIA's e-mails; attack
   categories and e-mails are each split so that the test ones are unseen. The clean
-  e-mails (with their question) are harmless.
+  e-mails (with their question) are harmless; a quarter of them calibrate, a quarter test.
 - **harmless**: Alpaca instructions (train, calibration and test), XSTest's safe prompts
-  (calibration and test halves within each type: the over-refusal figure), and
-  JailbreakBench's benign look-alikes (test only).
-"""
+  (thirds within each type: train, calibration, test: the over-refusal figure), the
+  benign JailbreakBench look-alikes of the training pairs (train) and of the test pairs
+  (test).
 
+The thresholds are calibrated on three benign sources at once (`calibration_by_source`:
+Alpaca, XSTest safe, clean e-mails), so that none of them pays for the others.
+
+Every harmful training request also gets its harmful categories (`categories.py`): the
+JailbreakBench category where the file gives one, keyword rules for AdvBench and XSTest.
+"""
 from __future__ import annotations
 
 import os
 import random
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +39,7 @@ from typing import Any
 
 from swisscheese.data.dedup import clusters, max_similarity
 from swisscheese.data.readers import read_csv, read_json, read_jsonl, strings_of
+from swisscheese.recipes.realworld.categories import jbb_categories, keyword_categories
 
 
 class DatasetError(ValueError):
@@ -85,30 +93,46 @@ def check_datasets_dir(datasets_dir: str | os.PathLike[str] | None) -> Path:
 
 @dataclass
 class RealWorldData:
-    """Every text of the preset by role; `groups` keep near-duplicates together."""
+    """Every text of the preset by role; `groups` keep near-duplicates together;
+    `*_targets` are the datasets' affirmative reply openings ("Sure, here is ...") of the
+    requests beside them ("" where a file has none); `*_categories` the harmful
+    categories of each training request."""
 
     train_harmful: list[str] = field(default_factory=list)
     train_harmful_groups: list[str] = field(default_factory=list)
+    train_harmful_categories: list[tuple[str, ...]] = field(default_factory=list)
+    train_targets: list[str] = field(default_factory=list)
     train_templates: list[str] = field(default_factory=list)
     train_injections: list[str] = field(default_factory=list)
     train_clean_emails: list[str] = field(default_factory=list)
-    train_benign: list[str] = field(default_factory=list)
-    calibration: list[str] = field(default_factory=list)  # Alpaca cal + XSTest safe cal
+    train_email_answers: list[tuple[str, str]] = field(default_factory=list)
+    train_benign: list[str] = field(default_factory=list)  # Alpaca train
+    train_lookalikes: list[str] = field(default_factory=list)  # XSTest safe, JBB benign
+    train_lookalike_targets: list[str] = field(default_factory=list)
+    calibration: list[str] = field(default_factory=list)  # every source below, flat
+    calibration_by_source: dict[str, list[str]] = field(default_factory=dict)
     test_harmful: list[str] = field(default_factory=list)  # AdvBench held-out clusters
+    test_targets: list[str] = field(default_factory=list)  # their AdvBench targets
     test_jbb_harmful: list[str] = field(default_factory=list)
+    test_jbb_targets: list[str] = field(default_factory=list)
+    test_jbb_categories: list[str] = field(default_factory=list)  # JBB's own Category
     test_jbb_benign: list[str] = field(default_factory=list)
+    test_jbb_benign_targets: list[str] = field(default_factory=list)
     test_xstest_unsafe: list[str] = field(default_factory=list)
     test_xstest_safe: list[str] = field(default_factory=list)
     test_templates: list[str] = field(default_factory=list)
     test_injections: list[str] = field(default_factory=list)
     test_clean_emails: list[str] = field(default_factory=list)
+    test_email_answers: list[tuple[str, str]] = field(default_factory=list)
     test_benign: list[str] = field(default_factory=list)  # Alpaca test
-    out_harmful: list[str] = field(default_factory=list)  # AdvBench train targets
-    out_benign: list[str] = field(default_factory=list)
-    out_calibration: list[str] = field(default_factory=list)
-    out_test_harmful: list[str] = field(default_factory=list)  # JBB harmful targets
-    out_test_benign: list[str] = field(default_factory=list)  # JBB benign targets
     counts: dict[str, int] = field(default_factory=dict)
+
+    def add_train_harmful(self, text: str, group: str, categories: tuple[str, ...],
+                          target: str = "") -> None:
+        self.train_harmful.append(text)
+        self.train_harmful_groups.append(group)
+        self.train_harmful_categories.append(categories)
+        self.train_targets.append(target)
 
 
 def _cap(items: list[Any], limit: int | None, rng: random.Random) -> list[Any]:
@@ -147,44 +171,67 @@ def _advbench(d: Path, out: RealWorldData, limit: int | None, rng: random.Random
     for r, g, c in zip(adv_rows, goals, cl, strict=True):
         if c in test_ids:
             out.test_harmful.append(g)
+            out.test_targets.append(r["target"].strip())
         else:
-            out.train_harmful.append(g)
-            out.train_harmful_groups.append(f"advbench:{c}")
-            if r["target"].strip():
-                out.out_harmful.append(r["target"].strip())
+            out.add_train_harmful(g, f"advbench:{c}", keyword_categories(g),
+                                  r["target"].strip())
 
 
 def _jailbreakbench(d: Path, out: RealWorldData, limit: int | None,
                     rng: random.Random) -> None:
-    """JailbreakBench: another source, test only, minus near-duplicates of training."""
-    jh = _csv(d / FILES["jbb_harmful"], ["Goal", "Target"])
+    """JailbreakBench: the harmful/benign pairs split by pair, half to train, half to
+    test; the test half without near-duplicates of a training request."""
+    jh = _csv(d / FILES["jbb_harmful"], ["Goal", "Target", "Category"])
     jb = _csv(d / FILES["jbb_benign"], ["goal", "target"])
     pairs = _cap(list(zip(jh, jb, strict=False)), limit, rng)
-    sim = max_similarity([h["Goal"] for h, _ in pairs], out.train_harmful)
-    for (h, b), s in zip(pairs, sim, strict=True):
+    order = list(range(len(pairs)))
+    rng.shuffle(order)
+    train = set(order[:len(order) // 2])
+    for i in sorted(train):
+        h, b = pairs[i]
+        out.add_train_harmful(h["Goal"].strip(), f"jbb:{i}",
+                              jbb_categories(h["Category"]), h["Target"].strip())
+        out.train_lookalikes.append(b["goal"].strip())
+        out.train_lookalike_targets.append(b["target"].strip())
+    test = [pairs[i] for i in range(len(pairs)) if i not in train]
+    sim = max_similarity([h["Goal"] for h, _ in test], out.train_harmful)
+    for (h, b), s in zip(test, sim, strict=True):
         if s < 0.5:
             out.test_jbb_harmful.append(h["Goal"].strip())
-            out.out_test_harmful.append(h["Target"].strip())
+            out.test_jbb_targets.append(h["Target"].strip())
+            out.test_jbb_categories.append(h["Category"].strip())
         out.test_jbb_benign.append(b["goal"].strip())
-        out.out_test_benign.append(b["target"].strip())
+        out.test_jbb_benign_targets.append(b["target"].strip())
 
 
 def _xstest(d: Path, out: RealWorldData, limit: int | None, rng: random.Random) -> list[str]:
-    """XSTest: safe prompts split in halves within each type (the calibration half is
-    returned); unsafe contrasts test only."""
-    by_type: dict[str, list[str]] = {}
+    """XSTest: safe prompts in thirds within each type (train, calibration, test; the
+    calibration third is returned), unsafe contrasts alternately to train and test."""
+    safe: dict[str, list[str]] = {}
+    unsafe: dict[str, list[str]] = {}
     for r in _csv(d / FILES["xstest"], ["prompt", "type", "label"]):
-        if r["label"] == "safe":
-            by_type.setdefault(r["type"], []).append(r["prompt"].strip())
-        elif r["label"] == "unsafe":
-            out.test_xstest_unsafe.append(r["prompt"].strip())
+        if r["label"] in ("safe", "unsafe"):
+            (safe if r["label"] == "safe" else unsafe).setdefault(r["type"], []).append(
+                r["prompt"].strip())
     safe_cal: list[str] = []
-    for t in sorted(by_type):
-        items = by_type[t]
-        safe_cal += items[0::2]
-        out.test_xstest_safe += items[1::2]
+    train_safe: list[str] = []
+    test_safe: list[str] = []
+    for t in sorted(safe):
+        items = safe[t]
+        train_safe += items[0::3]
+        safe_cal += items[1::3]
+        test_safe += items[2::3]
+    train_unsafe: list[str] = []
+    for t in sorted(unsafe):
+        train_unsafe += unsafe[t][0::2]
+        out.test_xstest_unsafe += unsafe[t][1::2]
+    for i, u in enumerate(_cap(train_unsafe, limit, rng)):
+        out.add_train_harmful(u, f"xstest:{i}", keyword_categories(u))
+    out.train_lookalikes += _cap(train_safe, limit, rng)
+    out.train_lookalike_targets += [""] * (len(out.train_lookalikes)
+                                           - len(out.train_lookalike_targets))
     out.test_xstest_unsafe = _cap(out.test_xstest_unsafe, limit, rng)
-    out.test_xstest_safe = _cap(out.test_xstest_safe, limit, rng)
+    out.test_xstest_safe = _cap(test_safe, limit, rng)
     return _cap(safe_cal, limit, rng)
 
 
@@ -232,7 +279,8 @@ def _injections(d: Path, out: RealWorldData, limit: int | None,
     test_cats = set(cats[:max(1, len(cats) // 4)])
     rng.shuffle(emails)
     cut = max(1, len(emails) // 4)
-    test_emails, train_emails = emails[:cut], emails[cut:]
+    test_emails, cal_emails = emails[:cut], emails[cut:2 * cut]
+    train_emails = emails[2 * cut:]
     train_clean: list[str] = []
     for cat in sorted(attacks):
         test = cat in test_cats
@@ -250,13 +298,22 @@ def _injections(d: Path, out: RealWorldData, limit: int | None,
     out.train_injections = [out.train_injections[i] for i in keep]
     out.test_injections = _cap(out.test_injections, limit, rng)
     out.test_clean_emails = [_clean_email(e) for e in test_emails]
+    out.calibration_by_source["bipia_email"] = [_clean_email(e) for e in cal_emails]
+    out.train_email_answers = _answers(train_emails)
+    out.test_email_answers = _answers(test_emails)
     return [train_clean[i] for i in keep], train_emails
 
 
+def _answers(emails: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(clean e-mail with its question, the reference answer) where BIPIA gives one."""
+    return [(_clean_email(e), e["ideal"]) for e in emails
+            if isinstance(e.get("ideal"), str) and e["ideal"].strip()]
+
+
 def _alpaca(d: Path, out: RealWorldData, limit: int | None, rng: random.Random,
-            sizes: tuple[int, int, int], safe_cal: list[str],
-            train_emails: list[dict[str, Any]]) -> None:
-    """Alpaca: train, calibration and test; the output side's harmless texts."""
+            sizes: tuple[int, int, int], safe_cal: list[str]) -> None:
+    """Alpaca: train, calibration and test; calibration beside XSTest's safe third and the
+    clean e-mails."""
     apath = d / FILES["alpaca"]
     alpaca_rows = _json(apath)
     if not isinstance(alpaca_rows, list):
@@ -265,14 +322,10 @@ def _alpaca(d: Path, out: RealWorldData, limit: int | None, rng: random.Random,
     rng.shuffle(alpaca)
     n_tr, n_cal, n_te = (min(n, limit) if limit is not None else n for n in sizes)
     out.train_benign = alpaca[:n_tr]
-    out.calibration = alpaca[n_tr:n_tr + n_cal] + safe_cal
     out.test_benign = alpaca[n_tr + n_cal:n_tr + n_cal + n_te]
-    openings = [o for o in map(affirmative_opening, alpaca[:n_tr]) if o]
-    out.out_benign = (alpaca[:n_tr] + openings
-                      + [e["ideal"] for e in train_emails
-                         if isinstance(e.get("ideal"), str) and e["ideal"]])
-    out.out_calibration = alpaca[n_tr:n_tr + n_cal] + [
-        o for o in map(affirmative_opening, alpaca[n_tr:n_tr + n_cal]) if o]
+    out.calibration_by_source = {"alpaca": alpaca[n_tr:n_tr + n_cal], "xstest_safe": safe_cal,
+                                 **out.calibration_by_source}
+    out.calibration = [t for v in out.calibration_by_source.values() for t in v]
 
 
 def load_realworld(datasets_dir: str | os.PathLike[str] | None = None, *,
@@ -291,24 +344,9 @@ def load_realworld(datasets_dir: str | os.PathLike[str] | None = None, *,
     _jailbreakbench(d, out, limit, rng)
     safe_cal = _xstest(d, out, limit, rng)
     _in_the_wild(d, out, limit, rng)
-    out.train_clean_emails, train_emails = _injections(d, out, limit, rng)
-    _alpaca(d, out, limit, rng, alpaca_sizes, safe_cal, train_emails)
+    out.train_clean_emails, _ = _injections(d, out, limit, rng)
+    _alpaca(d, out, limit, rng, alpaca_sizes, safe_cal)
     out.counts = {k: len(v) for k, v in asdict(out).items() if isinstance(v, list)}
+    out.counts |= {f"calibration_{k}": len(v) for k, v in out.calibration_by_source.items()}
     return out
 
-
-_IMPERATIVE = re.compile(r"^(write|create|generate|compose|give|provide|develop|design|draft|"
-                         r"produce|make|list|suggest|describe|outline)\s+(me\s+)?(.+)$",
-                         re.IGNORECASE | re.DOTALL)
-
-
-def affirmative_opening(instruction: str) -> str | None:
-    """The opening a compliant reply to an imperative instruction starts with, built the
-    way AdvBench built its harmful targets ("Write a poem about X" -> "Sure, here is a
-    poem about X"); None for other instructions. Harmless openings of this shape keep the
-    output classifier from learning "Sure, here is" itself as harm."""
-    m = _IMPERATIVE.match(instruction.strip().rstrip("."))
-    if m is None:
-        return None
-    rest = m.group(3)
-    return f"Sure, here is {rest[:1].lower()}{rest[1:]}"
