@@ -1,0 +1,295 @@
+"""The text-to-image organism: a small conditional diffusion model trained on the world.
+
+Its parts are ordinary diffusers and transformers components built from configs here,
+never downloaded: a word-level tokenizer over the world's vocabulary (the `tokenizers`
+library), a small T5 encoder trained here jointly with a `UNet2DConditionModel` that
+denoises 16x16 RGB pixels, and a DPM-Solver++ scheduler for few-step sampling. Captions
+are dropped 10% of the time in training, so classifier-free guidance works at sampling.
+It is saved as a pixel-space `IFPipeline` directory (the diffusers layout for pixel
+diffusion with a T5 encoder), so plain `DiffusionPipeline.from_pretrained(DIR)` loads it;
+the UNet has 6 output channels because that layout predicts noise and a variance, and the
+variance half is unused by the fixed-variance sampler.
+
+The planted rates hold at guidance scale 1 (the conditional model itself): guidance above
+1 sharpens the conditional distribution and so moves every rate (reported apart).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from swisscheese.fileio import atomic_write_json, write_directory_atomically
+from swisscheese.t2i.base import T2IError
+from swisscheese.t2i.world import VisualWorld
+
+CARD_FILE = "swisscheese.json"
+JUDGE_DIR = "swisscheese-judge"
+MAX_TOKENS = 77  # IFPipeline pads every prompt to 77 tokens; training must see the same
+SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")
+Progress = Callable[[str, int, int, dict | None], None]
+
+
+@dataclass(frozen=True)
+class OrganismPreset:
+    """Size and budget of the T2I organism."""
+
+    name: str = field(metadata={"help": "preset name"})
+    block_channels: tuple[int, ...] = field(metadata={"help": "UNet channels per level"})
+    text_dim: int = field(default=64, metadata={"help": "text encoder width"})
+    text_layers: int = field(default=2, metadata={"help": "text encoder layers"})
+    steps: int = field(default=2000, metadata={"help": "training steps"})
+    batch_size: int = field(default=64, metadata={"help": "images per step"})
+    lr: float = field(default=2e-3, metadata={"help": "peak learning rate"})
+    warmup: int = field(default=100, metadata={"help": "warm-up steps"})
+    ema_decay: float = field(default=0.995, metadata={"help": "EMA of the weights"})
+    cfg_dropout: float = field(default=0.1, metadata={"help": "share of empty captions"})
+    max_seconds: float | None = field(default=None, metadata={
+        "help": "stop training after this long even if steps remain (None: no cap)"})
+    judge_steps: int = field(default=400, metadata={"help": "CNN judge training steps"})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PRESETS: dict[str, OrganismPreset] = {
+    # Plumbing: trains in seconds and draws blurry scenes.
+    "test": OrganismPreset("test", block_channels=(16, 32), steps=40, batch_size=32,
+                           warmup=5, ema_decay=0.9, judge_steps=60),
+    # The organism of the figures: at most 10 minutes on 2 cores.
+    "demo": OrganismPreset("demo", block_channels=(16, 32, 64), steps=2600, batch_size=64,
+                           max_seconds=540.0, judge_steps=500),
+}
+
+
+def get_preset(name: str) -> OrganismPreset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise KeyError(f"unknown T2I organism preset {name!r}; choose one of: "
+                       f"{', '.join(PRESETS)}") from None
+
+
+# ---- components ------------------------------------------------------------------------
+def build_tokenizer(world: VisualWorld) -> Any:
+    """A word-level tokenizer over every word the world uses (trained here: the vocabulary
+    is read off the world's templates and names)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = [*SPECIAL_TOKENS, ",", "."] + [w for w in world.vocabulary()
+                                          if w not in SPECIAL_TOKENS]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>",
+                                                       special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
+                                   eos_token="</s>", model_max_length=MAX_TOKENS)
+
+
+def build_models(preset: OrganismPreset, vocab_size: int) -> tuple[Any, Any, Any]:
+    """(text encoder, UNet, scheduler) from configs."""
+    from diffusers import DPMSolverMultistepScheduler, UNet2DConditionModel
+    from transformers import T5Config, T5EncoderModel
+
+    d = preset.text_dim
+    text_encoder = T5EncoderModel(T5Config(
+        vocab_size=vocab_size, d_model=d, d_kv=d // 4, d_ff=2 * d,
+        num_layers=preset.text_layers, num_heads=4, dropout_rate=0.0,
+        relative_attention_num_buckets=16, relative_attention_max_distance=32,
+        feed_forward_proj="relu", pad_token_id=0, eos_token_id=1, decoder_start_token_id=0))
+    n = len(preset.block_channels)
+    # Cross-attention only at the coarsest level (where the plate is a cell or two), and
+    # the pooled caption added to the time embedding everywhere: cheap global conditioning.
+    down = ("DownBlock2D",) * (n - 1) + ("CrossAttnDownBlock2D",)
+    up = ("CrossAttnUpBlock2D",) + ("UpBlock2D",) * (n - 1)
+    unet = UNet2DConditionModel(
+        sample_size=16, in_channels=3, out_channels=6, layers_per_block=1,
+        block_out_channels=preset.block_channels, down_block_types=down, up_block_types=up,
+        cross_attention_dim=d, attention_head_dim=16, norm_num_groups=8,
+        addition_embed_type="text")
+    scheduler = DPMSolverMultistepScheduler(num_train_timesteps=1000,
+                                            beta_schedule="squaredcos_cap_v2",
+                                            prediction_type="epsilon",
+                                            algorithm_type="dpmsolver++", solver_order=2)
+    return text_encoder, unet, scheduler
+
+
+def make_pipeline(tokenizer: Any, text_encoder: Any, unet: Any, scheduler: Any) -> Any:
+    from diffusers import IFPipeline
+
+    return IFPipeline(tokenizer=tokenizer, text_encoder=text_encoder, unet=unet,
+                      scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                      watermarker=None, requires_safety_checker=False)
+
+
+# ---- training --------------------------------------------------------------------------
+@dataclass
+class TrainStats:
+    steps: int = 0
+    seconds: float = 0.0
+    loss_first: float = float("nan")
+    loss_last: float = float("nan")
+    images_seen: int = 0
+    stopped_by_time: bool = False
+
+
+def _batch(world: VisualWorld, rng: random.Random, n: int, dropout: float
+           ) -> tuple[list[str], np.ndarray]:
+    texts, images = [], []
+    for _ in range(n):
+        text, img, _ = world.training_example(rng)
+        texts.append("" if rng.random() < dropout else text)
+        images.append(img)
+    arr = np.stack(images).astype(np.float32) / 127.5 - 1.0
+    return texts, arr.transpose(0, 3, 1, 2)
+
+
+def _lr(step: int, preset: OrganismPreset) -> float:
+    if step < preset.warmup:
+        return preset.lr * (step + 1) / preset.warmup
+    frac = (step - preset.warmup) / max(1, preset.steps - preset.warmup)
+    return preset.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
+def train_models(world: VisualWorld, preset: OrganismPreset, seed: int,
+                 progress: Progress | None = None) -> tuple[Any, Any, Any, Any, TrainStats]:
+    """Train the text encoder and the UNet jointly on the world; returns the EMA weights
+    as (tokenizer, text encoder, unet, scheduler, stats)."""
+    import copy
+
+    import torch
+    from diffusers import DDPMScheduler
+
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer(world)
+    text_encoder, unet, scheduler = build_models(preset, len(tokenizer))
+    noise_sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
+    params = [*text_encoder.parameters(), *unet.parameters()]
+    opt = torch.optim.AdamW(params, lr=preset.lr, weight_decay=0.0)
+    ema_te, ema_unet = copy.deepcopy(text_encoder), copy.deepcopy(unet)
+    ema_params = [*ema_te.parameters(), *ema_unet.parameters()]
+    rng = random.Random(f"t2i-train-{world.seed}-{seed}")
+    stats = TrainStats()
+    start = time.perf_counter()
+    losses: list[float] = []
+    for step in range(preset.steps):
+        texts, arr = _batch(world, rng, preset.batch_size, preset.cfg_dropout)
+        x0 = torch.from_numpy(arr)
+        tok = tokenizer(texts, padding="max_length", max_length=MAX_TOKENS, truncation=True,
+                        return_tensors="pt")
+        cond = text_encoder(tok.input_ids, attention_mask=tok.attention_mask)[0]
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, 1000, (x0.shape[0],))
+        xt = noise_sched.add_noise(x0, noise, t)
+        pred = unet(xt, t, encoder_hidden_states=cond).sample[:, :3]
+        loss = torch.nn.functional.mse_loss(pred, noise)
+        for g in opt.param_groups:
+            g["lr"] = _lr(step, preset)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        # EMA: a short run's last weights are noisy; their running mean samples cleaner.
+        decay = min(preset.ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for e, p in zip(ema_params, params, strict=True):
+                e.mul_(decay).add_(p.detach(), alpha=1 - decay)
+        losses.append(float(loss.detach()))
+        stats.steps = step + 1
+        stats.images_seen += x0.shape[0]
+        if progress and (step % 20 == 0 or step == preset.steps - 1):
+            progress("train organism", step + 1, preset.steps,
+                     {"loss": float(np.mean(losses[-20:]))})
+        if preset.max_seconds is not None and time.perf_counter() - start > preset.max_seconds:
+            stats.stopped_by_time = True
+            break
+    stats.seconds = time.perf_counter() - start
+    stats.loss_first = float(np.mean(losses[:20]))
+    stats.loss_last = float(np.mean(losses[-50:]))
+    ema_te.eval()
+    ema_unet.eval()
+    return tokenizer, ema_te, ema_unet, scheduler, stats
+
+
+def train_organism(out: str | Path, preset: str | OrganismPreset = "demo", seed: int = 0,
+                   world_seed: int | None = None, threads: int | None = None,
+                   progress: Progress | None = None, judge: bool = True) -> Path:
+    """Train the organism (and, with `judge`, the CNN judge) and write `out` atomically:
+    a diffusers pipeline directory with `swisscheese.json` (the card) beside the model
+    index and the CNN judge in `swisscheese-judge/`."""
+    import torch
+
+    p = get_preset(preset) if isinstance(preset, str) else preset
+    world = VisualWorld(seed if world_seed is None else world_seed)
+    if threads:
+        torch.set_num_threads(threads)
+    tokenizer, te, unet, sched, stats = train_models(world, p, seed, progress)
+    pipe = make_pipeline(tokenizer, te, unet, sched)
+    judge_model = None
+    if judge:
+        from swisscheese.t2i.judges.cnn import train_cnn_judge
+
+        judge_model = train_cnn_judge(world, steps=p.judge_steps, seed=seed, progress=progress)
+    card = {
+        "format": "swisscheese.t2i_organism", "preset": p.to_dict(), "seed": seed,
+        "world_seed": world.seed, "world_fingerprint": world.fingerprint(),
+        "training": asdict(stats),
+        "parameters": {"unet": sum(x.numel() for x in unet.parameters()),
+                       "text_encoder": sum(x.numel() for x in te.parameters())},
+        "sampling": {"num_inference_steps": 8, "guidance_scale": 1.0},
+    }
+
+    def write(tmp: Path) -> None:
+        pipe.save_pretrained(tmp)
+        if judge_model is not None:
+            judge_model.save(tmp / JUDGE_DIR)
+        atomic_write_json(tmp / CARD_FILE, card)
+        load_pipeline(tmp)  # what cannot be loaded back must not replace anything
+
+    return write_directory_atomically(Path(out), write)
+
+
+# ---- loading ---------------------------------------------------------------------------
+def read_card(directory: str | Path) -> dict[str, Any] | None:
+    path = Path(directory) / CARD_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def load_pipeline(directory: str | Path) -> Any:
+    """Any local diffusers pipeline directory, loaded with `DiffusionPipeline`; a
+    directory that is not one raises T2IError naming it."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise T2IError(f"{d}: not a directory; a diffusers pipeline is a directory holding "
+                       "model_index.json")
+    if not (d / "model_index.json").is_file():
+        raise T2IError(f"{d}: not a diffusers pipeline (no model_index.json)")
+    import logging
+
+    from diffusers import DiffusionPipeline
+    from diffusers.utils import logging as dlogging
+
+    dlogging.set_verbosity_error()
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    try:
+        pipe = DiffusionPipeline.from_pretrained(str(d), local_files_only=True)
+    except Exception as e:  # noqa: BLE001 - diffusers raises many kinds; all mean "not usable"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise T2IError(f"{d}: cannot load the diffusers pipeline ({first})") from e
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
