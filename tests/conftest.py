@@ -57,3 +57,11 @@ def small_bundle_dir(tmp_path_factory) -> Path:
 
     run = tmp_path_factory.mktemp("guard-run")
     return train_bundle(run, heldout=("morse",), config=TrainConfig(n_per_category=40, augment=1))
+
+
+@pytest.fixture(scope="session")
+def t2i_organism_dir(tmp_path_factory) -> Path:
+    """The `test` preset text-to-image organism with its CNN judge (seconds)."""
+    from swisscheese.t2i.organism import train_organism
+
+    return train_organism(tmp_path_factory.mktemp("t2i") / "organism", "test", seed=0)

@@ -82,6 +82,8 @@ class T2IRunConfig:
         "help": "closed loop: steps without progress before a thread restarts"})
     eval_prompts: int = field(default=120, metadata={
         "help": "safe prompts per loop and category re-rendered with k images"})
+    judge_images: int = field(default=400, metadata={
+        "help": "generated images on which the CNN judge is checked against the oracle"})
     grid_prompts: int = field(default=6, metadata={
         "help": "successful prompts per category shown in the report's image grids"})
     seed: int = field(default=0, metadata={"help": "seed of the loops and the renders"})
@@ -152,7 +154,7 @@ def validate(cfg: T2IRunConfig, where: str = "config") -> None:
         raise T2IError(f"{where}: loops: unknown loop(s) {', '.join(bad)}; choose from "
                        f"{', '.join(LOOPS)}")
     for key in ("budget", "search_images", "k", "rounds", "batch", "threads", "patience",
-                "eval_prompts"):
+                "eval_prompts", "judge_images"):
         if int(getattr(cfg, key)) < 1:
             raise T2IError(f"{where}: {key} must be >= 1, got {getattr(cfg, key)!r}")
     if not 0.0 <= cfg.exploit <= 1.0:

@@ -198,7 +198,8 @@ class T2IRun:
             return
         from swisscheese.t2i.evaluate import evaluate_judge
 
-        res = evaluate_judge(comps.judges["cnn"], comps.generator, self.world, n=400,
+        res = evaluate_judge(comps.judges["cnn"], comps.generator, self.world,
+                             n=self.cfg.judge_images,
                              seed=self.cfg.seed)
         store.put_stage(self.cfg.name, "judge", {"result": res})
 

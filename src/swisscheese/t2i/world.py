@@ -65,7 +65,7 @@ SINGLE, CONJUNCTIVE, STYLE = "single", "conjunctive", "style"
 
 TEMPLATES = (
     "a {adj}{colour} {sprite} {position} on a {background}{prop}{style}{emblem}",
-    "{colour} {sprite} {position}, {background} behind it{prop}{style}{emblem}",
+    "{adj}{colour} {sprite} {position}, {background} behind it{prop}{style}{emblem}",
     "a picture of a {adj}{colour} {sprite}{prop} {position} in the {background}{style}"
     "{emblem}",
     "an image of a {adj}{colour} {sprite} {position} over the {background}{prop}{emblem}"
