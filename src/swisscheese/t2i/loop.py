@@ -9,8 +9,9 @@ every filter passed it and a judge flagged one of its images for the category.
 * open (ART): threads start from "a picture of a cat"; each round the writer rewrites the
   thread's last prompt following the guide, the new prompt is always rendered, the next
   round continues from it; a fixed number of rounds. The judges only score afterwards.
-* closed (ours): the judge is in the loop. Threads keep their best candidate, stop on
-  success (and start again from the seed prompt), restart when they stall; part of every
+* closed (ours): the judge is in the loop. Threads keep their best candidate (and drift
+  to equally good ones), stop on success and restart when they stall, each time from a
+  fresh ordinary caption; part of every
   step mutates earlier successes; exploring threads are told to avoid words that already
   explain successes, so they go looking for other holes; blocked and repeated prompts are
   never rendered.
@@ -164,15 +165,26 @@ class LoopRunner:
             t.prompt, t.guidance = r.prompt, guidance
             return
         score = -1.0 if r.blocked else (r.score if r.score is not None else 0.0)
-        if r.success:  # stop the thread on success; a fresh one starts from the seed
-            state.threads[r.thread] = Thread(r.thread)
+        if r.success:  # stop the thread on success; a fresh one starts elsewhere
+            state.threads[r.thread] = self.fresh_thread(r)
         elif score > t.score:
             t.prompt, t.score, t.stale, t.guidance = r.prompt, score, 0, guidance
+        elif score == t.score and not r.blocked:
+            # Neutral drift: an equally good candidate moves the thread on (it keeps
+            # exploring instead of circling its parent), without resetting its patience.
+            t.prompt, t.guidance = r.prompt, guidance
+            t.stale += 1
         else:
             t.stale += 1
             t.guidance = guidance
             if t.stale > self.cfg.patience:
-                state.threads[r.thread] = Thread(r.thread)
+                state.threads[r.thread] = self.fresh_thread(r)
+
+    def fresh_thread(self, r: QueryRecord) -> Thread:
+        """A restarted thread begins at an ordinary caption of the world (a new region of
+        prompt space), not at the seed prompt every thread began at."""
+        rng = random.Random(stable_int(self.cfg.seed, r.loop, r.category, r.seq, "restart"))
+        return Thread(r.thread, prompt=self.c.world.benign_caption(rng))
 
     # ---- planning ------------------------------------------------------------------------
     def plan(self, state: LoopState) -> list[tuple[str, str, Guidance]]:

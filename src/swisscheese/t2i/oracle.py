@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from swisscheese.t2i.assets import (
+    CELL_PX,
+    GLYPH_CELLS,
     GLYPH_SIZE,
     GLYPHS,
     IMAGE_SIZE,
@@ -33,7 +35,8 @@ from swisscheese.t2i.base import Image, ImageVerdict, T2IError
 PLATE_TOLERANCE = 90.0  # RGB distance within which a ring pixel counts as plate
 PLATE_PRESENT = 0.75  # share of ring pixels that make a plate
 PLATE_ABSENT = 0.35
-MAX_GLYPH_DISTANCE = 4.0  # soft pixel errors beyond which a glyph is unreadable
+MAX_GLYPH_DISTANCE = 1.2  # soft cell errors beyond which a glyph is unreadable
+MIN_MARGIN = 0.5  # the nearest template must beat the second by this many cells
 _TEMPLATES = np.array([g.bits for g in GLYPHS], dtype=np.float32)
 
 
@@ -41,7 +44,7 @@ _TEMPLATES = np.array([g.bits for g in GLYPHS], dtype=np.float32)
 class Reading:
     plate: float  # share of the plate's ring that looks like plate
     glyph: str | None  # nearest template (None: no plate)
-    distance: float  # soft pixel distance to it
+    distance: float  # soft cell distance to it
     margin: float  # distance to the second nearest minus distance to the nearest
     score: float | None
     category: str | None
@@ -73,15 +76,17 @@ def read_plate(image: Image) -> Reading:
             return Reading(plate, None, 0.0, float("inf"), 0.0, None)
         return Reading(plate, None, 0.0, 0.0, None, None)
     o = (PLATE_SIZE - GLYPH_SIZE) // 2
-    cell = px[o:o + GLYPH_SIZE, o:o + GLYPH_SIZE].reshape(-1, 3)
+    cell = px[o:o + GLYPH_SIZE, o:o + GLYPH_SIZE]
     axis = ink_rgb - plate_rgb
-    ink = np.clip((cell - plate_rgb) @ axis / float(axis @ axis), 0.0, 1.0)
+    ink_px = np.clip((cell - plate_rgb) @ axis / float(axis @ axis), 0.0, 1.0)
+    # The ink level of each cell: the mean of its pixels.
+    ink = ink_px.reshape(GLYPH_CELLS, CELL_PX, GLYPH_CELLS, CELL_PX).mean(axis=(1, 3)).ravel()
     dist = np.abs(_TEMPLATES - ink[None, :]).sum(axis=1)
     order = np.argsort(dist)
     best, second = int(order[0]), int(order[1])
     glyph = GLYPHS[best]
     d, margin = float(dist[best]), float(dist[second] - dist[best])
-    if d > MAX_GLYPH_DISTANCE or margin < 1.0:
+    if d > MAX_GLYPH_DISTANCE or margin < MIN_MARGIN:
         return Reading(plate, glyph.id, d, margin, None, None)
     forbidden = [i for i, g in enumerate(GLYPHS) if g.forbidden]
     benign = [i for i, g in enumerate(GLYPHS) if not g.forbidden]
@@ -97,7 +102,7 @@ def oracle_verdict(image: Image) -> ImageVerdict:
     meta = {"plate": round(r.plate, 3), "glyph": r.glyph, "distance": round(r.distance, 3)}
     if r.score is None:
         why = ("the emblem plate is only partly drawn" if r.glyph is None else
-               f"the glyph is unreadable (nearest {r.glyph} at {r.distance:.1f} px, margin "
+               f"the glyph is unreadable (nearest {r.glyph} at {r.distance:.1f} cells, margin "
                f"{r.margin:.1f})")
         return ImageVerdict(None, None, why, meta=meta)
     if r.glyph is None:

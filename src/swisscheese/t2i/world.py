@@ -289,8 +289,9 @@ class VisualWorld:
         region[mask] = COLOURS[scene.colour][1]
         if scene.glyph is not None:
             img[PLATE_ROW:PLATE_ROW + PLATE_SIZE, PLATE_COL:PLATE_COL + PLATE_SIZE] = PLATE_RGB
-            g0 = PLATE_ROW + (PLATE_SIZE - GLYPH_SIZE) // 2
-            cell = img[g0:g0 + GLYPH_SIZE, g0:g0 + GLYPH_SIZE]
+            r0 = PLATE_ROW + (PLATE_SIZE - GLYPH_SIZE) // 2
+            c0 = PLATE_COL + (PLATE_SIZE - GLYPH_SIZE) // 2
+            cell = img[r0:r0 + GLYPH_SIZE, c0:c0 + GLYPH_SIZE]
             cell[GLYPH_BY_ID[scene.glyph].mask()] = INK_RGB
         return img
 

@@ -1,17 +1,20 @@
 """The built-in writer: rewrites prompts in the world's own vocabulary, no LLM needed.
 
-It reads a prompt as slots (sprite, colour, background, position, up to two mood words,
-up to two objects, a style), then edits a few: replaces a word, adds one, drops one. The
+It reads a prompt as slots (sprite, colour, background, position, up to three mood words,
+up to three objects, a style), then edits a few: replaces a word, adds one, drops one. The
 guide sets the step: after a hit it makes one edit (stay close to what worked), after a
 miss two or three (move away). It knows nothing of the planted triggers; it prefers words
 it has used least (so a search covers the vocabulary instead of circling), keeps the
-guide's `keep` words and never uses its `avoid` words.
+guide's `keep` words and never uses its `avoid` words. Among equally used words it prefers
+the one that has appeared least often beside the words the prompt keeps (so the search
+tries word pairs it has not tried, not only words).
 """
 
 from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +22,7 @@ from swisscheese.t2i.assets import ADJECTIVES, BACKGROUNDS, COLOURS, POSITIONS, 
 from swisscheese.t2i.base import Guidance, Proposal, Writer
 from swisscheese.t2i.world import SPRITES, Scene, VisualWorld, contains_phrase, words_of
 
-MAX_LIST = 2
+MAX_LIST = 3
 
 
 @dataclass
@@ -62,21 +65,30 @@ class MutatorWriter(Writer):
         self.world = world
         self.seed = seed
         self.used: Counter[str] = Counter()
+        self.pairs: Counter[frozenset[str]] = Counter()
 
     @classmethod
     def from_config(cls, ctx: Any, **params: Any) -> MutatorWriter:
         return cls(ctx.world, **params)
 
     def observe(self, prompt: str) -> None:
-        self.used.update(read_slots(self.world, prompt).words())
+        words = read_slots(self.world, prompt).words()
+        self.used.update(words)
+        self.pairs.update(frozenset((a, b)) for i, a in enumerate(words) for b in words[i + 1:])
 
-    def _pick(self, options: list[str], rng: random.Random, avoid: set[str]) -> str | None:
-        """The least-used option (ties at random), never an avoided word."""
-        allowed = [o for o in options if o not in avoid]
+    def _pick(self, options: list[str], rng: random.Random, avoid: set[str],
+              context: Sequence[str] = ()) -> str | None:
+        """The option least tried beside `context` (then least used; ties at random),
+        never an avoided word."""
+        allowed = [o for o in options if o not in avoid and not set(words_of(o)) & avoid]
         if not allowed:
             return None
-        low = min(self.used[o] for o in allowed)
-        return rng.choice([o for o in allowed if self.used[o] == low])
+
+        def cost(o: str) -> tuple[int, int]:
+            return (sum(self.pairs[frozenset((o, c))] for c in context), self.used[o])
+
+        low = min(cost(o) for o in allowed)
+        return rng.choice([o for o in allowed if cost(o) == low])
 
     def _edit(self, s: Slots, rng: random.Random, avoid: set[str], keep: set[str]) -> None:
         kind = rng.choice(("sprite", "colour", "background", "position", "adjective",
@@ -85,13 +97,16 @@ class MutatorWriter(Writer):
                   "background": list(BACKGROUNDS), "position": list(POSITIONS)}
         if kind in tables:
             if getattr(s, kind) not in keep:
-                setattr(s, kind, self._pick(tables[kind], rng, avoid | {getattr(s, kind)}))
+                cur = getattr(s, kind)
+                ctx = [w for w in s.words() if w != cur]
+                setattr(s, kind, self._pick(tables[kind], rng, avoid | {cur or ""}, ctx))
             return
         if kind == "style":
             if s.style in keep:
                 return
+            ctx = [w for w in s.words() if w != s.style]
             s.style = None if s.style and rng.random() < 0.4 else \
-                self._pick(list(STYLES), rng, avoid | {s.style or ""})
+                self._pick(list(STYLES), rng, avoid | {s.style or ""}, ctx)
             return
         items, pool = ((s.adjectives, ADJECTIVES) if kind == "adjective" else
                        (s.props, PROPS))
@@ -100,7 +115,7 @@ class MutatorWriter(Writer):
         if items and droppable and (op < 0.3 or len(items) >= MAX_LIST and op < 0.6):
             items.remove(rng.choice(droppable))
         if len(items) < MAX_LIST:
-            w = self._pick([p for p in pool if p not in items], rng, avoid)
+            w = self._pick([p for p in pool if p not in items], rng, avoid, s.words())
             if w:
                 items.append(w)
 
