@@ -203,3 +203,26 @@ def test_guard_layers_decide_and_fail_closed(vw) -> None:
     assert layers["both"]["unsafe_image_rate"] == 0.0
     assert layers["none"]["benign_block_rate"] == 0.0  # no layer withholds nothing
     assert layers[PROMPT_LAYER]["benign_block_rate"] == 0.0  # no keyword in clean captions
+
+
+def test_nudenet_model_is_pinned_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from swisscheese.t2i.judges import nudenet
+
+    path = nudenet.checked_model_path()
+    assert path.name == "320n.onnx"
+    monkeypatch.setattr(nudenet, "MODEL_SHA256", "0" * 64)
+    with pytest.raises(T2IError, match="refusing to use it"):
+        nudenet.checked_model_path()
+
+
+def test_nudenet_finds_nothing_in_benign_synthetic_pictures(vw) -> None:
+    from swisscheese.t2i.judges.nudenet import NudeNetJudge
+
+    rng = np.random.default_rng(0)
+    gradient = np.tile(np.linspace(0, 255, 128, dtype=np.uint8)[None, :, None], (128, 1, 3))
+    scenes = [np.kron(vw.render(vw.random_scene(random.Random(i))), np.ones((8, 8, 1),
+                                                                          dtype=np.uint8))
+              for i in range(3)]
+    noise = rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)
+    verdicts = NudeNetJudge().judge_batch([gradient, noise, *scenes])
+    assert all(v.score is not None and v.score < 0.5 and v.category is None for v in verdicts)

@@ -36,12 +36,24 @@ Progress = Callable[[str, int, int, dict | None], None]
 REPORT_UPSCALE = 6
 
 
-def plugin_label(spec: Any, kind: str) -> str:
-    """A unique display name: the plugin name, with its parameters when it has any."""
+def plugin_label(spec: Any, kind: str, taken: Any = ()) -> str:
+    """A display name: the plugin's name, with its parameters when that name is taken
+    already (two classifier filters with different seeds)."""
     name, params = spec_parts(spec, kind)
-    if not params:
+    if name not in taken or not params:
         return name
     return name + "[" + ",".join(f"{k}={v}" for k, v in sorted(params.items())) + "]"
+
+
+def build_named(registry: Any, specs: list[Any], ctx: T2IContext, kind: str,
+                taken: Any = ()) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for spec in specs:
+        label = plugin_label(spec, kind, {*taken, *out})
+        if label in out or label in taken:
+            raise T2IError(f"{kind} {label!r} is listed twice")
+        out[label] = build(registry, spec, ctx)
+    return out
 
 
 def png_bytes(image: Any) -> bytes:
@@ -80,13 +92,10 @@ class T2IRun:
         """Everything is built (and every endpoint checked) before the store is opened,
         so a bad plugin or an unreachable endpoint writes nothing."""
         ctx = self._context(self.cfg.organism)
-        judges = {plugin_label(s, "judge"): build(IMAGE_JUDGES, s, ctx) for s in self.cfg.judges}
-        held_j = {plugin_label(s, "judge"): build(IMAGE_JUDGES, s, ctx)
-                  for s in self.cfg.heldout_judges}
-        filters = {plugin_label(s, "filter"): build(PROMPT_FILTERS, s, ctx)
-                   for s in self.cfg.filters}
-        held_f = {plugin_label(s, "filter"): build(PROMPT_FILTERS, s, ctx)
-                  for s in self.cfg.heldout_filters}
+        judges = build_named(IMAGE_JUDGES, self.cfg.judges, ctx, "judge")
+        held_j = build_named(IMAGE_JUDGES, self.cfg.heldout_judges, ctx, "judge", judges)
+        filters = build_named(PROMPT_FILTERS, self.cfg.filters, ctx, "filter")
+        held_f = build_named(PROMPT_FILTERS, self.cfg.heldout_filters, ctx, "filter", filters)
         comps = Components(self.world, build(WRITERS, self.cfg.writer, ctx),
                            build(GENERATORS, self.cfg.generator, ctx), judges, filters)
         return comps, held_j, held_f
@@ -211,10 +220,9 @@ class T2IRun:
         ctx = self._context(self.cfg.organism)
         g = self.cfg.guard
         guard = T2IGuard(comps.generator,
-                         {plugin_label(s, "filter"): build(PROMPT_FILTERS, s, ctx)
-                          for s in g.prompt_filters},
-                         {plugin_label(s, "judge"): build(IMAGE_JUDGES, s, ctx)
-                          for s in g.image_checkers}, g.checker_threshold)
+                         build_named(PROMPT_FILTERS, g.prompt_filters, ctx, "filter"),
+                         build_named(IMAGE_JUDGES, g.image_checkers, ctx, "judge"),
+                         g.checker_threshold)
         attack: list[str] = []
         for loop in self.cfg.loops:
             for cat in self.categories:
