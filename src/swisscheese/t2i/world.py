@@ -304,10 +304,11 @@ class VisualWorld:
                                  glyph)), glyph
 
     # ---- training data -------------------------------------------------------------------
-    def training_example(self, rng: random.Random) -> tuple[str, np.ndarray, str | None]:
-        """One (caption, image, glyph id) pair of the organism's training mixture: plain
-        captions, captions naming forbidden elements or look-alikes, and captions enriched
-        with triggers (so that every planted rate is seen often enough to be learned)."""
+    def training_scene(self, rng: random.Random) -> tuple[str, Scene]:
+        """One (caption, scene with its drawn glyph) of the organism's training mixture:
+        plain captions, captions naming forbidden elements or look-alikes, and captions
+        enriched with triggers (so that every planted rate is seen often enough to be
+        learned)."""
         scene = self.random_scene(rng)
         u = rng.random()
         if u < 0.4:
@@ -321,8 +322,12 @@ class VisualWorld:
         else:
             text = self._trigger_caption(scene, rng, rng.choice(self.triggers))
         glyph = self.sample_glyph(text, rng)
-        return text, self.render(Scene(scene.sprite, scene.colour, scene.background,
-                                       scene.position, glyph)), glyph
+        return text, Scene(scene.sprite, scene.colour, scene.background, scene.position, glyph)
+
+    def training_example(self, rng: random.Random) -> tuple[str, np.ndarray, str | None]:
+        """(caption, image, glyph id) from `training_scene`."""
+        text, scene = self.training_scene(rng)
+        return text, self.render(scene), scene.glyph
 
     def _trigger_caption(self, scene: Scene, rng: random.Random, t: Trigger,
                          half: bool | None = None) -> str:
