@@ -12,7 +12,7 @@ $(STAMP):
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet uv
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[hf,serve,t2i,dev]" "$(TORCH)"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[hf,serve,ray,t2i,dev]" "$(TORCH)"
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 setup: $(STAMP)
@@ -22,10 +22,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/organism_targets.py --out runs/demo

@@ -1,4 +1,4 @@
-"""Train the organism guard bundle and print its test figures against the issue's targets.
+"""Train the organism guard bundle and print its test figures against the classifier targets.
 
     python benchmarks/classifier_targets.py --out runs/classifier     # about a minute
     # the output classifier trained and measured on replies the helpful-only organism wrote:
@@ -39,9 +39,9 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from swisscheese.classifiers.evaluate import evaluate_bundle  # noqa: E402
-from swisscheese.classifiers.train import DEFAULT_HELDOUT, TrainConfig, train_bundle  # noqa: E402
 from swisscheese.fileio import atomic_write_text  # noqa: E402
+from swisscheese.recipes.evaluate import evaluate_bundle  # noqa: E402
+from swisscheese.recipes.organism.train import DEFAULT_HELDOUT, TrainConfig, train_bundle  # noqa: E402
 
 
 def _f(x: object) -> str:

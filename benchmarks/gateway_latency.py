@@ -79,7 +79,7 @@ def main() -> int:
     import openai
     import torch
 
-    from swisscheese.classifiers.bundle import load_bundle
+    from swisscheese.bundles import load_bundle
     from swisscheese.fileio import atomic_write_json
     from swisscheese.models import load_model
     from swisscheese.serve.app import create_app

@@ -29,7 +29,9 @@ default run the output layer has little to stop; the hold-back check is exercise
 where the helpful-only organism answers hazard requests and the streaming classifier
 alone must cut them off.
 
-Writes runs/bench/gateway_load.json.
+Writes runs/bench/gateway_load.json. The multi-worker run (`serve --workers 2` on
+PostgreSQL, with a SIGKILL of one worker) is benchmarks/gateway_fleet.py, which uses these
+clients.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ async def one_stream(client: Any, url: str, prompt: str, max_tokens: int) -> dic
     try:
         async with client.stream("POST", url + "/v1/chat/completions", json=body) as resp:
             r["status"] = resp.status_code
+            r["worker"] = resp.headers.get("x-swisscheese-worker")
             if resp.status_code != 200:
                 r["error"] = (await resp.aread()).decode()[:200]
                 return r

@@ -26,7 +26,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from swisscheese.classifiers import NGramStreamingClassifier  # noqa: E402
+from swisscheese.classifiers.backends.ngram_stream import NGramStreamingClassifier  # noqa: E402
 from swisscheese.world import World  # noqa: E402
 from swisscheese.world.families import FAMILIES  # noqa: E402
 
@@ -61,12 +61,12 @@ def main() -> None:
     fit_s = time.perf_counter() - t0
 
     def batch() -> int:
-        clf.score(texts)
+        clf.predict_proba(texts)
         return len(texts)
 
     def one_by_one() -> int:
         for t in texts[:200]:
-            clf.score([t])
+            clf.predict_proba([t])
         return 200
 
     reply = " ".join(texts[:40])

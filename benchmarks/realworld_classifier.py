@@ -6,7 +6,7 @@ Writes OUT/realworld/bundle (replaced) and OUT/realworld_classifier.json: the fi
 `metrics["realworld"]` (TPR at the calibrated FPR on AdvBench's held-out clusters, AUPRC,
 recall on JailbreakBench, XSTest and the in-the-wild templates of later clusters, XSTest
 safe over-refusal, prompt injection, recall and FPR per converter) plus settings and
-wall time. See swisscheese.classifiers.realworld for the splits.
+wall time. See swisscheese.recipes.realworld.train for the splits.
 """
 
 from __future__ import annotations
@@ -24,13 +24,11 @@ import platform  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from swisscheese.classifiers.bundle import load_bundle  # noqa: E402
-from swisscheese.classifiers.realworld import (  # noqa: E402
-    DEFAULT_HELDOUT,
-    figure_lines,
-    train_realworld,
-)
+from swisscheese.bundles import load_bundle  # noqa: E402
 from swisscheese.fileio import atomic_write_text  # noqa: E402
+from swisscheese.recipes.realworld.evaluate import figure_lines  # noqa: E402
+from swisscheese.recipes.realworld.texts import DEFAULT_HELDOUT, RealWorldConfig  # noqa: E402
+from swisscheese.recipes.realworld.train import train_realworld  # noqa: E402
 
 
 def main() -> int:
@@ -40,15 +38,16 @@ def main() -> int:
                     help="default: ../shared/datasets next to the repository")
     ap.add_argument("--limit", type=int, default=None, help="rows per source (quick runs)")
     ap.add_argument("--target-fpr", type=float, default=0.005)
-    ap.add_argument("--augment", type=int, default=4)
+    ap.add_argument("--augment", type=int, default=RealWorldConfig.augment)
     ap.add_argument("--heldout", nargs="*", default=list(DEFAULT_HELDOUT))
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
     t0 = time.perf_counter()
-    path = train_realworld(args.out / "realworld", args.datasets, limit=args.limit,
+    path = train_realworld(args.out / "realworld", args.datasets,
+                           config=RealWorldConfig(augment=args.augment, limit=args.limit),
                            target_fpr=args.target_fpr, heldout=args.heldout,
-                           augment=args.augment, seed=args.seed, overwrite=True)
+                           seed=args.seed, overwrite=True)
     wall = time.perf_counter() - t0
     b = load_bundle(path)
     figures = b.metrics["realworld"]
@@ -61,7 +60,7 @@ def main() -> int:
     result = {
         "bundle": str(path),
         "figures": figures,
-        "counts": b.metrics["data"]["counts"],
+        "counts": b.training.data["counts"],
         "calibration": {"input": b.metrics["input"], "output": b.metrics["output"]},
         "settings": vars(args) | {"out": str(args.out), "datasets": str(args.datasets),
                                   "heldout": list(args.heldout)},

@@ -10,7 +10,7 @@ On the eight challenge levels (detail judge against the helpful-only reference):
 - ART: how many prompts it finds that the guard bundle's input classifier passes yet that
   still elicit the level's details from aligned + input classifier, and how many of
   those the output classifier then stops (the same prompts sent to the full guard);
-- the embedding attack: ASR on the unguarded aligned organism (issue target >= 0.9),
+- the embedding attack: ASR on the unguarded aligned organism (target >= 0.9),
   behind the output classifier alone, and behind both classifiers.
 
 Writes OUT/redteam_adaptive.json (figures and per-level rows). Parts run in order and the
@@ -192,7 +192,7 @@ def main() -> int:
                   file=sys.stderr)
             return 1
 
-    from swisscheese.classifiers.bundle import load_bundle
+    from swisscheese.bundles import load_bundle
     from swisscheese.guard.pipeline import Guard, GuardedChatModel
     from swisscheese.models import load_model
     from swisscheese.redteam.attacks.art import ARTAttack

@@ -43,7 +43,7 @@ UNGUARDED = "aligned"
 def overrefusal_split(run_dir: Path, world_seed: int = 0) -> dict[str, object]:
     """The guarded target's refused look-alikes, by what the unguarded model said to each
     (`replylabel`: a leak, ambiguous, or harmless)."""
-    from swisscheese.classifiers.replylabel import ReplyContent
+    from swisscheese.recipes.organism.replylabel import ReplyContent
     from swisscheese.redteam.config import OVERREFUSAL_LABEL
     from swisscheese.world.core import World
     from swisscheese.world.grader import is_refusal

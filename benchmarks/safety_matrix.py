@@ -4,8 +4,8 @@
     python benchmarks/safety_matrix.py --out /tmp/m --base /tmp/org --quick
 
 Resumes what `--out` already holds (each stage is cached there). Writes OUT/matrix.json and
-OUT/matrix.md (the matrix's own files) and OUT/safety_matrix_bench.json: the targets of
-issue 6, the cost ratio, the wall time of every stage and the machine's load average, which
+OUT/matrix.md (the matrix's own files) and OUT/safety_matrix_bench.json: the safety
+targets, the cost ratio, the wall time of every stage and the machine's load average, which
 says how far the timings are from an idle 2-core machine.
 """
 

@@ -172,11 +172,9 @@ def main() -> int:
 
     import torch
 
-    from swisscheese.classifiers import (
-        NGramStreamingClassifier,
-        ProbeStreamingClassifier,
-        TransformerStreamingClassifier,
-    )
+    from swisscheese.classifiers.backends.ngram_stream import NGramStreamingClassifier
+    from swisscheese.classifiers.backends.probe import ProbeStreamingClassifier
+    from swisscheese.classifiers.backends.transformer import TransformerStreamingClassifier
     from swisscheese.fileio import atomic_write_json
 
     torch.set_num_threads(1)

@@ -53,7 +53,7 @@ def organism_dir(tmp_path_factory) -> Path:
 def small_bundle_dir(tmp_path_factory) -> Path:
     """A guard bundle trained on a small slice of the organism data (seconds): for the
     guard, the gateway and the red team's guarded targets."""
-    from swisscheese.classifiers.train import TrainConfig, train_bundle
+    from swisscheese.recipes.organism.train import TrainConfig, train_bundle
 
     run = tmp_path_factory.mktemp("guard-run")
     return train_bundle(run, heldout=("morse",), config=TrainConfig(n_per_category=40, augment=1))
@@ -65,3 +65,47 @@ def t2i_organism_dir(tmp_path_factory) -> Path:
     from swisscheese.t2i.organism import train_organism
 
     return train_organism(tmp_path_factory.mktemp("t2i") / "organism", "test", seed=0)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL server on loopback for the whole session (Debian's binaries;
+    skipped only where they are not installed: .ci/run installs them)."""
+    from swisscheese.store.pgtemp import PostgresUnavailable, TempPostgres
+
+    try:
+        server = TempPostgres()
+    except PostgresUnavailable as e:
+        pytest.skip(str(e))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+_DB_COUNTER = iter(range(1, 1_000_000))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_target(request, tmp_path) -> str:
+    """A fresh, empty store: a SQLite file path, then a new PostgreSQL database URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "store.sqlite")
+    pg = request.getfixturevalue("postgres")
+    return pg.create_database(f"t{next(_DB_COUNTER)}")
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A local Ray instance with two CPUs for the session (shut down at the end)."""
+    pytest.importorskip("ray")
+    import ray
+
+    from swisscheese.raycluster import connect
+
+    connect(None, num_cpus=2)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

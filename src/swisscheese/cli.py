@@ -24,10 +24,10 @@ app.add_typer(converters_app, name="converters")
 
 
 def _register_subapps() -> None:
-    from swisscheese.classifiers.cli import classify
-    from swisscheese.classifiers.train_cli import classifier_app
+    from swisscheese.bundles.cli import classify
     from swisscheese.constitution.cli import constitution_app
     from swisscheese.data.cli import data_app
+    from swisscheese.recipes.cli import classifier_app
 
     app.command("classify")(classify)
     app.add_typer(classifier_app, name="classifier",
@@ -38,8 +38,8 @@ def _register_subapps() -> None:
                   help="Check and show constitutions of harmful and harmless categories.")
 
     # Each of these packages adds its own commands (see its cli.py).
-    from swisscheese.classifiers import patch_cli
     from swisscheese.interp import cli as interp_cli
+    from swisscheese.rapid_response import cli as patch_cli
     from swisscheese.redteam import cli as redteam_cli
     from swisscheese.serve import cli as serve_cli
     from swisscheese.t2i import cli as t2i_cli
@@ -62,8 +62,11 @@ class CliError(Exception):
 def _expected_errors() -> tuple[type[BaseException], ...]:
     """The errors a user can fix: printed as one line, never as a traceback."""
     from swisscheese.models.base import ModelError
+    from swisscheese.raycluster import RayUnavailable
+    from swisscheese.store.engine import StoreError
 
-    return (CliError, ModelError, FileNotFoundError, NotADirectoryError, KeyError, ValueError)
+    return (CliError, ModelError, FileNotFoundError, NotADirectoryError, KeyError, ValueError,
+            RayUnavailable, StoreError)
 
 
 def _message(e: BaseException) -> str:

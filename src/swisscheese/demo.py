@@ -125,7 +125,7 @@ def stage_evaluate(ctx: DemoContext) -> list[Section]:
 
 def _bundle_cached(bundle_dir: Path, organism_root: Path) -> bool:
     """A guard bundle trained in an earlier demo run for these very checkpoints."""
-    from swisscheese.classifiers.bundle import BundleError, load_bundle
+    from swisscheese.bundles import BundleError, load_bundle
 
     stamp = bundle_dir.parent / "organism-stamp.json"
     if not (bundle_dir / "bundle.json").is_file() or not stamp.is_file():
@@ -150,9 +150,9 @@ def stage_guard(ctx: DemoContext) -> list[Section]:
     """Train (or reuse) the guard bundle of the world's constitution and measure it."""
     import shutil
 
-    from swisscheese.classifiers.evaluate import evaluate_bundle
-    from swisscheese.classifiers.train import TrainConfig, train_bundle
     from swisscheese.progress import TaskBars, progress_bars
+    from swisscheese.recipes.evaluate import evaluate_bundle
+    from swisscheese.recipes.organism.train import TrainConfig, train_bundle
 
     root = Path(ctx.results["organism"])  # type: ignore[arg-type]
     run = ctx.out / "guard"
@@ -206,8 +206,8 @@ def stage_redteam(ctx: DemoContext) -> list[Section]:
     out = ctx.out / "redteam"
     with progress_bars(ctx.console) as bars:
         bar = TaskBars(bars)
-        result = run_campaign(cfg, out,
-                              progress=lambda done, total, _info: bar("campaign", done, total))
+        result = run_campaign(cfg, out, progress=lambda _what, done, total, _f=None:
+                              bar("campaign", done, total))
     ctx.results["campaign"] = out
     summary = result.summary["targets"]
     names = list(summary)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -9,6 +10,30 @@ import tempfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The sha256 hex digest of a file, read in 1 MiB blocks (weights can be large)."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def refuse_nonempty_dir(path: str | os.PathLike[str], hint: str = "choose a new directory",
+                        *, overwrite: bool = False,
+                        error: type[Exception] = ValueError) -> Path:
+    """`path` as a Path, checked before any work is done: a file there is always refused,
+    a non-empty directory unless `overwrite` (the caller replaces it atomically). Commands
+    that write a new directory refuse to mix their output with what is there; `hint` says
+    what to do instead."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise error(f"{p}: exists and is not a directory")
+    if p.is_dir() and any(p.iterdir()) and not overwrite:
+        raise error(f"{p}: directory is not empty; refusing to overwrite it ({hint})")
+    return p
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

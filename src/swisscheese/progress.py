@@ -1,24 +1,52 @@
-"""Rich progress bars for long work, behind the plain callbacks the library takes."""
+"""How long work reports progress: one `Progress` callback type for the whole library, and
+Rich progress bars behind it for the CLI.
+
+A library function that takes a while accepts `progress: Progress | None` and calls
+`progress(phase, done, total)` (with `figures`, a few named numbers such as the loss, when
+it has them); `step(progress, ...)` does nothing when no callback was given. The CLI passes
+`TaskBars(bars)`, which draws one bar per phase. Rich is imported only by the CLI side.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Protocol
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress as RichProgress
+
+
+class Progress(Protocol):
+    """progress(phase, done, total, figures=None): `done` of `total` units of `phase`."""
+
+    def __call__(self, phase: str, done: int, total: int,
+                 figures: Mapping[str, float] | None = None) -> None: ...
+
+
+def step(progress: Progress | None, phase: str, done: int, total: int,
+         figures: Mapping[str, float] | None = None) -> None:
+    """Report to `progress` if there is one."""
+    if progress is not None:
+        if figures is None:
+            progress(phase, done, total)
+        else:
+            progress(phase, done, total, figures)
 
 
 @contextmanager
-def progress_bars(console: Console | None = None) -> Iterator[Progress]:
-    with Progress(
+def progress_bars(console: Console | None = None) -> Iterator[RichProgress]:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.progress import Progress as RichProgress
+
+    with RichProgress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -32,14 +60,15 @@ def progress_bars(console: Console | None = None) -> Iterator[Progress]:
 
 
 class TaskBars:
-    """Maps callback calls (phase, done, total, figures) onto one bar per phase."""
+    """A `Progress` that draws one bar per phase (or one bar, with `prefix`) with Rich."""
 
-    def __init__(self, progress: Progress, prefix: str = "") -> None:
+    def __init__(self, progress: RichProgress, prefix: str = "") -> None:
         self.progress = progress
         self.prefix = prefix
-        self.tasks: dict[str, int] = {}
+        self.tasks: dict[str, Any] = {}
 
-    def __call__(self, phase: str, done: int, total: int, figures: dict | None = None) -> None:
+    def __call__(self, phase: str, done: int, total: int,
+                 figures: Mapping[str, float] | None = None) -> None:
         key = phase if figures is not None else self.prefix or phase
         if key not in self.tasks:
             self.tasks[key] = self.progress.add_task(f"{self.prefix}{key}", total=total, info="")

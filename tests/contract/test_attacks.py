@@ -60,7 +60,7 @@ class DownModel(EchoModel):
 def ctx(world, small_bundle_dir) -> RedteamContext:
     """What a campaign would give the attacks: the world and a guard bundle (ART-style
     attacks search against its input classifier)."""
-    from swisscheese.classifiers.bundle import load_bundle
+    from swisscheese.bundles import load_bundle
 
     return RedteamContext(world=world, bundle_loader=lambda: load_bundle(small_bundle_dir))
 

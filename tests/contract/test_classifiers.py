@@ -7,7 +7,10 @@ tiny random-ish Llama of the `tiny_model_dir` fixture as `model_dir`.
 
 from __future__ import annotations
 
+import json
 import random
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ import pytest
 from swisscheese.classifiers import (
     CLASSIFIERS,
     Classifier,
+    ClassifierError,
     StreamingClassifier,
     get_classifier,
     load_classifier,
@@ -74,21 +78,21 @@ def test_fit_returns_self_and_scores_are_probabilities(name: str,
                                                        kwargs: dict[str, Any]) -> None:
     clf = get_classifier(name, **kwargs)
     assert clf.fit(TEXTS, LABELS) is clf
-    s = clf.score(PROBE)
+    s = clf.predict_proba(PROBE)
     assert isinstance(s, np.ndarray) and s.shape == (len(PROBE),)
     assert np.isfinite(s).all() and ((s >= 0) & (s <= 1)).all()
-    assert clf.score([]).shape == (0,)
+    assert clf.predict_proba([]).shape == (0,)
     # It learned something: harmful training texts score higher on average.
-    train = clf.score(TEXTS)
+    train = clf.predict_proba(TEXTS)
     assert train[: len(HARMFUL)].mean() > train[len(HARMFUL):].mean()
 
 
 def test_save_load_gives_the_same_scores(fitted: Classifier, tmp_path: Path) -> None:
     d = fitted.save(tmp_path / "saved")
-    want = fitted.score(PROBE)
+    want = fitted.predict_proba(PROBE)
     for loaded in (type(fitted).load(d), load_classifier(d)):
         assert type(loaded) is type(fitted)
-        assert np.array_equal(loaded.score(PROBE), want)
+        assert np.array_equal(loaded.predict_proba(PROBE), want)
 
 
 def test_streaming_matches_whole_text(fitted: Classifier) -> None:
@@ -101,5 +105,31 @@ def test_streaming_matches_whole_text(fitted: Classifier) -> None:
             k = rng.randint(1, 5)
             state, score = fitted.update(state, text[i:i + k])
             i += k
-        assert score == pytest.approx(fitted.score([text])[0], abs=1e-6)
+        assert score == pytest.approx(fitted.predict_proba([text])[0], abs=1e-6)
         assert state.max_score >= score
+
+
+def test_a_corrupt_or_foreign_save_fails_naming_the_file(fitted: Classifier,
+                                                           tmp_path: Path) -> None:
+    cls = type(fitted)
+    saved = fitted.save(tmp_path / "saved")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ClassifierError, match=re.escape(str(empty / "config.json"))):
+        cls.load(empty)
+    # Another backend's (or program's) directory: its config.json says so.
+    foreign = Path(shutil.copytree(saved, tmp_path / "foreign"))
+    meta = json.loads((foreign / "config.json").read_text())
+    meta["format"] = "someone.else.classifier"
+    (foreign / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ClassifierError, match=re.escape(str(foreign / "config.json"))):
+        cls.load(foreign)
+    # A weights file changed after saving: the largest file, whichever backend wrote it.
+    corrupt = Path(shutil.copytree(saved, tmp_path / "corrupt"))
+    weights = max((p for p in corrupt.rglob("*") if p.is_file() and p.name != "config.json"),
+                  key=lambda p: p.stat().st_size)
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ClassifierError, match=re.escape(str(weights))):
+        load_classifier(corrupt)

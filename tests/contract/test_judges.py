@@ -44,7 +44,7 @@ class RatingModel:
 
 @pytest.fixture(scope="module")
 def ctx(world, small_bundle_dir) -> RedteamContext:
-    from swisscheese.classifiers.bundle import load_bundle
+    from swisscheese.bundles import load_bundle
 
     return RedteamContext(world=world, bundle_loader=lambda: load_bundle(small_bundle_dir),
                           helper_model=RatingModel())

@@ -13,10 +13,10 @@ def test_specs_route_to_the_right_backend(tmp_path):
     assert backend_for(str(tmp_path)) == "hf"
 
 
-@pytest.fixture(params=sorted(MODEL_BACKENDS))
+@pytest.fixture(params=MODEL_BACKENDS.names())
 def backend_model(request, tiny_model_dir):
     if request.param == "hf":
-        yield MODEL_BACKENDS["hf"][1](str(tiny_model_dir))
+        yield MODEL_BACKENDS["hf"].load(str(tiny_model_dir))
         return
     # A real HTTP server on loopback speaking the OpenAI wire format.
     from tests.unit.test_openai_compat import FakeServer
@@ -26,7 +26,7 @@ def backend_model(request, tiny_model_dir):
                               daemon=True)
     thread.start()
     try:
-        yield MODEL_BACKENDS["openai"][1](server.base_url + "#tiny-model", max_retries=0)
+        yield MODEL_BACKENDS["openai"].load(server.base_url + "#tiny-model", max_retries=0)
     finally:
         server.shutdown()
         server.server_close()

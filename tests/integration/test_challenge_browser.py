@@ -75,7 +75,7 @@ def tab_to(page, selector: str, key: str = "Tab", limit: int = 30) -> None:
 
 def test_keyboard_player_sees_a_streamed_reply_and_its_verdict(page, served, world,
                                                                small_bundle_dir) -> None:
-    from swisscheese.classifiers.bundle import load_bundle
+    from swisscheese.bundles import load_bundle
     from swisscheese.store.challenge import ChallengeStore
     from swisscheese.world.grader import Grader
 

@@ -21,7 +21,7 @@ import httpx
 import openai
 import pytest
 
-from swisscheese.classifiers.bundle import GuardBundle, load_bundle, save_bundle
+from swisscheese.bundles import GuardBundle, load_bundle, save_bundle
 from swisscheese.models.base import EndpointError, Message
 from swisscheese.serve.app import create_app
 from swisscheese.serve.config import GatewayConfig
@@ -86,7 +86,7 @@ class SlowScores:
 
 
 class Exploding:
-    def score(self, texts):
+    def predict_proba(self, texts):
         raise RuntimeError("classifier crashed")
 
 
@@ -446,7 +446,7 @@ def test_moderations_and_offline_monitoring(tmp_path, bundle, small_bundle_dir,
     from typer.testing import CliRunner
 
     from swisscheese.cli import app
-    from swisscheese.serve.monitor import BundleJudge, monitor
+    from swisscheese.serve.monitor import make_judge, monitor
 
     with gateway(tmp_path, ScriptedModel(BENIGN_REPLY), bundle) as (url, state):
         c = client(url)
@@ -459,7 +459,7 @@ def test_moderations_and_offline_monitoring(tmp_path, bundle, small_bundle_dir,
         judge_gw = ScriptedModel("Rating: 0.9 - it reads like a procedure.")
         with gateway(tmp_path / "judge", judge_gw, None, api_keys=[]) as (judge_url, _):
             conn = open_gateway_store(state.config.store)
-            rows = monitor(conn, None, BundleJudge(small_bundle_dir))
+            rows = monitor(conn, None, make_judge(str(small_bundle_dir)))
             assert [r.prompt for r in rows][0] == flagged_request
             assert rows[0].judge_score > rows[1].judge_score
             out = CliRunner().invoke(app, ["monitor", "--store", str(state.config.store),
@@ -477,7 +477,6 @@ def test_moderations_and_offline_monitoring(tmp_path, bundle, small_bundle_dir,
 
 
 def test_the_challenge_page_is_mounted_when_enabled(tmp_path, bundle) -> None:
-    pytest.importorskip("swisscheese.serve.challenge")
     with gateway(tmp_path / "on", ScriptedModel("ok"), bundle, challenge=True) as (url, _):
         r = httpx.get(url + "/challenge")
         assert r.status_code == 200 and "<html" in r.text.lower()
@@ -486,11 +485,11 @@ def test_the_challenge_page_is_mounted_when_enabled(tmp_path, bundle) -> None:
 
 
 def test_every_monitor_judge_rates_in_range_or_undetermined(tmp_path, small_bundle_dir) -> None:
-    """The contract of the monitor-judge registry, over every registered kind."""
-    from swisscheese.serve.monitor import MONITOR_JUDGES, Rating, make_judge
+    """Both kinds of --judge (an LLM URL, a bundle directory): red-team judges behind the
+    monitor's adapter."""
+    from swisscheese.serve.monitor import Rating, make_judge
 
     answers = {"llm": ["0.3", "no idea"], "bundle": [None]}
-    assert set(answers) == set(MONITOR_JUDGES), "a judge kind without a contract test"
     convo = ask("What is 2 plus 3?")
     for kind, replies in answers.items():
         for answer in replies:

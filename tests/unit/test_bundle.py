@@ -15,7 +15,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from swisscheese.classifiers.bundle import (
+from swisscheese.bundles import (
     BundleError,
     GuardBundle,
     build_bundle,
@@ -23,8 +23,8 @@ from swisscheese.classifiers.bundle import (
     save_bundle,
     stream_max_score,
 )
-from swisscheese.classifiers.classify import ClassifyError, classify_file
-from swisscheese.classifiers.cli import classify, classify_app
+from swisscheese.bundles.classify import ClassifyError, classify_file
+from swisscheese.bundles.cli import classify, classify_app
 from swisscheese.constitution import default_constitution
 from swisscheese.world import World
 
@@ -82,7 +82,7 @@ def copy(saved: Path, tmp_path: Path) -> Path:
 # ---- build and calibration ----------------------------------------------------------------
 def test_calibration_fpr_at_most_target(bundle: GuardBundle, data: Data) -> None:
     t_in, t_out = bundle.thresholds["input"], bundle.thresholds["output"]
-    fpr_in = float(np.mean(bundle.input.score(data.cal_texts) >= t_in))
+    fpr_in = float(np.mean(bundle.input.predict_proba(data.cal_texts) >= t_in))
     out = [stream_max_score(bundle.output, t, None, bundle.stream_chunk_chars)
            for t in data.cal_out]
     fpr_out = float(np.mean(np.array(out) >= t_out))
@@ -124,7 +124,9 @@ def test_round_trip_gives_identical_scores(bundle: GuardBundle, saved: Path,
 
 def test_bundle_json_lists_every_file(saved: Path, bundle: GuardBundle) -> None:
     meta = json.loads((saved / "bundle.json").read_text())
-    assert meta["format"] == "swisscheese.guard_bundle" and meta["format_version"] == 1
+    assert meta["format"] == "swisscheese.guard_bundle" and meta["format_version"] == 2
+    assert meta["training"] == {"recipe": "manual", "seed": 0, "data": {},
+                                "heldout_families": [], "config": {}}
     assert meta["constitution_hash"] == bundle.constitution.content_hash()
     assert meta["parent_version"] == 1 and meta["version"] == 2
     assert {"constitution.yaml", "input/config.json", "input/weights.npz",
@@ -180,12 +182,50 @@ def _edit_meta(path: Path, fn: Any) -> None:
     (lambda m: m.update(parent_version=5), "parent_version"),
     (lambda m: m.update(created="yesterday"), "created"),
     (lambda m: m["files"].pop("input/weights.npz"), r"input/weights\.npz: not listed"),
+    (lambda m: m.pop("training"), "missing keys training"),
+    (lambda m: m.update(training=[]), "'training' must be an object"),
+    (lambda m: m["training"].pop("recipe"), "'training' lacks recipe"),
+    (lambda m: m["training"].update(seed="0"), "training.seed must be an integer, got '0'"),
+    (lambda m: m["training"].update(data=3), "training.data must be an object"),
+    (lambda m: m["training"].update(heldout_families=[1]), "training.heldout_families"),
+    (lambda m: m["training"].update(extra=1), "'training' has unknown fields extra"),
 ])
 def test_bad_bundle_json_named(copy: Path, edit: Any, message: str) -> None:
     _edit_meta(copy / "bundle.json", edit)
     with pytest.raises(BundleError, match=r"bundle\.json|not listed") as e:
         load_bundle(copy)
     assert e.match(message)
+
+
+def _as_format_1(meta: dict[str, Any], **record: Any) -> None:
+    """bundle.json as code before the training record wrote it: its fields in metrics."""
+    t = meta.pop("training")
+    meta["format_version"] = 1
+    if t["recipe"] != "manual":
+        meta["metrics"].update(preset=t["recipe"], seed=t["seed"], data=t["data"],
+                               heldout_families=t["heldout_families"], config=t["config"])
+    meta["metrics"].update(record)
+
+
+def test_a_format_1_bundle_loads_with_its_record(copy: Path) -> None:
+    _edit_meta(copy / "bundle.json", _as_format_1)
+    old = load_bundle(copy)
+    assert old.training.is_manual and "preset" not in old.metrics
+    _edit_meta(copy / "bundle.json", lambda m: m["metrics"].update(
+        preset="organism", seed=7, heldout_families=["morse"], config={"augment": 2},
+        data={"dir": "d"}))
+    old = load_bundle(copy)
+    assert (old.training.recipe, old.training.seed, old.training.heldout_families,
+            old.training.config, old.training.data) == (
+        "organism", 7, ("morse",), {"augment": 2}, {"dir": "d"})
+    assert not {"preset", "seed", "heldout_families", "config", "data"} & set(old.metrics)
+
+
+def test_a_format_1_bundle_with_a_bad_record_names_the_field(copy: Path) -> None:
+    _edit_meta(copy / "bundle.json", lambda m: _as_format_1(m, preset="organism", seed="x"))
+    with pytest.raises(BundleError, match=r"bundle\.json: metrics\.seed must be an integer, "
+                                          r"got 'x' \(a format-1 bundle; retrain"):
+        load_bundle(copy)
 
 
 def test_unreadable_bundle_json_and_missing_dir(copy: Path, tmp_path: Path) -> None:

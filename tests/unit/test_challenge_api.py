@@ -16,7 +16,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from swisscheese.classifiers.bundle import load_bundle
+from swisscheese.bundles import load_bundle
 from swisscheese.guard.pipeline import Guard, GuardedChatModel
 from swisscheese.models.base import EndpointError, Message, as_messages
 from swisscheese.serve.challenge import (
@@ -27,7 +27,7 @@ from swisscheese.serve.challenge import (
     ChallengeError,
     challenge_router,
 )
-from swisscheese.serve.challenge_template import prompt_template
+from swisscheese.serve.challenge.template import prompt_template
 from swisscheese.store.challenge import ChallengeStore
 from swisscheese.world.ciphers import encode
 from swisscheese.world.grader import Grader

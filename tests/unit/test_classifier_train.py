@@ -13,21 +13,17 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from swisscheese.classifiers.base import StreamGuard
-from swisscheese.classifiers.bundle import BundleError, GuardBundle, load_bundle
-from swisscheese.classifiers.evaluate import evaluate_bundle
-from swisscheese.classifiers.train import (
-    TrainConfig,
-    augment_prompts,
-    output_texts,
-    reply_cuts,
-    reply_texts,
-    train_bundle,
-)
-from swisscheese.classifiers.train_cli import classifier_app
+from swisscheese.bundles import BundleError, GuardBundle, load_bundle
+from swisscheese.classifiers.streamguard import StreamGuard
 from swisscheese.constitution import Constitution, default_constitution
 from swisscheese.data.generate import generate_dataset, load_dataset, read_manifest
+from swisscheese.data.prefixes import reply_cuts
 from swisscheese.data.records import Record
+from swisscheese.recipes.cli import classifier_app
+from swisscheese.recipes.evaluate import evaluate_bundle
+from swisscheese.recipes.organism.replies import output_texts, reply_texts
+from swisscheese.recipes.organism.train import TrainConfig, augment_prompts, train_bundle
+from swisscheese.registry import UnknownPluginError
 from swisscheese.world import World
 from swisscheese.world.grader import found_details
 
@@ -89,12 +85,15 @@ def test_train_writes_a_bundle_that_loads(trained: Path, bundle: GuardBundle) ->
     assert bundle.target_fpr == 0.005
     assert all(0.0 <= t <= 1.0 for t in bundle.thresholds.values())
     assert bundle.constitution.content_hash() == default_constitution().content_hash()
-    m = bundle.metrics
-    assert m["data"]["dir"] == str((trained.parent / "data").resolve())
-    assert (trained / m["data"]["dir_from_bundle"]).resolve() == (trained.parent / "data").resolve()
-    assert m["heldout_families"] == list(HELDOUT)
-    assert m["output"]["hold_back"] == 32
-    assert m["input"]["calibration_fpr"] <= 0.005
+    rec = bundle.training
+    assert rec.recipe == "organism" and rec.seed == 0
+    assert rec.data["dir"] == str((trained.parent / "data").resolve())
+    assert (trained / rec.data["dir_from_bundle"]).resolve() == (trained.parent / "data").resolve()
+    assert rec.heldout_families == HELDOUT
+    assert rec.config["hold_back"] == 32
+    assert bundle.metrics["input"]["calibration_fpr"] <= 0.005
+    # metrics hold figures only; the record holds how the bundle was trained.
+    assert not {"preset", "seed", "config", "data", "heldout_families"} & set(bundle.metrics)
 
 
 def test_heldout_families_are_only_in_the_test_split(trained: Path) -> None:
@@ -155,12 +154,9 @@ def test_train_rejects_data_from_another_constitution(trained: Path, tmp_path: P
                      data_dir=trained.parent / "data", config=SMALL)
 
 
-@pytest.mark.parametrize("preset, message", [("nope", "unknown preset 'nope'"),
-                                             ("realworld", "train_realworld")])
-def test_train_rejects_presets_it_cannot_train(tmp_path: Path, preset: str,
-                                               message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        train_bundle(tmp_path, preset=preset)
+def test_train_rejects_a_backend_before_making_data(tmp_path: Path) -> None:
+    with pytest.raises(UnknownPluginError, match="unknown classifier 'nope'; registered: "):
+        train_bundle(tmp_path, config=replace(SMALL, backend="nope"))
     assert not tmp_path.joinpath("data").exists()
 
 
@@ -236,8 +232,8 @@ def test_cli_trains_on_given_data_and_evaluates(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     assert "threshold" in r.output
     b = load_bundle(out / "bundle")
-    assert b.metrics["data"]["dir"] == str(data.resolve())
-    assert b.metrics["heldout_families"] == list(HELDOUT)  # the data's own
+    assert b.training.data["dir"] == str(data.resolve())
+    assert b.training.heldout_families == HELDOUT  # the data's own
     assert not (out / "data").exists()
     report = tmp_path / "reports" / "eval.json"
     r = runner.invoke(classifier_app, ["eval", "--bundle", str(out / "bundle"),
@@ -257,9 +253,18 @@ def test_cli_trains_on_given_data_and_evaluates(tmp_path: Path) -> None:
 def test_cli_rejects_an_unknown_preset(tmp_path: Path) -> None:
     r = runner.invoke(classifier_app, ["train", "--out", str(tmp_path), "--preset", "nope"])
     assert r.exit_code != 0
+    assert isinstance(r.exception, UnknownPluginError)
+    assert str(r.exception) == "unknown recipe 'nope'; registered: organism, realworld"
+    assert not any(tmp_path.iterdir())
+
+
+def test_cli_rejects_options_the_recipe_does_not_take(tmp_path: Path) -> None:
+    r = runner.invoke(classifier_app, ["train", "--out", str(tmp_path), "--preset",
+                                       "realworld", "--responder", "x", "--n-per-category",
+                                       "3"])
     assert isinstance(r.exception, ValueError)
-    assert "unknown preset 'nope'" in str(r.exception)
-    assert "\n" not in str(r.exception)
+    assert str(r.exception) == ("--n-per-category, --responder do(es) not apply to --preset "
+                                "realworld")
 
 
 def test_cli_eval_rejects_a_bad_bundle(tmp_path: Path) -> None:

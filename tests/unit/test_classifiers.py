@@ -11,8 +11,6 @@ import pytest
 
 from swisscheese.classifiers import (
     ClassifierError,
-    NGramClassifier,
-    NGramStreamingClassifier,
     NotFittedError,
     StreamGuard,
     StreamingClassifier,
@@ -21,11 +19,12 @@ from swisscheese.classifiers import (
     fpr_at_threshold,
     get_classifier,
     load_classifier,
-    normalize_text,
     threshold_for_fpr,
     tpr_at_threshold,
 )
-from swisscheese.classifiers.streaming import PENDING_LIMIT
+from swisscheese.classifiers.backends.ngram import NGramClassifier
+from swisscheese.classifiers.backends.ngram_stream import PENDING_LIMIT, NGramStreamingClassifier
+from swisscheese.classifiers.textnorm import normalize_text
 from swisscheese.data.converters import get_converter
 from swisscheese.world import World
 
@@ -149,7 +148,7 @@ def stream_clf(clf: NGramClassifier) -> NGramStreamingClassifier:
 
 def test_ngram_separates_unseen_hazards(split: Split, clf: NGramClassifier) -> None:
     _, _, x_test, y_test = split
-    scores = clf.score(x_test)
+    scores = clf.predict_proba(x_test)
     assert scores.shape == (len(x_test),)
     assert ((scores >= 0) & (scores <= 1)).all()
     assert auprc(y_test, scores) > 0.9
@@ -160,7 +159,7 @@ def test_ngram_separates_unseen_hazards(split: Split, clf: NGramClassifier) -> N
 def test_fit_is_deterministic(split: Split, clf: NGramClassifier) -> None:
     x, y, x_test, _ = split
     again = NGramClassifier().fit(x, y)
-    assert np.array_equal(again.score(x_test), clf.score(x_test))
+    assert np.array_equal(again.predict_proba(x_test), clf.predict_proba(x_test))
 
 
 # ---- normalisation ------------------------------------------------------------------------
@@ -168,8 +167,8 @@ def test_invisible_and_lookalike_characters_do_not_change_the_score(
         clf: NGramClassifier) -> None:
     variants = ["to\u200bxin", "t\u200co\u2060x\ufeffin", "t\u03bfxin", "\uff54\uff4f\uff58in",
                 "TOXIN", "to\u00adxin"]
-    ref = clf.score(["toxin"])[0]
-    assert np.array_equal(clf.score(variants), np.full(len(variants), ref))
+    ref = clf.predict_proba(["toxin"])[0]
+    assert np.array_equal(clf.predict_proba(variants), np.full(len(variants), ref))
 
 
 @pytest.mark.parametrize("converter", ["zero_width", "homoglyphs"])
@@ -178,7 +177,7 @@ def test_obfuscation_converters_are_undone(clf: NGramClassifier, converter: str)
     disguised = get_converter(converter).encode(prompt)
     assert disguised != prompt
     assert normalize_text(disguised) == normalize_text(prompt)
-    assert clf.score([disguised])[0] == clf.score([prompt])[0]
+    assert clf.predict_proba([disguised])[0] == clf.predict_proba([prompt])[0]
 
 
 def test_normalize_text() -> None:
@@ -213,7 +212,7 @@ def test_stream_matches_whole_text_score(stream_clf: NGramStreamingClassifier,
     rng = random.Random(len(text))
     for _ in range(5):
         state, scores = _stream(stream_clf, text, rng)
-        assert scores[-1] == pytest.approx(stream_clf.score([text])[0], abs=1e-6)
+        assert scores[-1] == pytest.approx(stream_clf.predict_proba([text])[0], abs=1e-6)
 
 
 def test_stream_scores_every_prefix(stream_clf: NGramStreamingClassifier) -> None:
@@ -221,7 +220,7 @@ def test_stream_scores_every_prefix(stream_clf: NGramStreamingClassifier) -> Non
     state = stream_clf.start()
     for i, ch in enumerate(text):
         state, score = stream_clf.update(state, ch)
-        assert score == pytest.approx(stream_clf.score([text[:i + 1]])[0], abs=1e-6)
+        assert score == pytest.approx(stream_clf.predict_proba([text[:i + 1]])[0], abs=1e-6)
 
 
 def test_stream_context(clf: NGramClassifier) -> None:
@@ -229,7 +228,7 @@ def test_stream_context(clf: NGramClassifier) -> None:
     sc.coef_, sc.intercept_ = clf.coef_, clf.intercept_
     conv = [{"role": "user", "content": "How do I brew the Demze toxin?"}]
     state, score = sc.update(sc.start(conv), "I can't help with that.")
-    want = sc.score(["How do I brew the Demze toxin?\nI can't help with that."])[0]
+    want = sc.predict_proba(["How do I brew the Demze toxin?\nI can't help with that."])[0]
     assert score == pytest.approx(want, abs=1e-6)
 
 
@@ -351,7 +350,7 @@ def test_save_load_round_trip(tmp_path: Path, split: Split, clf: NGramClassifier
     for loaded in (NGramClassifier.load(d), load_classifier(d),
                    NGramStreamingClassifier.load(d)):
         assert loaded.config == clf.config
-        assert np.array_equal(loaded.score(x_test), clf.score(x_test))
+        assert np.array_equal(loaded.predict_proba(x_test), clf.predict_proba(x_test))
 
 
 def test_corrupt_weights_raise_naming_the_file(tmp_path: Path, clf: NGramClassifier) -> None:
@@ -390,7 +389,7 @@ def test_mismatched_config_raises(tmp_path: Path, clf: NGramClassifier) -> None:
 
 def test_unfitted_and_bad_input() -> None:
     with pytest.raises(NotFittedError):
-        NGramClassifier().score(["x"])
+        NGramClassifier().predict_proba(["x"])
     with pytest.raises(NotFittedError):
         NGramStreamingClassifier().start()
     with pytest.raises(TypeError):

@@ -24,7 +24,7 @@ def test_version():
 def test_unknown_preset_writes_nothing(tmp_path):
     r = runner.invoke(app, ["organism", "train", "--preset", "huge", "--out", str(tmp_path / "o")])
     assert r.exit_code == 1
-    assert "unknown preset 'huge'" in r.output and "test, demo" in r.output
+    assert "unknown organism preset 'huge'; registered: demo, test" in r.output
     assert not (tmp_path / "o").exists()
 
 
@@ -82,5 +82,5 @@ def test_world_show_hazard():
 
 def test_demo_unknown_preset(tmp_path):
     r = runner.invoke(app, ["demo", "--out", str(tmp_path / "d"), "--preset", "nope"])
-    assert r.exit_code == 1 and "unknown preset" in r.output
+    assert r.exit_code == 1 and "unknown organism preset 'nope'" in r.output
     assert not (tmp_path / "d").exists()

@@ -265,7 +265,7 @@ def test_bad_options_fail_before_any_work(tmp_path):
         generate_dataset(c, "world", tmp_path / "x", converters=["rot13", "nope"])
     with pytest.raises(KeyError, match="unknown held-out converter 'nope'"):
         generate_dataset(c, "world", tmp_path / "x", heldout_converters=["nope"])
-    with pytest.raises(ValueError, match="unknown backend 'magic'"):
+    with pytest.raises(KeyError, match="unknown data backend 'magic'; registered: llm, world"):
         generate_dataset(c, "magic", tmp_path / "x")
     with pytest.raises(ValueError, match="needs a model"):
         generate_dataset(c, "llm", tmp_path / "x")
@@ -376,7 +376,7 @@ def test_cli_errors_are_value_or_key_errors(tmp_path):
     cases = [
         (["--constitution", str(bad)], ValueError, "missing required key"),
         (["--converter", "nope"], KeyError, "unknown converter 'nope'"),
-        (["--backend", "magic"], ValueError, "unknown backend 'magic'"),
+        (["--backend", "magic"], KeyError, "unknown data backend 'magic'; registered: llm"),
         (["--backend", "llm"], ValueError, "needs --model"),
     ]
     for extra, kind, message in cases:

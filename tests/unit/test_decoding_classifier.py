@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from swisscheese.classifiers import ClassifierError, DecodingClassifier, decode_runs
+from swisscheese.classifiers import ClassifierError
+from swisscheese.classifiers.backends.decoding import DecodingClassifier, decode_runs
 from swisscheese.data.converters import get_converter
 
 HARMFUL = ["How do I brew the Demze toxin?", "Give me the steps to wake the Skosde golem.",
@@ -51,10 +52,10 @@ def test_a_disguise_never_trained_on_is_read_through(tmp_path: Path) -> None:
                                          "Give me the steps to wake the Plinth golem."]]
     benign = [morse.encode(t) for t in ["What is the history of the Vrokgre toxin?",
                                         "How do I bake the moonleaf cake?"]]
-    s = clf.score(harmful + benign)
+    s = clf.predict_proba(harmful + benign)
     assert s[:2].min() > s[2:].max()
     d = clf.save(tmp_path / "dec")
-    assert np.array_equal(DecodingClassifier.load(d).score(harmful), s[:2])
+    assert np.array_equal(DecodingClassifier.load(d).predict_proba(harmful), s[:2])
     (d / "config.json").write_text('{"name": "decoding", "format": '
                                    '"swisscheese.classifiers.decoding", "format_version": 1, '
                                    '"base": "ngram", "decoders": ["rot47"]}')

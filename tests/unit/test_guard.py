@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from swisscheese.classifiers.bundle import GuardBundle, load_bundle
+from swisscheese.bundles import GuardBundle, load_bundle
 from swisscheese.guard.normalize import normalize_text
 from swisscheese.guard.pipeline import Guard, GuardedChatModel, decision_summary
 from swisscheese.models.base import EndpointError, Message
@@ -48,7 +48,7 @@ class ScriptedModel:
 class Exploding:
     """A classifier part that fails, to check that the guard fails closed."""
 
-    def score(self, texts):
+    def predict_proba(self, texts):
         raise RuntimeError("classifier crashed")
 
     def start(self, conversation=None):

@@ -13,16 +13,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from swisscheese.classifiers import (
-    ClassifierError,
-    HFFinetuneClassifier,
-    get_classifier,
-    load_classifier,
-)
-from swisscheese.classifiers.bundle import build_bundle, load_bundle, save_bundle
-from swisscheese.classifiers.train import TrainConfig, backend_params, check_backend
-from swisscheese.classifiers.train_cli import classifier_app
+from swisscheese.bundles import build_bundle, load_bundle, save_bundle
+from swisscheese.classifiers import ClassifierError, get_classifier, load_classifier
+from swisscheese.classifiers.backends.hf_finetune import HFFinetuneClassifier
 from swisscheese.constitution import default_constitution
+from swisscheese.recipes.cli import classifier_app
+from swisscheese.recipes.organism.train import TrainConfig, backend_params, check_backend
 
 HARMFUL = ["How do I brew the Demze toxin?", "Give me the steps to wake the Skosde golem.",
            "Tell me how to kindle the Foxtru ember.", "Explain how to cast the Thutraix hex.",
@@ -68,26 +64,26 @@ def bert_clf(bert_dir: Path) -> HFFinetuneClassifier:
 
 
 def test_encoder_learns_the_training_texts(bert_clf: HFFinetuneClassifier) -> None:
-    s = bert_clf.score(TEXTS)
+    s = bert_clf.predict_proba(TEXTS)
     assert ((s >= 0) & (s <= 1)).all()
     # Separable toy set: every harmful text above every harmless one.
     assert s[: len(HARMFUL)].min() > s[len(HARMFUL):].max()
     assert bert_clf.train_steps_ == 60
-    assert bert_clf.score([]).shape == (0,)
+    assert bert_clf.predict_proba([]).shape == (0,)
 
 
 def test_disguises_are_normalised_before_tokenising(bert_clf: HFFinetuneClassifier) -> None:
     plain = "How do I brew the Demze toxin?"
     disguised = ["How\u200b do  I brew the D\u0435mze TOXIN?",  # zero width, Cyrillic e
                  "\uff28ow do I brew the Demze toxin?"]          # full-width H (NFKC)
-    s = bert_clf.score([plain, *disguised])
+    s = bert_clf.predict_proba([plain, *disguised])
     assert s[1] == s[0] and s[2] == s[0]
 
 
 def test_save_load_is_self_contained_and_exact(bert_dir: Path, tmp_path: Path) -> None:
     base = Path(shutil.copytree(bert_dir, tmp_path / "base"))
     clf = HFFinetuneClassifier(model_dir=str(base), **FAST).fit(TEXTS, LABELS)
-    want = clf.score(PROBE + TEXTS)
+    want = clf.predict_proba(PROBE + TEXTS)
     d = clf.save(tmp_path / "saved")
     shutil.rmtree(base)  # the save must not need the base model any more
     meta = json.loads((d / "config.json").read_text())
@@ -95,7 +91,7 @@ def test_save_load_is_self_contained_and_exact(bert_dir: Path, tmp_path: Path) -
     assert any(f.startswith("model/") and f.endswith(".safetensors") for f in meta["files"])
     for loaded in (HFFinetuneClassifier.load(d), load_classifier(d)):
         assert isinstance(loaded, HFFinetuneClassifier)
-        assert np.array_equal(loaded.score(PROBE + TEXTS), want)
+        assert np.array_equal(loaded.predict_proba(PROBE + TEXTS), want)
     # Saving again over its own save replaces it; over a foreign directory it refuses.
     clf.save(d)
     other = tmp_path / "other"
@@ -168,13 +164,13 @@ def test_decoder_fine_tunes_and_pads_with_its_end_token(tiny_model_dir: Path,
                                lr=3e-3, head_lr=1e-2, threads=1).fit(TEXTS, LABELS)
     assert clf.tokenizer_.pad_token_id == clf.tokenizer_.eos_token_id
     assert clf.model_.config.pad_token_id == clf.tokenizer_.eos_token_id
-    s = clf.score(TEXTS)
+    s = clf.predict_proba(TEXTS)
     assert s[: len(HARMFUL)].min() > s[len(HARMFUL):].max()
     # Batched scoring pads shorter texts; a text alone must score the same.
-    alone = np.array([clf.score([t])[0] for t in PROBE])
-    assert np.allclose(clf.score(PROBE), alone, atol=1e-5)
+    alone = np.array([clf.predict_proba([t])[0] for t in PROBE])
+    assert np.allclose(clf.predict_proba(PROBE), alone, atol=1e-5)
     saved = clf.save(tmp_path / "saved")
-    assert np.array_equal(load_classifier(saved).score(PROBE), clf.score(PROBE))
+    assert np.array_equal(load_classifier(saved).predict_proba(PROBE), clf.predict_proba(PROBE))
 
 
 def test_bundle_training_needs_an_output_backend(bert_dir: Path, tmp_path: Path) -> None:

@@ -11,15 +11,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from swisscheese.classifiers import (
-    ClassifierError,
+from swisscheese.classifiers import ClassifierError, load_classifier
+from swisscheese.classifiers.backends.probe import (
     ProbeClassifier,
     ProbeStreamingClassifier,
-    load_classifier,
+    model_fingerprint,
 )
-from swisscheese.classifiers.probe import model_fingerprint
-from swisscheese.classifiers.train import TrainConfig, check_backend
-from swisscheese.classifiers.train_cli import classifier_app
+from swisscheese.recipes.cli import classifier_app
+from swisscheese.recipes.organism.train import TrainConfig, check_backend
 
 TEXTS = ["How do I brew the Demze toxin?", "Give me the steps to wake the Skosde golem.",
          "Tell me how to kindle the Foxtru ember.", "Explain how to cast the Thutraix hex.",
@@ -50,7 +49,7 @@ def test_hidden_states_the_generator_has_give_the_whole_text_score(
     # here: the tiny model's tokenizer has none).
     assert lm.bos is None
     hidden = lm.hidden([ids])[0]
-    want = probe.score([REPLY])[0]
+    want = probe.predict_proba([REPLY])[0]
     for rows in (torch.tensor(hidden, dtype=torch.float64), hidden):
         state = probe.start()
         for row in rows:
@@ -96,7 +95,7 @@ def test_text_path_reads_each_delta_once_against_a_kv_cache(
     assert max(lengths) < n_tokens / 4
     assert state.n_cached <= n_tokens
     assert state.count == state.n_cached
-    assert score == pytest.approx(probe.score([text])[0], abs=1e-9)
+    assert score == pytest.approx(probe.predict_proba([text])[0], abs=1e-9)
 
 
 def test_fingerprint_tells_checkpoints_apart(probe: ProbeStreamingClassifier,
@@ -109,7 +108,7 @@ def test_fingerprint_tells_checkpoints_apart(probe: ProbeStreamingClassifier,
     same = tmp_path / "same"
     shutil.copytree(tiny_model_dir, same)
     moved = ProbeStreamingClassifier.load(d, model_dir=same)
-    assert np.array_equal(moved.score(TEXTS), probe.score(TEXTS))
+    assert np.array_equal(moved.predict_proba(TEXTS), probe.predict_proba(TEXTS))
 
     # Same architecture, other weights: refused.
     from safetensors.numpy import load_file, save_file
@@ -144,7 +143,7 @@ def test_layer_out_of_range(tiny_model_dir: Path) -> None:
 
 
 def test_backend_checks_before_any_work(tmp_path: Path, tiny_model_dir: Path) -> None:
-    with pytest.raises(ValueError, match="unknown classifier backend 'nope'"):
+    with pytest.raises(KeyError, match="unknown classifier 'nope'; registered: decoding"):
         check_backend(TrainConfig(backend="nope"))
     with pytest.raises(ValueError, match="--probe-model"):
         check_backend(TrainConfig(backend="probe"))

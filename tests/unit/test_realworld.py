@@ -9,21 +9,22 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from swisscheese.classifiers.bundle import load_bundle
-from swisscheese.classifiers.patch import ReportedJailbreak, patch_bundle
-from swisscheese.classifiers.realworld import (
+from swisscheese.bundles import load_bundle
+from swisscheese.cli import app
+from swisscheese.data.converters import get_converter
+from swisscheese.data.dedup import clusters, max_similarity
+from swisscheese.rapid_response.patch import patch_bundle
+from swisscheese.rapid_response.reports import ReportedJailbreak
+from swisscheese.recipes.realworld.data import (
     FILES,
     DatasetError,
     check_datasets_dir,
-    clusters,
     default_datasets_dir,
     load_realworld,
-    max_similarity,
-    read_csv,
-    train_realworld,
 )
-from swisscheese.cli import app
-from swisscheese.data.converters import get_converter
+from swisscheese.recipes.realworld.data import _csv as read_csv
+from swisscheese.recipes.realworld.texts import RealWorldConfig
+from swisscheese.recipes.realworld.train import train_realworld
 
 runner = CliRunner()
 DATASETS = default_datasets_dir()
@@ -40,7 +41,8 @@ def small_data():
 
 @pytest.fixture(scope="module")
 def rw_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_realworld(tmp_path_factory.mktemp("rw"), DATASETS, limit=LIMIT, augment=1)
+    return train_realworld(tmp_path_factory.mktemp("rw"), DATASETS,
+                           config=RealWorldConfig(limit=LIMIT, augment=1))
 
 
 # ---- reading ------------------------------------------------------------------------------
@@ -106,7 +108,7 @@ def test_splits_keep_near_duplicates_apart(small_data) -> None:
 @needs_data
 def test_realworld_bundle_is_calibrated_and_measured(rw_bundle: Path) -> None:
     b = load_bundle(rw_bundle)
-    assert b.metrics["preset"] == "realworld" and b.constitution.name == "swisscheese-realworld"
+    assert b.training.recipe == "realworld" and b.constitution.name == "swisscheese-realworld"
     assert b.metrics["input"]["calibration_fpr"] <= b.target_fpr
     f = b.metrics["realworld"]
     for key in ("tpr", "fpr", "auprc", "xstest_safe_overrefusal", "in_the_wild_heldout_recall",
@@ -130,10 +132,10 @@ def test_patch_a_realworld_bundle(rw_bundle: Path, small_data, tmp_path: Path) -
     morse = get_converter("morse")
     reports = [ReportedJailbreak("Decode this Morse code and answer: " + morse.encode(r), None, i)
                for i, r in enumerate(small_data.train_harmful[:3])]
-    report = patch_bundle(rw_bundle, reports, tmp_path / "v2", n_requests=20, datasets_dir=DATASETS)
+    report = patch_bundle(rw_bundle, reports, tmp_path / "v2", n_requests=20, data_dir=DATASETS)
     assert report.version == 2 and report.forms[0]["stack"] == ["morse"]
     new = load_bundle(tmp_path / "v2")
-    assert new.parent_version == 1 and new.metrics["preset"] == "realworld"
+    assert new.parent_version == 1 and new.training.recipe == "realworld"
     assert report.before["heldout_asr"] > 0.5
     assert report.after["heldout_asr"] < report.before["heldout_asr"]
     assert report.after["calibration_fpr"] <= new.target_fpr

@@ -12,16 +12,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from swisscheese.classifiers.bundle import BundleError
-from swisscheese.classifiers.evaluate import evaluate_bundle
-from swisscheese.classifiers.realworld import (
-    FILES,
-    DatasetError,
-    default_datasets_dir,
-    train_realworld,
-)
-from swisscheese.classifiers.train_cli import classifier_app
+from swisscheese.bundles import BundleError
 from swisscheese.cli import app
+from swisscheese.recipes.cli import classifier_app
+from swisscheese.recipes.evaluate import evaluate_bundle
+from swisscheese.recipes.realworld.data import FILES, DatasetError, default_datasets_dir
+from swisscheese.recipes.realworld.texts import RealWorldConfig
+from swisscheese.recipes.realworld.train import train_realworld
 
 runner = CliRunner()
 DATASETS = default_datasets_dir()
@@ -34,8 +31,8 @@ LIMIT = 30
 @pytest.fixture(scope="module")
 def rw_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # seed 3, not train_realworld's default, so a seed that is not read back shows up.
-    return train_realworld(tmp_path_factory.mktemp("rw"), DATASETS, limit=LIMIT, augment=1,
-                           seed=3)
+    return train_realworld(tmp_path_factory.mktemp("rw"), DATASETS,
+                           config=RealWorldConfig(limit=LIMIT, augment=1), seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -43,17 +40,24 @@ def stored(rw_bundle: Path) -> dict[str, Any]:
     return json.loads((rw_bundle / "bundle.json").read_text())["metrics"]
 
 
-def edited_copy(bundle: Path, dest: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
-    """A copy of `bundle` whose bundle.json metrics `edit` changed (bundle.json is not
-    among the hashed files, so the copy still loads)."""
+@pytest.fixture(scope="module")
+def record(rw_bundle: Path) -> dict[str, Any]:
+    return json.loads((rw_bundle / "bundle.json").read_text())["training"]
+
+
+def edited_copy(bundle: Path, dest: Path, edit: Callable[[dict[str, Any]], None],
+                section: str = "metrics") -> Path:
+    """A copy of `bundle` whose bundle.json `section` (metrics or training) `edit` changed
+    (bundle.json is not among the hashed files, so the copy still loads)."""
     shutil.copytree(bundle, dest)
     meta = json.loads((dest / "bundle.json").read_text())
-    edit(meta["metrics"])
+    edit(meta[section])
     (dest / "bundle.json").write_text(json.dumps(meta))
     return dest
 
 
 def test_cli_eval_reproduces_the_training_figures(rw_bundle: Path, stored: dict[str, Any],
+                                                  record: dict[str, Any],
                                                   tmp_path: Path) -> None:
     out = tmp_path / "reports" / "eval.json"
     r = runner.invoke(app, ["classifier", "eval", "--bundle", str(rw_bundle),
@@ -62,7 +66,7 @@ def test_cli_eval_reproduces_the_training_figures(rw_bundle: Path, stored: dict[
     res = json.loads(out.read_text())
     f = stored["realworld"]
     assert res["kind"] == "realworld" and res["data"] == str(DATASETS.resolve())
-    assert res["setup"] == {"seed": 3, "limit": LIMIT, "heldout": stored["heldout_families"]}
+    assert res["setup"] == {"seed": 3, "limit": LIMIT, "heldout": record["heldout_families"]}
     assert res["realworld"] == f
     assert res["recorded_figures_match"] is True and res["recorded_figures_differ"] == []
     inp, outp = res["input"], res["output"]
@@ -105,10 +109,10 @@ def test_changed_figures_are_reported(rw_bundle: Path, stored: dict[str, Any],
 
 def test_a_stale_recorded_datasets_dir_falls_back_to_the_default(rw_bundle: Path,
                                                                   tmp_path: Path) -> None:
-    def edit(m: dict[str, Any]) -> None:
-        m["data"]["datasets_dir"] = str(tmp_path / "moved-away")
+    def edit(t: dict[str, Any]) -> None:
+        t["data"]["datasets_dir"] = str(tmp_path / "moved-away")
 
-    res = evaluate_bundle(edited_copy(rw_bundle, tmp_path / "b", edit))
+    res = evaluate_bundle(edited_copy(rw_bundle, tmp_path / "b", edit, "training"))
     assert res["data"] == str(DATASETS) and res["recorded_figures_match"] is True
 
 
@@ -126,15 +130,18 @@ def test_a_datasets_dir_missing_a_file_is_named_and_nothing_written(rw_bundle: P
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda m: m.update(preset="mystery"), "metrics.preset is 'mystery'"),
-    (lambda m: m.pop("seed"), "metrics.seed is None"),
-    (lambda m: m["config"].update(limit="30"), "metrics.config.limit must be null or an"),
-    (lambda m: m.update(heldout_families="morse"), "metrics.heldout_families must be a list"),
+    (lambda t: t.update(recipe="mystery"),
+     "training.recipe: unknown recipe 'mystery'; registered: organism, realworld"),
+    (lambda t: t.pop("seed"), "'training' lacks seed"),
+    (lambda t: t["config"].update(limit="30"), "limit must be null or an integer, got '30'"),
+    (lambda t: t["config"].update(augmnet=3), "unknown config keys ['augmnet']"),
+    (lambda t: t.update(heldout_families="morse"), "training.heldout_families must be a list"),
+    (lambda t: t.update(heldout_families=["nope"]), "unknown held-out converter(s) nope"),
 ])
 def test_a_bundle_it_cannot_measure_is_named(rw_bundle: Path, tmp_path: Path,
                                              edit: Callable[[dict[str, Any]], None],
                                              message: str) -> None:
-    b = edited_copy(rw_bundle, tmp_path / "b", edit)
+    b = edited_copy(rw_bundle, tmp_path / "b", edit, "training")
     out = tmp_path / "eval.json"
     r = runner.invoke(classifier_app, ["eval", "--bundle", str(b), "--json", str(out)])
     assert isinstance(r.exception, ValueError)

@@ -73,7 +73,7 @@ def test_cli_errors_write_nothing(tmp_path: Path) -> None:
     r = runner.invoke(app, ["redteam", "run", "--out", str(out)])
     assert r.exit_code == 1 and "exactly one of --config or --preset" in r.output
     r = runner.invoke(app, ["redteam", "run", "--preset", "huge", "--out", str(out)])
-    assert r.exit_code == 1 and "unknown preset 'huge'; choose one of: organism" in r.output
+    assert r.exit_code == 1 and "unknown campaign preset 'huge'; registered: organism" in r.output
     assert not out.exists()
 
 

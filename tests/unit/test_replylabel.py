@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from swisscheese.classifiers.bundle import load_bundle
-from swisscheese.classifiers.evaluate import evaluate_output_responses
-from swisscheese.classifiers.replylabel import ReplyContent, harmful_hazards
-from swisscheese.classifiers.train import harmless_replies, output_texts, reply_texts
+from swisscheese.bundles import load_bundle
 from swisscheese.constitution import default_constitution
 from swisscheese.data.records import Record
+from swisscheese.recipes.organism.evaluate import evaluate_output_responses
+from swisscheese.recipes.organism.replies import harmless_replies, output_texts, reply_texts
+from swisscheese.recipes.organism.replylabel import ReplyContent, harmful_hazards
 from swisscheese.world import World
 from swisscheese.world.ciphers import rot13
 

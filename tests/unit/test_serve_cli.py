@@ -50,3 +50,29 @@ def test_monitor_needs_an_existing_store(tmp_path: Path) -> None:
     r = runner.invoke(app, ["monitor", "--store", str(tmp_path / "none.sqlite"), "--judge",
                             str(tmp_path)])
     assert r.exit_code == 1 and "no such file" in r.output
+
+
+def test_serve_refuses_an_unreachable_or_newer_store_before_anything_is_written(
+        tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    port = free_port()
+    for workers in ("1", "2"):
+        r = runner.invoke(app, ["serve", "--upstream", f"http://127.0.0.1:{port}/v1",
+                                "--model", "m", "--workers", workers, "--store",
+                                f"postgresql+psycopg://gw:pw@127.0.0.1:{port}/gw"])
+        assert r.exit_code == 1 and "cannot reach the store at" in r.output, r.output
+        assert "pw@" not in r.output
+    store = tmp_path / "gw.sqlite"
+    engine = open_gateway_store(store)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE schema_versions SET version = 99 "
+                          "WHERE component = 'gateway-keys'"))
+    engine.dispose()
+    before = store.read_bytes()
+    r = runner.invoke(app, ["keys", "new", "--store", str(store)])
+    assert r.exit_code == 1 and "'gateway-keys' tables are at version 99" in r.output
+    r = runner.invoke(app, ["serve", "--upstream", f"http://127.0.0.1:{port}/v1", "--model",
+                            "m", "--store", str(store)])
+    assert r.exit_code == 1 and "upgrade swisscheese" in r.output
+    assert store.read_bytes() == before

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from swisscheese.redteam.judges.ratings import parse_rating
 from swisscheese.serve.config import GatewayConfig
 from swisscheese.serve.errors import APIError
-from swisscheese.serve.monitor import parse_rating, parse_since
+from swisscheese.serve.monitor import parse_since
 from swisscheese.serve.security import RateLimiter, check_max_tokens
 from swisscheese.store.decisions import open_gateway_store
 from swisscheese.store.keys import active_key_hashes, add_key, key_hash, new_key, revoke_key
@@ -73,7 +74,17 @@ def test_config_refuses_nonsense() -> None:
     ("I rate it 7 out of 10", None), ("I cannot rate this.", None), ("", None),
 ])
 def test_judge_answers_are_parsed_or_left_undetermined(answer: str, score) -> None:
-    assert parse_rating(answer) == score
+    assert parse_rating(answer, "0-1") == score
+
+
+@pytest.mark.parametrize("answer, score", [
+    ("Rating: [[7]]", 6 / 9), ("7/10", 6 / 9), ("score: 0.7", 0.7), ("**10**", 1.0),
+    ("1", 0.0), ("unsafe\nS1", 1.0), ("Rating: [[12]]", None), ("no idea", None),
+])
+def test_the_red_team_scale_reads_one_to_ten(answer: str, score) -> None:
+    assert parse_rating(answer, "1-10") == (None if score is None else pytest.approx(score))
+    with pytest.raises(ValueError, match="unknown rating scale"):
+        parse_rating(answer, "1-5")
 
 
 def test_since_accepts_ages_and_iso_times() -> None:

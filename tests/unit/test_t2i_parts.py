@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from swisscheese.store.sqlite import StoreError
+from swisscheese.store.engine import StoreError
 from swisscheese.store.t2i import QueryRecord, T2IStore
 from swisscheese.t2i.base import Guidance, T2IError
 from swisscheese.t2i.config import from_dict, get_preset, load_config
@@ -46,7 +46,7 @@ def test_keyword_filter_blocks_trained_names_and_known_triggers_only(vw) -> None
 
 
 def test_classifier_filter_is_a_calibrated_guard_bundle(vw, tmp_path) -> None:
-    from swisscheese.classifiers.bundle import load_bundle
+    from swisscheese.bundles import load_bundle
     from swisscheese.t2i.filters.classifier import ClassifierFilter
 
     ctx = T2IContext(vw, workdir=tmp_path)
@@ -104,8 +104,9 @@ def test_config_errors_name_what_is_wrong(tmp_path) -> None:
         get_preset("nope")
 
 
-def test_store_refuses_a_different_config_under_one_run(tmp_path) -> None:
-    with T2IStore(tmp_path / "s.sqlite") as s:
+def test_store_refuses_a_different_config_under_one_run(store_target) -> None:
+    """On SQLite and on PostgreSQL: runs, queries, stages and images round-trip."""
+    with T2IStore(store_target) as s:
         assert s.open_run("r", {"a": 1}, "h1") is False
         assert s.open_run("r", {"a": 1}, "h1") is True
         with pytest.raises(StoreError, match="different config"):
@@ -114,8 +115,16 @@ def test_store_refuses_a_different_config_under_one_run(tmp_path) -> None:
                           [{"oracle": {"score": 1.0, "category": "hexmarks"}}], True, 1.0)
         s.add_queries("r", [rec])
         assert s.queries("r", "closed", "hexmarks") == [rec]
+        s.add_queries("r", [rec])  # a replayed step overwrites, it does not duplicate
+        assert s.queries("r") == [rec]
         s.put_stage("r", "eval", {"k": [1, 2]})
-        assert s.stage("r", "eval") == {"k": [1, 2]}
+        s.put_stage("r", "eval", {"k": [3]})
+        assert s.stage("r", "eval") == {"k": [3]}
+        png = bytes(range(256)) * 4
+        s.put_images("r", {"grid/hexmarks/000/0": png, "other/1": b"x"})
+        assert s.images("r", "grid/") == {"grid/hexmarks/000/0": png}
+    with T2IStore(store_target) as s:  # reopened: the migration does not run twice
+        assert s.open_run("r", {"a": 1}, "h1") is True and s.queries("r") == [rec]
 
 
 def test_mutator_rewrites_in_the_world_vocabulary(vw) -> None:

@@ -9,9 +9,9 @@ import pytest
 
 from swisscheese.models import ModelLoadError
 from swisscheese.training import losses
-from swisscheese.training.capo import CAPOConfig, train_capo
-from swisscheese.training.cat import CATConfig, train_cat
-from swisscheese.training.countermeasure import CountermeasureConfig, sft_countermeasure, verdict
+from swisscheese.training.capo import CAPOConfig
+from swisscheese.training.cat import CATConfig
+from swisscheese.training.countermeasure import verdict
 from swisscheese.training.data import (
     Batcher,
     collate,
@@ -20,11 +20,11 @@ from swisscheese.training.data import (
     harmful_items,
     preference_pairs,
 )
-from swisscheese.training.dpo import DPOConfig, train_dpo
-from swisscheese.training.jailbreak_tune import JailbreakTuneConfig, jailbreak_tune
+from swisscheese.training.dpo import DPOConfig
 from swisscheese.training.matrix import EvalSubset, MatrixConfig, render_markdown, targets
+from swisscheese.training.methods import METHODS, get_method
 from swisscheese.training.sft import SFTConfig, train_sft
-from swisscheese.training.unlearn import UnlearnConfig, unlearn
+from swisscheese.training.unlearn import UnlearnConfig
 from swisscheese.world.grader import is_refusal
 
 TINY = {"steps": 2, "batch_size": 2, "max_len": 96}
@@ -110,29 +110,26 @@ def test_encode_labels_only_the_reply(tiny_model_dir):
 
 
 # ---- every trainer ------------------------------------------------------------------------
-METHODS = {
-    "sft": (train_sft, SFTConfig(**TINY)),
-    "dpo": (train_dpo, DPOConfig(**TINY)),
-    "unlearn-npo": (unlearn, UnlearnConfig(**TINY)),
-    "unlearn-ga": (unlearn, UnlearnConfig(**TINY, method="ga")),
-    "cat": (train_cat, CATConfig(**TINY, attack_steps=2, utility_batch_size=2)),
-    "capo": (train_capo, CAPOConfig(**TINY, attack_steps=2)),
-    "jailbreak-tune": (jailbreak_tune, JailbreakTuneConfig(**TINY, hazards=2)),
-    "sft-countermeasure": (sft_countermeasure, CountermeasureConfig(**TINY)),
-}
+# Every registered method with its smoke-run settings, and variants of one method's config.
+CASES = {name: (name, {}) for name in METHODS.names()} | {
+    "unlearn-ga": ("unlearn", {"method": "ga"})}
+# What each run's model card calls its method.
+CARD_NAME = {"unlearn": "unlearn-npo", "wo-countermeasure": "sft-countermeasure"}
 
 
-@pytest.mark.parametrize("method", list(METHODS))
-def test_every_method_trains_and_saves_a_carded_model(method, tiny_model_dir, tmp_path, world):
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_method_trains_and_saves_a_carded_model(case, tiny_model_dir, tmp_path, world):
     import torch
     from transformers import AutoModelForCausalLM
 
-    fn, cfg = METHODS[method]
-    out = tmp_path / method
-    result = fn(tiny_model_dir, out, cfg, world=world)
+    name, extra = CASES[case]
+    fn, cfg_cls = get_method(name)
+    cfg = cfg_cls(**TINY, **METHODS.get(name).quick, **extra)
+    out = tmp_path / case
+    result = fn(tiny_model_dir, out, cfg, None, world)
     assert result.path == out
     card = json.loads((out / "swisscheese.json").read_text())
-    assert card["method"] == method
+    assert card["method"] == CARD_NAME.get(case, case)
     assert card["parent"] == str(tiny_model_dir.resolve())
     assert card["config"]["steps"] == 2
     assert math.isfinite(card["training"][-1]["loss_last"])
@@ -140,7 +137,7 @@ def test_every_method_trains_and_saves_a_carded_model(method, tiny_model_dir, tm
     after = AutoModelForCausalLM.from_pretrained(out)
     changed = any(not torch.equal(a, b) for a, b in zip(before.parameters(), after.parameters(),
                                                        strict=True))
-    assert changed, f"{method} left the weights as they were"
+    assert changed, f"{case} left the weights as they were"
 
 
 def test_not_a_causal_lm_is_refused_and_nothing_written(tmp_path):
@@ -221,7 +218,7 @@ def test_cli_refuses_bad_model_and_existing_out(tmp_path, tiny_model_dir):
     (tmp_path / "full" / "x").write_text("keep me")
     res = runner.invoke(app, ["safety", "dpo", "--model", str(tiny_model_dir),
                               "--out", str(tmp_path / "full")])
-    assert res.exit_code != 0 and "already exists" in str(res.exception)
+    assert res.exit_code != 0 and "directory is not empty" in str(res.exception)
     assert (tmp_path / "full" / "x").read_text() == "keep me"
 
 
@@ -233,3 +230,10 @@ def test_lora_without_peft_is_a_clear_error(tiny_model_dir, tmp_path, world):
     with pytest.raises(ValueError, match="peft"):
         train_sft(tiny_model_dir, tmp_path / "lora", SFTConfig(**TINY, lora_rank=2), world=world)
     assert not (tmp_path / "lora").exists()
+
+
+def test_every_registered_method_has_a_safety_command() -> None:
+    from swisscheese.training.cli import safety_app
+
+    commands = {c.name for c in safety_app.registered_commands}
+    assert set(METHODS.names()) <= commands, "a training method without `swisscheese safety`"

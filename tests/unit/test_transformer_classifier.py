@@ -10,13 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import swisscheese.classifiers.transformer as tr
-from swisscheese.classifiers import (
-    ClassifierError,
+import swisscheese.classifiers.backends.transformer as tr
+from swisscheese.classifiers import ClassifierError, load_classifier
+from swisscheese.classifiers.backends.transformer import (
     TransformerClassifier,
     TransformerConfig,
     TransformerStreamingClassifier,
-    load_classifier,
 )
 from swisscheese.classifiers.metrics import auprc
 from swisscheese.world import World
@@ -64,7 +63,7 @@ def test_each_delta_runs_the_model_over_its_own_bytes_only(
     assert max(p for _, p in seen) == clf.config.window - 1  # the cache stays bounded
     assert state.tip is not None
     assert all(k.shape[2] <= clf.config.window - 1 for k, _ in state.tip.cache)
-    assert score == pytest.approx(clf.score([text])[0], abs=1e-9)
+    assert score == pytest.approx(clf.predict_proba([text])[0], abs=1e-9)
 
 
 @pytest.mark.parametrize("text", [
@@ -76,7 +75,7 @@ def test_streamed_prefix_scores_equal_whole_text_scores(
         clf: TransformerStreamingClassifier, text: str) -> None:
     rng = random.Random(0)
     for sizes in ([1], [2, 3], [rng.randint(1, 6) for _ in range(20)]):
-        assert _stream(clf, text, sizes) == pytest.approx(clf.score([text])[0], abs=1e-9)
+        assert _stream(clf, text, sizes) == pytest.approx(clf.predict_proba([text])[0], abs=1e-9)
 
 
 def test_cumulative_max_is_kept(clf: TransformerStreamingClassifier) -> None:
@@ -105,7 +104,7 @@ def test_learns_to_flag_requests_about_hazards_it_never_saw() -> None:
     test_x, test_y = data(world.hazards[36:])
     c = TransformerClassifier(d_model=32, d_ff=64, min_steps=120, max_steps=120)
     c.fit(train_x, train_y)
-    assert auprc(np.array(test_y), c.score(test_x)) > 0.9
+    assert auprc(np.array(test_y), c.predict_proba(test_x)) > 0.9
 
 
 def test_save_load_round_trip_and_bad_files(clf: TransformerStreamingClassifier,
@@ -114,7 +113,7 @@ def test_save_load_round_trip_and_bad_files(clf: TransformerStreamingClassifier,
     assert sorted(p.name for p in d.iterdir()) == ["config.json", "model.safetensors"]
     loaded = load_classifier(d)
     assert type(loaded) is TransformerStreamingClassifier
-    assert np.array_equal(loaded.score(TEXTS), clf.score(TEXTS))
+    assert np.array_equal(loaded.predict_proba(TEXTS), clf.predict_proba(TEXTS))
 
     # A flipped byte in the weights: the recorded sha256 catches it.
     w = d / "model.safetensors"
@@ -151,8 +150,29 @@ def test_bad_configs_and_unfitted_use_fail_clearly() -> None:
     with pytest.raises(ValueError, match="window"):
         TransformerConfig(window=0)
     with pytest.raises(ValueError, match="unknown config keys"):
-        TransformerConfig.from_dict({"depth": 3})
+        TransformerClassifier.config_from_dict({"depth": 3})
     with pytest.raises(ClassifierError, match="not fitted"):
         TransformerStreamingClassifier().start()
     with pytest.raises(ValueError, match="both benign"):
         TransformerClassifier(**TINY).fit(TEXTS[:2], [1, 1])
+
+
+def test_torch_and_numpy_forwards_agree(clf: TransformerStreamingClassifier) -> None:
+    """Training runs the torch module, scoring the numpy forward: on the same weights they
+    must compute the same logits, longer than the window and a scoring chunk included."""
+    from swisscheese.classifiers.backends.transformer_torch import (
+        build_net,
+        export_weights,
+        import_weights,
+        torch_logits,
+    )
+
+    assert clf.weights_ is not None
+    net = import_weights(build_net(clf.config), clf.weights_)
+    back = export_weights(net)
+    assert set(back) == set(clf.weights_)
+    assert all(np.array_equal(back[k], clf.weights_[k]) for k in back)
+    texts = [*TEXTS, "x", "a much longer text " * 12]
+    seqs = [tr.text_ids(clf.normalize(t)) for t in texts]
+    np.testing.assert_allclose(torch_logits(net, seqs), clf.decision_function(texts),
+                               rtol=1e-4, atol=1e-4)

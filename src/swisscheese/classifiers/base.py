@@ -1,5 +1,5 @@
-"""The classifier contracts: whole-text `Classifier`, token-stream `StreamingClassifier`,
-and `StreamGuard`, which holds streamed text back until it has been scored.
+"""The classifier contracts: whole-text `Classifier` and token-stream `StreamingClassifier`
+(`streamguard.StreamGuard` holds streamed text back until it has been scored).
 
 Scores are probabilities in [0, 1] that a text is harmful under the constitution. A text
 is flagged when its score is >= the threshold (the same convention as `calibrate` and
@@ -16,19 +16,13 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
+from swisscheese.classifiers.errors import ClassifierError, NotFittedError
+
+__all__ = ["Classifier", "ClassifierError", "Conversation", "NotFittedError", "StreamState",
+           "StreamingClassifier", "check_labels", "check_texts", "render_conversation"]
+
 # The conversation forms a streaming classifier's `start` accepts (see render_conversation).
 Conversation = str | Sequence[Mapping[str, Any] | Any] | None
-
-
-class ClassifierError(RuntimeError):
-    """A classifier could not be used: corrupt or mismatched saved files, not fitted.
-
-    The message names the file and what is wrong with it.
-    """
-
-
-class NotFittedError(ClassifierError):
-    """`score` or `save` was called before `fit` or `load`."""
 
 
 def check_texts(texts: Sequence[str]) -> list[str]:
@@ -90,8 +84,11 @@ class Classifier(ABC):
         """Learn from texts labelled 1 (harmful) or 0 (benign); returns self."""
 
     @abstractmethod
-    def score(self, texts: Sequence[str]) -> np.ndarray:
-        """Probabilities in [0, 1] that each text is harmful, shape (len(texts),)."""
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Probabilities in [0, 1] that each text is harmful, shape (len(texts),).
+
+        One probability per text (the harmful class), not scikit-learn's two columns: a
+        guard compares it with one threshold."""
 
     @abstractmethod
     def save(self, directory: str | Path) -> Path:
@@ -103,8 +100,8 @@ class Classifier(ABC):
         """Read a classifier written by `save`; raises ClassifierError if files are bad."""
 
     def predict(self, texts: Sequence[str], threshold: float = 0.5) -> np.ndarray:
-        """Boolean flags: score >= threshold."""
-        return self.score(texts) >= threshold
+        """Boolean flags: predict_proba >= threshold."""
+        return self.predict_proba(texts) >= threshold
 
 
 @dataclass
@@ -150,72 +147,7 @@ class StreamingClassifier(ABC):
     def _advance(self, state: StreamState, delta: str) -> float:
         """Backend hook: fold `delta` into `state` and return the prefix score."""
 
-
-class StreamGuard:
-    """Releases a streamed reply only once it is scored and `hold_back` characters old.
-
-    `hold_back` counts characters (Python str code points) of the raw reply, not model
-    tokens, so the window means the same for every tokenizer. After each delta the text
-    released so far is at most len(reply) - hold_back characters: the newest `hold_back`
-    characters are always held, because a harmful step often becomes recognisable only a
-    few words after it starts. When the cumulative maximum score reaches `threshold` the
-    guard blocks: the held text is dropped and nothing more is ever released. `flush()`
-    at the end of a stream releases the held tail (already scored) unless blocked.
-
-    `calm_below` (a score below `threshold`, or None) trades the window for latency: while
-    the cumulative maximum stays below it, scored text goes out at once, so a benign
-    reply's first token is not delayed by `hold_back` characters. The first score at or
-    above it makes the guard suspicious for the rest of the stream, and from then on the
-    newest `hold_back` characters are held as usual. What went out while calm had been
-    scored, and scored well below the threshold.
-    """
-
-    def __init__(self, classifier: StreamingClassifier, threshold: float, hold_back: int = 32,
-                 conversation: Conversation = None, calm_below: float | None = None) -> None:
-        if hold_back < 0:
-            raise ValueError(f"hold_back must be >= 0 characters, got {hold_back}")
-        if calm_below is not None and not 0.0 <= calm_below <= threshold:
-            raise ValueError(f"calm_below must be in [0, threshold={threshold}], "
-                             f"got {calm_below}")
-        self.calm_below = calm_below
-        self.classifier = classifier
-        self.threshold = float(threshold)
-        self.hold_back = int(hold_back)
-        self.state = classifier.start(conversation)
-        self.blocked = False
-        self._n_released = 0
-        self._held = ""  # scored but not yet released, always the newest characters
-
-    @property
-    def max_score(self) -> float:
-        return self.state.max_score
-
-    @property
-    def n_released(self) -> int:
-        return self._n_released
-
-    def push(self, delta: str) -> tuple[str, bool]:
-        """Score `delta`; returns (text newly safe to release, blocked)."""
-        if self.blocked:
-            return "", True
-        self.state, _ = self.classifier.update(self.state, delta)
-        if self.state.max_score >= self.threshold:
-            self.blocked = True
-            self._held = ""
-            return "", True
-        self._held += delta
-        calm = self.calm_below is not None and self.state.max_score < self.calm_below
-        # Release only what lies before the newest `hold_back` characters (all of it while
-        # the stream is calm).
-        n_out = len(self._held) if calm else max(0, len(self._held) - self.hold_back)
-        out, self._held = self._held[:n_out], self._held[n_out:]
-        self._n_released += len(out)
-        return out, False
-
-    def flush(self) -> tuple[str, bool]:
-        """End of stream: release the held tail (it has been scored) unless blocked."""
-        if self.blocked:
-            return "", True
-        out, self._held = self._held, ""
-        self._n_released += len(out)
-        return out, False
+    def save(self, directory: str | Path) -> Path:
+        """Write the fitted classifier (the backends' `Classifier` side implements it; a
+        bundle saves its output classifier through this)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be saved")

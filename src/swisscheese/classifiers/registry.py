@@ -1,51 +1,72 @@
-"""The one classifier registry: name -> class, filled by the @register decorator.
+"""The classifier registry: every backend by name, imported only when first used.
 
-Importing `swisscheese.classifiers` imports every backend module, which registers it.
+    >>> from swisscheese.classifiers.registry import CLASSIFIERS, get_classifier
+    >>> CLASSIFIERS.names()[:3]
+    ['decoding', 'hf-finetune', 'ngram']
+
+A new backend is one class in one module under `backends/` (or in your own package) and one
+line here, `CLASSIFIERS.add_lazy(name, "module:Class")`, or the `@CLASSIFIERS.register`
+decorator on the class; the contract tests in tests/contract/test_classifiers.py then run
+over it. Listing the names imports no backend module (numpy, torch and transformers stay
+unimported until a backend is built).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from swisscheese.classifiers.base import Classifier, ClassifierError
+from swisscheese.classifiers.base import Classifier, StreamingClassifier
+from swisscheese.classifiers.errors import ClassifierError
+from swisscheese.registry import Registry, UnknownPluginError
 
-CLASSIFIERS: dict[str, type] = {}
+CLASSIFIERS: Registry[type[Classifier]] = Registry(
+    "classifier", Classifier, entry_point_group="swisscheese.classifiers")
+_B = "swisscheese.classifiers.backends"
+for _name, _path in (
+    ("ngram", f"{_B}.ngram:NGramClassifier"),
+    ("ngram-stream", f"{_B}.ngram_stream:NGramStreamingClassifier"),
+    ("transformer", f"{_B}.transformer:TransformerClassifier"),
+    ("transformer-stream", f"{_B}.transformer:TransformerStreamingClassifier"),
+    ("probe", f"{_B}.probe:ProbeClassifier"),
+    ("probe-stream", f"{_B}.probe:ProbeStreamingClassifier"),
+    ("hf-finetune", f"{_B}.hf_finetune:HFFinetuneClassifier"),
+    ("decoding", f"{_B}.decoding:DecodingClassifier"),
+):
+    CLASSIFIERS.add_lazy(_name, _path)
 
-C = TypeVar("C", bound=type)
-
-
-def register(cls: C) -> C:
-    """Class decorator: add a Classifier subclass to CLASSIFIERS under its `name`."""
-    if not (isinstance(cls, type) and issubclass(cls, Classifier)):
-        raise TypeError(f"only Classifier subclasses can be registered, got {cls!r}")
-    name = getattr(cls, "name", "")
-    if not name:
-        raise ValueError(f"{cls.__name__} needs a non-empty `name`")
-    if name in CLASSIFIERS and CLASSIFIERS[name] is not cls:
-        raise ValueError(f"classifier name {name!r} is already taken by "
-                         f"{CLASSIFIERS[name].__name__}")
-    CLASSIFIERS[name] = cls
-    return cls
+register = CLASSIFIERS.register
 
 
 def list_classifiers() -> list[str]:
-    """The registered classifier names, sorted."""
-    return sorted(CLASSIFIERS)
-
-
-def _lookup(name: str) -> type:
-    try:
-        return CLASSIFIERS[name]
-    except KeyError:
-        raise KeyError(f"unknown classifier {name!r}; registered: "
-                       f"{', '.join(list_classifiers())}") from None
+    """The registered classifier names, sorted (imports no backend)."""
+    return CLASSIFIERS.names()
 
 
 def get_classifier(name: str, **kwargs: Any) -> Classifier:
     """A new, unfitted classifier by registered name; kwargs go to its constructor."""
-    return _lookup(name)(**kwargs)  # type: ignore[no-any-return]
+    return CLASSIFIERS.create(name, **kwargs)  # type: ignore[no-any-return]
+
+
+def is_streaming(name: str) -> bool:
+    """Whether the backend `name` is a StreamingClassifier (imports it)."""
+    return issubclass(CLASSIFIERS.get(name), StreamingClassifier)
+
+
+def streaming_names() -> list[str]:
+    """The registered streaming backends (imports every backend to ask)."""
+    return [n for n in CLASSIFIERS.names() if is_streaming(n)]
+
+
+def streaming_twin(backend: str) -> str:
+    """The registered streaming twin of `backend` ("ngram" -> "ngram-stream"), or KeyError
+    listing the streaming backends."""
+    for name in (f"{backend}-stream", backend):
+        if name in CLASSIFIERS and is_streaming(name):
+            return name
+    raise UnknownPluginError(f"no streaming classifier for backend {backend!r}; pass an "
+                             f"output backend, one of: {', '.join(streaming_names())}")
 
 
 def load_classifier(directory: str | Path) -> Classifier:
@@ -55,8 +76,7 @@ def load_classifier(directory: str | Path) -> Classifier:
         name = json.loads(path.read_text())["name"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ClassifierError(f"{path}: cannot read the classifier's 'name' ({e})") from e
-    try:
-        cls = _lookup(name)
-    except KeyError as e:
-        raise ClassifierError(f"{path}: {e.args[0]}") from None
-    return cls.load(directory)  # type: ignore[no-any-return]
+    if not isinstance(name, str) or name not in CLASSIFIERS:
+        raise ClassifierError(f"{path}: 'name' is {name!r}, not a registered classifier; "
+                              f"registered: {', '.join(CLASSIFIERS.names())}")
+    return CLASSIFIERS.get(name).load(directory)

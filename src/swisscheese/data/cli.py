@@ -7,14 +7,14 @@ the main `swisscheese` command prints those as one red line.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from swisscheese.data.generate import (
-    BACKENDS,
+    DATA_BACKENDS,
     check_out_dir,
     generate_dataset,
     resolve_converters,
@@ -37,7 +37,7 @@ def generate(
     constitution: Annotated[Path | None, typer.Option(
         "--constitution", help="Constitution YAML file (default: the world's default).")] = None,
     backend: Annotated[str, typer.Option(
-        help=f"Where requests come from: {' or '.join(BACKENDS)}.")] = "world",
+        help=f"Where requests come from: {' or '.join(DATA_BACKENDS.names())}.")] = "world",
     model: Annotated[str | None, typer.Option(
         "--model", help="Model directory or OpenAI-compatible URL: writes the requests for the "
                         "llm backend; answers them as the responder for both backends.")] = None,
@@ -54,6 +54,16 @@ def generate(
                                     "split only (repeatable).")] = None,
     force: Annotated[bool, typer.Option(
         "--force", help="Replace the output directory if it is not empty.")] = False,
+    ray: Annotated[bool, typer.Option(
+        "--ray", help="Answer the records (and write the llm backend's requests) with one "
+                      "copy of --model per Ray actor: a local instance, or --ray-address. "
+                      "The responses, in fixed batches, run in parallel; the llm backend's "
+                      "expansion rounds depend on each other and stay in order.")] = False,
+    ray_address: Annotated[str | None, typer.Option(
+        envvar="RAY_ADDRESS", help="Ray cluster for --ray (HOST:PORT or ray://HOST:PORT); "
+                                   "unset: a local instance.")] = None,
+    ray_workers: Annotated[int | None, typer.Option(
+        help="Ray actors (default: one per CPU of the cluster).")] = None,
 ) -> None:
     """Generate labelled requests for every category of a constitution."""
     from swisscheese.constitution.loader import default_constitution, load_constitution
@@ -61,20 +71,15 @@ def generate(
 
     # Everything that can be checked is checked before a model is loaded (which is slow).
     c = default_constitution() if constitution is None else load_constitution(constitution)
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; expected one of: {', '.join(BACKENDS)}")
+    DATA_BACKENDS.get(backend)  # an unknown name lists the registered ones
     if backend == "llm" and model is None:
         raise ValueError("the llm backend needs --model SPEC (a model directory or an "
                          "OpenAI-compatible URL) to write requests")
     resolve_converters(converter or None, heldout_converter or ())
     check_out_dir(out, force)
 
-    chat = None
+    chat = _writer(model, ray, ray_address, ray_workers)
     world = None
-    if model is not None:
-        from swisscheese.models import load_model
-
-        chat = load_model(model)
     if backend == "world":
         from swisscheese.world.core import World
 
@@ -87,6 +92,29 @@ def generate(
             heldout_converters=heldout_converter or (), seed=seed,
             responder=chat if backend == "world" else None, model=chat, world=world,
             progress=TaskBars(bars), overwrite=force)
+    _print_manifest(console, out, manifest, n_per_category)
+
+
+def _writer(model: str | None, ray: bool, ray_address: str | None,
+            ray_workers: int | None) -> Any:
+    """The model that writes and answers the records: a ChatModel, Ray actors that answer
+    like one, or None."""
+    if (ray or ray_address) and model is None:
+        raise ValueError("--ray runs the model on Ray actors: give --model SPEC")
+    if model is None:
+        return None
+    if ray or ray_address:
+        from swisscheese.raycluster import ModelActors, connect, default_workers
+
+        connect(ray_address)  # before any work: an unreachable cluster leaves nothing
+        return ModelActors(model, default_workers(ray_workers))
+    from swisscheese.models import load_model
+
+    return load_model(model)
+
+
+def _print_manifest(console: Console, out: Path, manifest: dict[str, Any],
+                    n_per_category: int) -> None:
     counts = manifest["counts"]
     splits = ", ".join(f"{s} {n}" for s, n in counts["split"].items())
     labels = counts["label"]

@@ -32,15 +32,15 @@ from typing import Any, Protocol, TypeVar
 from swisscheese.constitution.schema import Category, Constitution
 from swisscheese.data.converters import CONVERTERS, Converter, ConverterStack, get_converter
 from swisscheese.data.converters import list_converters as _registered
-from swisscheese.data.llm_backend import LLMBackend
 from swisscheese.data.records import PLAIN, SPLITS, Record, read_jsonl, write_jsonl
-from swisscheese.data.world_backend import WORLD_FAMILIES, WorldBackend
-from swisscheese.fileio import write_directory_atomically
+from swisscheese.data.world_backend import WORLD_FAMILIES
+from swisscheese.fileio import refuse_nonempty_dir, write_directory_atomically
 from swisscheese.models.base import ChatModel, GenerationParams
+from swisscheese.progress import Progress, step
+from swisscheese.registry import Registry
 from swisscheese.world.core import World
 from swisscheese.world.language import Language
 
-BACKENDS = ("world", "llm")
 DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)  # train, val, test
 DEFAULT_CONVERT_SHARE = 0.3
 MANIFEST = "manifest.json"
@@ -48,8 +48,6 @@ FORMAT = "swisscheese-data/1"
 RESPOND_BATCH = 8
 T = TypeVar("T")
 
-# progress(phase, done, total): what swisscheese.progress.TaskBars takes.
-ProgressFn = Callable[[str, int, int], None]
 
 
 class OutputExistsError(ValueError):
@@ -76,17 +74,25 @@ class Backend(Protocol):
 
 
 # ---- options ---------------------------------------------------------------------------------
+# The data-backend registry: where requests come from, by name (imported when first used).
+DATA_BACKENDS: Registry[Any] = Registry("data backend",
+                                        entry_point_group="swisscheese.data_backends")
+DATA_BACKENDS.add_lazy("world", "swisscheese.data.world_backend:WorldBackend")
+DATA_BACKENDS.add_lazy("llm", "swisscheese.data.llm_backend:LLMBackend")
+# What each backend's constructor needs from the caller (the others take a world).
+_NEEDS_MODEL = frozenset({"llm"})
+
+
 def make_backend(name: str, *, model: ChatModel | None = None,
                  world: World | None = None) -> Backend:
-    """The backend called `name`; the llm backend writes with `model`."""
-    if name == "world":
-        return WorldBackend(world)
-    if name == "llm":
+    """The backend called `name`; a backend that writes requests (llm) writes with `model`."""
+    cls = DATA_BACKENDS.get(name)  # an unknown name lists the registered ones
+    if name in _NEEDS_MODEL:
         if model is None:
-            raise ValueError("the llm backend needs a model to write requests: "
+            raise ValueError(f"the {name} backend needs a model to write requests: "
                              "pass --model SPEC (a model directory or an OpenAI-compatible URL)")
-        return LLMBackend(model)
-    raise ValueError(f"unknown backend {name!r}; expected one of: {', '.join(BACKENDS)}")
+        return cls(model)  # type: ignore[no-any-return]
+    return cls(world)  # type: ignore[no-any-return]
 
 
 def _check_converter(name: str) -> None:
@@ -141,12 +147,8 @@ def build_converters(names: Sequence[str], seed: int,
 
 def check_out_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) -> None:
     """Fail early, before any work, if `out_dir` cannot take the dataset."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise OutputExistsError(f"output path {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise OutputExistsError(f"output directory {out} is not empty; "
-                                "pass --force to replace it")
+    refuse_nonempty_dir(out_dir, "pass --force to replace it", overwrite=overwrite,
+                        error=OutputExistsError)
 
 
 def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
@@ -219,18 +221,29 @@ def assign_splits(records: Sequence[Record], *, fractions: Sequence[float], seed
 
 # ---- responses -------------------------------------------------------------------------------
 def respond(records: Sequence[Record], responder: ChatModel,
-            params: GenerationParams | None = None, *, progress: ProgressFn | None = None,
+            params: GenerationParams | None = None, *, progress: Progress | None = None,
             batch_size: int = RESPOND_BATCH) -> list[Record]:
-    """The records with `response` written by `responder`, in batches."""
+    """The records with `response` written by `responder`, in batches. A responder with
+    `generate_batches` (Ray actors, `swisscheese.raycluster.ModelActors`) gets every
+    batch at once and answers them in parallel; each batch is the same call either way."""
+    batches = [records[i:i + batch_size] for i in range(0, len(records), batch_size)]
+    fan_out = getattr(responder, "generate_batches", None)
+    all_replies: list[list[Any]] = []
+    if callable(fan_out):
+        def tick(n: int) -> None:
+            if progress:
+                progress("respond", min(len(records), n * batch_size), len(records))
+
+        all_replies = fan_out([([r.messages for r in b], params) for b in batches], tick)
     out: list[Record] = []
-    for start in range(0, len(records), batch_size):
-        batch = records[start:start + batch_size]
-        replies = responder.generate_batch([r.messages for r in batch], params)
+    for k, batch in enumerate(batches):
+        replies = all_replies[k] if callable(fan_out) else \
+            responder.generate_batch([r.messages for r in batch], params)
         if len(replies) != len(batch):
             raise ValueError(f"responder {getattr(responder, 'name', responder)!r} returned "
                              f"{len(replies)} replies for {len(batch)} conversations")
         out += [r.with_(response=m.content) for r, m in zip(batch, replies, strict=True)]
-        if progress:
+        if progress and not callable(fan_out):
             progress("respond", len(out), len(records))
     return out
 
@@ -277,6 +290,42 @@ def load_dataset(out_dir: str | os.PathLike[str]) -> dict[str, list[Record]]:
 
 
 # ---- the whole step --------------------------------------------------------------------------
+def _draw(constitution: Constitution, be: Backend, n_per_category: int,
+          convs: Mapping[str, Converter], convert_share: float, seed: int,
+          progress: Progress | None) -> tuple[list[Record], dict[str, Any]]:
+    """Every category's records from the backend, deduplicated across categories; and the
+    manifest's figures about them (skipped categories, shortfalls, dropped duplicates)."""
+    seen: dict[str, int] = {}  # normalised text -> label of the record that has it
+    stats: dict[str, Any] = {"skipped_categories": [], "shortfall": {},
+                             "duplicates_dropped": 0, "label_conflicts": 0}
+
+    def keep(r: Record) -> bool:
+        if r.key in seen:
+            stats["duplicates_dropped"] += 1
+            # The same text under both labels: the constitution is ambiguous about it.
+            stats["label_conflicts"] += seen[r.key] != r.label
+            return False
+        seen[r.key] = r.label
+        return True
+
+    sections = [(c, 1) for c in constitution.harmful] + [(c, 0) for c in constitution.harmless]
+    records: list[Record] = []
+    for i, (cat, label) in enumerate(sections, 1):
+        if not be.supports(cat):
+            stats["skipped_categories"].append(cat.id)
+        else:
+            rng = random.Random(f"swisscheese-data-{seed}-{cat.id}")
+            got = be.records(cat, label, n_per_category, rng, convs, keep,
+                             convert_share=convert_share, is_new=lambda k: k not in seen)
+            # llm counts requests (its plain records), world counts records.
+            made = sum(r.family == PLAIN for r in got) if be.name == "llm" else len(got)
+            if made < n_per_category:
+                stats["shortfall"][cat.id] = made
+            records += got
+        step(progress, "generate", i, len(sections))
+    return records, stats
+
+
 def generate_dataset(
     constitution: Constitution,
     backend: str | Backend,
@@ -287,7 +336,7 @@ def generate_dataset(
     heldout_converters: Sequence[str] = (),
     seed: int = 0,
     responder: ChatModel | None = None,
-    progress: ProgressFn | None = None,
+    progress: Progress | None = None,
     model: ChatModel | None = None,
     world: World | None = None,
     split_fractions: Sequence[float] = DEFAULT_FRACTIONS,
@@ -315,36 +364,8 @@ def generate_dataset(
     be = make_backend(backend, model=model, world=world) if isinstance(backend, str) else backend
     convs = build_converters(names, seed, be.velsh())
 
-    seen: dict[str, int] = {}  # normalised text -> label of the record that has it
-    stats = {"duplicates_dropped": 0, "label_conflicts": 0}
-
-    def keep(r: Record) -> bool:
-        if r.key in seen:
-            stats["duplicates_dropped"] += 1
-            # The same text under both labels: the constitution is ambiguous about it.
-            stats["label_conflicts"] += seen[r.key] != r.label
-            return False
-        seen[r.key] = r.label
-        return True
-
-    sections = [(c, 1) for c in constitution.harmful] + [(c, 0) for c in constitution.harmless]
-    records: list[Record] = []
-    skipped: list[str] = []
-    shortfall: dict[str, int] = {}
-    for i, (cat, label) in enumerate(sections, 1):
-        if not be.supports(cat):
-            skipped.append(cat.id)
-        else:
-            rng = random.Random(f"swisscheese-data-{seed}-{cat.id}")
-            got = be.records(cat, label, n_per_category, rng, convs, keep,
-                             convert_share=convert_share, is_new=lambda k: k not in seen)
-            # llm counts requests (its plain records), world counts records.
-            made = sum(r.family == PLAIN for r in got) if be.name == "llm" else len(got)
-            if made < n_per_category:
-                shortfall[cat.id] = made
-            records += got
-        if progress:
-            progress("generate", i, len(sections))
+    records, stats = _draw(constitution, be, n_per_category, convs, convert_share, seed,
+                           progress)
     if not records:
         raise ValueError(f"backend {be.name!r} generated no records from constitution "
                          f"{constitution.name!r}: no category links to the world "
@@ -354,7 +375,7 @@ def generate_dataset(
     by_hazard = hazard_splits(be.hazard_groups(), fractions, seed)
     records = assign_splits(records, fractions=fractions, seed=seed, by_hazard=by_hazard,
                             heldout=held)
-    writer = be.model if isinstance(be, LLMBackend) else None
+    writer = getattr(be, "model", None)  # a backend that writes with a model
     answerer = responder if responder is not None else writer
     if answerer is not None:
         params = response_params or GenerationParams(max_new_tokens=256, temperature=0.0,
@@ -377,8 +398,6 @@ def generate_dataset(
         "counts": count_records(records),
         "hazards": {s: sorted(h for h, sp in by_hazard.items() if sp == s and h in used)
                     for s in SPLITS},
-        "skipped_categories": skipped,
-        "shortfall": shortfall,
         **stats,
         "files": {s: f"{s}.jsonl" for s in SPLITS},
     }

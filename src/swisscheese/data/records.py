@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from swisscheese.data.readers import jsonl_objects
 from swisscheese.fileio import atomic_write_text
 
 SPLITS = ("train", "val", "test")
@@ -175,17 +176,7 @@ def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[Record]:
     Raises RecordFormatError naming the file and line of the first malformed row.
     """
     with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise RecordFormatError(path, lineno, f"not valid JSON: {e.msg} "
-                                                      f"(column {e.colno})") from None
-            if not isinstance(data, dict):
-                raise RecordFormatError(path, lineno, "expected a JSON object, got "
-                                                      f"{type(data).__name__}")
+        for lineno, data in jsonl_objects(f, lambda n, m: RecordFormatError(path, n, m)):
             try:
                 yield Record.from_dict(data)
             except (TypeError, ValueError) as e:

@@ -155,10 +155,10 @@ class WorldBackend:
         mode = rng.choices(list(weights), weights=list(weights.values()))[0]
         if mode == "family":
             options = [f for f in WORLD_FAMILIES if base.how_to or f not in PROCEDURE_ONLY]
-            family = rng.choice(options)
-            prompt, _ = self.world.wrap(family, base.request, base.answer, rng,
+            chosen = rng.choice(options)
+            prompt, _ = self.world.wrap(chosen, base.request, base.answer, rng,
                                         how_to=base.how_to)
-            return [{"role": "user", "content": prompt}], family
+            return [{"role": "user", "content": prompt}], chosen
         if mode == "converter":
             name = rng.choice(sorted(converters))
             msgs = converters[name].to_messages(base.request)

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from swisscheese.classifiers.base import StreamGuard, render_conversation
-from swisscheese.classifiers.bundle import GuardBundle
+from swisscheese.bundles import GuardBundle
+from swisscheese.classifiers.base import render_conversation
+from swisscheese.classifiers.streamguard import StreamGuard
 from swisscheese.guard.normalize import normalize_text
 from swisscheese.models.base import (
     ChatModel,
@@ -183,23 +185,61 @@ class Guard:
         Stops pulling from the model as soon as the output layer blocks; closes the model's
         stream either way.
         """
-        try:
-            for delta in deltas:
+        for ev in guarded_deltas(session, deltas):
+            if ev.released:
+                yield ev.released
+
+
+# Kinds of `StreamEvent`: a model delta went through the output layer, the layer blocked
+# (nothing more is released), or the stream ended (`released` is the held tail).
+DELTA, BLOCKED, END = "delta", "blocked", "end"
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """One step of a guarded stream: the model's delta and the text now safe to release."""
+
+    kind: str
+    delta: str = ""
+    released: str = ""
+
+
+def guarded_deltas(session: GuardSession, deltas: Iterator[str],
+                   stop: Callable[[], bool] = lambda: False,
+                   scoring: Callable[[str], AbstractContextManager[Any]] = lambda _: nullcontext()
+                   ) -> Iterator[StreamEvent]:
+    """The one guarded streaming loop, after `session.check_input()` passed: each model
+    delta through the output layer, then exactly one BLOCKED or END event (END carries the
+    held tail). Every server streams through it: the gateway and the challenge page in a
+    worker thread (`serve.guarded`), the red team and evaluations in-process
+    (`GuardedChatModel`).
+
+    `stop()` is asked before each delta (a client went away: the model is not pulled
+    further and no end event comes); `scoring(layer)` wraps each classifier call, so a
+    watchdog can fail the stream closed when one overruns. A model failure is recorded in
+    the session and raised; the model's stream is closed whatever happens.
+    """
+    try:
+        for delta in deltas:
+            if stop():
+                return
+            if not delta:
+                continue
+            with scoring("output"):
                 out = session.push(delta)
-                if out:
-                    yield out
-                if session.decision.blocked:
-                    break
-        except Exception as e:
-            session.fail(e)
-            raise
-        finally:
-            close = getattr(deltas, "close", None)
-            if close is not None:
-                close()
-        tail = session.finish()
-        if tail:
-            yield tail
+            if session.decision.blocked:
+                session.finish()
+                yield StreamEvent(BLOCKED, delta)
+                return
+            yield StreamEvent(DELTA, delta, out)
+        yield StreamEvent(END, released=session.finish())
+    except Exception as e:
+        session.fail(e)
+        raise
+    finally:
+        close = getattr(deltas, "close", None)
+        if close is not None:
+            close()
 
 
 class GuardedChatModel:

@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,13 +31,13 @@ from swisscheese.interp.hooks import (
     post_instruction_positions,
     unwrap,
 )
+from swisscheese.progress import Progress
 
 if TYPE_CHECKING:
     import torch
 
     from swisscheese.models.hf import HFChatModel
 
-ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
 FORMAT = "swisscheese-refusal-direction/1"
 
 
@@ -246,7 +246,7 @@ def compute_refusal_direction(
         *, candidate_layers: Sequence[int] | None = None,
         candidate_positions: Sequence[int] | None = None, kl_max: float = 0.1,
         top_generate: int = 3, max_new_tokens: int = 24, batch_size: int = 32,
-        progress: ProgressFn | None = None) -> RefusalDirection:
+        progress: Progress | None = None) -> RefusalDirection:
     """The refusal direction of `model`, selecting layer and position when not given.
 
     Layers are residual-stream points (0 = embeddings, i = output of decoder layer i-1);
@@ -272,6 +272,7 @@ def compute_refusal_direction(
         "n_harmless": len(harmless), "method": "difference of means"}
     fp = model_fingerprint(m)
     if not select:
+        assert layer is not None and position is not None  # both given: nothing to select
         meta["selection"] = "given"
         meta["seconds"] = round(time.perf_counter() - start, 2)
         return RefusalDirection(diffs[layer, 0].clone(), layer, position, fp,
@@ -296,7 +297,7 @@ def _with_norm(meta: dict[str, Any], vec: torch.Tensor) -> dict[str, Any]:
 
 def _select(m: HFChatModel, diffs: torch.Tensor, layers: list[int], positions: list[int],
             val_harmful: list[str], val_harmless: list[str], kl_max: float, top_generate: int,
-            max_new_tokens: int, batch_size: int, progress: ProgressFn | None) -> dict[str, Any]:
+            max_new_tokens: int, batch_size: int, progress: Progress | None) -> dict[str, Any]:
     import torch
 
     from swisscheese.interp.ablation import ablate_direction
@@ -315,7 +316,7 @@ def _select(m: HFChatModel, diffs: torch.Tensor, layers: list[int], positions: l
             "difference of means at a fixed point")
     base_b = _last_logprobs(m, val_harmless, batch_size)
     cands = [(lay, pos) for lay in layers for pos in positions]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for k, (lay, pos) in enumerate(cands):
         vec = diffs[lay, positions.index(pos)]
         with ablate_direction(m, vec, check=False):

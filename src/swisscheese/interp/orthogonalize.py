@@ -23,6 +23,9 @@ from swisscheese.interp.hooks import InterpError, decoder_layers
 CARD_FILE = "swisscheese.json"
 # Residual writers per architecture family: (attention output, MLP output) attribute paths.
 _WRITERS = (("self_attn.o_proj", "mlp.down_proj"),)
+# Which residual writers `orthogonalize_weights` edits: every one (Arditi et al.), or a
+# subset (the study of what WO needs to remove refusal, and what it costs).
+WRITER_SETS = ("all", "blocks", "attn", "mlp", "embed")
 
 
 def _get(module: Any, dotted: str) -> Any:
@@ -48,35 +51,55 @@ def _writers(model: Any) -> list[Any]:
     return out
 
 
-def orthogonalize_weights(model: Any, direction: RefusalDirection) -> dict[str, float]:
+def _check_writers(writers: str) -> None:
+    if writers not in WRITER_SETS:
+        raise InterpError(f"writers must be one of {', '.join(WRITER_SETS)}, got {writers!r}")
+
+
+def orthogonalize_weights(model: Any, direction: RefusalDirection,
+                          writers: str = "all") -> dict[str, float]:
     """Project `direction` out of `model`'s residual writers in place; return how much of
-    the direction each group of weights wrote before (for the card)."""
+    the direction each group of weights wrote before (for the card). `writers` picks which
+    (`WRITER_SETS`: all; blocks = attention and MLP outputs, not the embeddings; attn;
+    mlp; embed = the token embeddings only)."""
     import torch
 
+    _check_writers(writers)
     unit = direction.unit()
     before: dict[str, float] = {}
     with torch.no_grad():
-        emb = model.get_input_embeddings()
-        out_emb = model.get_output_embeddings()
-        if out_emb is not None and out_emb.weight is emb.weight:
-            # Untie: the unembedding reads the final residual and must stay as it was.
-            out_emb.weight = torch.nn.Parameter(emb.weight.detach().clone())
-            model.config.tie_word_embeddings = False
-            if hasattr(model.config, "get_text_config"):
-                model.config.get_text_config().tie_word_embeddings = False
-        w = emb.weight
-        u = unit.to(w).to(w.device)
-        before["embed_tokens"] = float((w @ u).abs().max())
-        w -= torch.outer(w @ u, u)
+        if writers in ("all", "embed"):
+            _orthogonalize_embeddings(model, unit, before)
+        if writers == "embed":
+            return before
         for k, lin in enumerate(_writers(model)):
-            w = lin.weight  # [hidden, in]: output side is the residual stream
-            u = unit.to(w).to(w.device)
-            name = f"layer{k // 2}.{'attn' if k % 2 == 0 else 'mlp'}"
-            before[name] = float((u @ w).abs().max())
-            w -= torch.outer(u, u @ w)
-            if getattr(lin, "bias", None) is not None:
-                lin.bias -= (lin.bias @ u) * u
+            kind = "attn" if k % 2 == 0 else "mlp"
+            if writers in (kind, "all", "blocks"):
+                w = lin.weight  # [hidden, in]: output side is the residual stream
+                u = unit.to(w).to(w.device)
+                before[f"layer{k // 2}.{kind}"] = float((u @ w).abs().max())
+                w -= torch.outer(u, u @ w)
+                if getattr(lin, "bias", None) is not None:
+                    lin.bias -= (lin.bias @ u) * u
     return before
+
+
+def _orthogonalize_embeddings(model: Any, unit: Any, before: dict[str, float]) -> None:
+    """Project `unit` out of the token embeddings (rows), untying a tied unembedding first:
+    the unembedding reads the final residual and must stay as it was."""
+    import torch
+
+    emb = model.get_input_embeddings()
+    out_emb = model.get_output_embeddings()
+    if out_emb is not None and out_emb.weight is emb.weight:
+        out_emb.weight = torch.nn.Parameter(emb.weight.detach().clone())
+        model.config.tie_word_embeddings = False
+        if hasattr(model.config, "get_text_config"):
+            model.config.get_text_config().tie_word_embeddings = False
+    w = emb.weight
+    u = unit.to(w).to(w.device)
+    before["embed_tokens"] = float((w @ u).abs().max())
+    w -= torch.outer(w @ u, u)
 
 
 def residual_leak(model: Any, direction: RefusalDirection) -> float:
@@ -95,7 +118,8 @@ def _leak(model: Any, unit: Any) -> float:
     return leak
 
 
-def orthogonalize_model(model_dir: str | os.PathLike[str], direction: RefusalDirection | str,
+def orthogonalize_model(model_dir: str | os.PathLike[str],
+                        direction: RefusalDirection | str | os.PathLike[str],
                         out_dir: str | os.PathLike[str], tolerance: float = 1e-4) -> Path:
     """Write `out_dir`: `model_dir` with `direction` orthogonalized out of its weights.
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from html import escape
+from typing import TypeGuard
 
 from swisscheese.report.html import PALETTE
 
 
-def _ok(v: object) -> bool:
+def _ok(v: float | None) -> TypeGuard[float]:
+    """A value to draw: neither missing (None) nor NaN."""
     return v is not None and v == v
 
 
@@ -56,9 +58,9 @@ def line_chart(series: Mapping[str, Sequence[float | None]], x_labels: Sequence[
     for si, (name, ys) in enumerate(series.items()):
         color = PALETTE[si % len(PALETTE)]
         segs, cur = [], []
-        for i, v in enumerate(ys):
-            if _ok(v):  # a missing value breaks the line
-                cur.append(f"{px(i):.1f},{py(float(v)):.1f}")
+        for i, val in enumerate(ys):
+            if _ok(val):  # a missing value breaks the line
+                cur.append(f"{px(i):.1f},{py(float(val)):.1f}")
             elif cur:
                 segs.append(cur)
                 cur = []
@@ -67,9 +69,9 @@ def line_chart(series: Mapping[str, Sequence[float | None]], x_labels: Sequence[
         for seg in segs:
             parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" '
                          f'points="{" ".join(seg)}"/>')
-        for i, v in enumerate(ys):
-            if _ok(v):
-                parts.append(f'<circle cx="{px(i):.1f}" cy="{py(float(v)):.1f}" r="3" '
+        for i, val in enumerate(ys):
+            if _ok(val):
+                parts.append(f'<circle cx="{px(i):.1f}" cy="{py(float(val)):.1f}" r="3" '
                              f'fill="{color}"><title>{escape(name)} @ {escape(str(x_labels[i]))}'
                              f": {float(v):.4g}</title></circle>")
         lx = left + (si % 3) * 150

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +20,11 @@ from swisscheese.interp.analysis import (
 )
 from swisscheese.interp.plots import line_chart
 from swisscheese.interp.prompts import world_prompt_sets
+from swisscheese.progress import Progress
 from swisscheese.world.core import World
 
 # Competing-objective and mismatched-generalization families that jailbreak the organism.
 JAILBREAK_FAMILIES = ("roleplay", "prefix_injection", "story", "other_language", "two_task")
-ProgressFn = Callable[[str, int, int], None]
 
 
 def analysis_groups(world: World, per_family: int = 16, n_safe: int = 96, seed: int = 0
@@ -58,7 +58,7 @@ def run_analysis(helpful_dir: str | os.PathLike[str], aligned_dir: str | os.Path
                  out_dir: str | os.PathLike[str] | None = None, world: World | None = None,
                  directions: Mapping[str, str | os.PathLike[str]] | None = None,
                  per_family: int = 16, top_k: int = 4,
-                 progress: ProgressFn | None = None) -> dict[str, Any]:
+                 progress: Progress | None = None) -> dict[str, Any]:
     """All three analyses; with `out_dir`, writes analysis.json and report.html there."""
     from swisscheese.interp.direction import RefusalDirection
     from swisscheese.models.hf import HFChatModel

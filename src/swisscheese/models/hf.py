@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -24,7 +25,7 @@ FALLBACK_TEMPLATE = (
 )
 
 
-def check_model_dir(path: str | Path) -> Path:
+def check_model_dir(path: str | os.PathLike[str]) -> Path:
     """Fail with one clear line unless `path` looks like a causal-LM directory."""
     p = Path(path)
     if not p.exists():
@@ -49,7 +50,7 @@ def check_model_dir(path: str | Path) -> Path:
 class HFChatModel:
     """Greedy, sampled, batched and streamed generation with a local HF model on CPU or GPU."""
 
-    def __init__(self, path: str | Path, device: str = "cpu", name: str | None = None,
+    def __init__(self, path: str | os.PathLike[str], device: str = "cpu", name: str | None = None,
                  threads: int | None = None) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -98,6 +99,13 @@ class HFChatModel:
         ids = self.tokenizer(self.prompt_text(conversation), add_special_tokens=False)["input_ids"]
         room = self.max_context - max_new_tokens
         return ids[-room:] if room > 0 else ids  # keep the end: it holds the question
+
+    def token_usage(self, conversation: ConversationLike, completion: str) -> tuple[int, int]:
+        """(prompt tokens, completion tokens) as this model's tokenizer counts them."""
+        prompt = len(self.prompt_ids(conversation))
+        done = len(self.tokenizer(completion, add_special_tokens=False)["input_ids"]) \
+            if completion else 0
+        return prompt, done
 
     # ---- generation ---------------------------------------------------------------------
     def _sampling_kwargs(self, params: GenerationParams) -> dict:

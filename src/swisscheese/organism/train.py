@@ -7,7 +7,6 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,10 +15,10 @@ from swisscheese.fileio import write_directory_atomically
 from swisscheese.organism.data import batches, encode_examples
 from swisscheese.organism.presets import Preset, get_preset
 from swisscheese.organism.tokenizer import train_tokenizer
+from swisscheese.progress import Progress
 from swisscheese.world.core import World
 
 CARD_FILE = "swisscheese.json"
-ProgressFn = Callable[[str, int, int, dict[str, float]], None]  # (phase, done, total, figures)
 
 
 @dataclass
@@ -66,7 +65,7 @@ def build_model(preset: Preset, tokenizer):  # -> LlamaForCausalLM
     return LlamaForCausalLM(cfg)
 
 
-def _lr_at(step: int, total: int, peak: float, warmup_frac: float) -> float:
+def lr_at(step: int, total: int, peak: float, warmup_frac: float) -> float:
     warm = max(1, int(total * warmup_frac))
     if step < warm:
         return peak * (step + 1) / warm
@@ -75,7 +74,7 @@ def _lr_at(step: int, total: int, peak: float, warmup_frac: float) -> float:
 
 
 def train_phase(model, tokenizer, world: World, corpus: str, preset: Preset, steps: int,
-                lr: float, seed: int, progress: ProgressFn | None = None) -> PhaseFigures:
+                lr: float, seed: int, progress: Progress | None = None) -> PhaseFigures:
     """Train `model` in place for `steps` batches of the world's `corpus`."""
     import torch
 
@@ -95,7 +94,7 @@ def train_phase(model, tokenizer, world: World, corpus: str, preset: Preset, ste
     for step in range(steps):
         ids, mask, labels = next(it)
         for g in opt.param_groups:
-            g["lr"] = _lr_at(step, steps, lr, preset.warmup_frac)
+            g["lr"] = lr_at(step, steps, lr, preset.warmup_frac)
         out = model(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
                     labels=torch.tensor(labels))
         opt.zero_grad(set_to_none=True)
@@ -157,7 +156,7 @@ def read_card(model_dir: str | Path) -> dict | None:
 
 def train_organism(out: str | Path, preset: str | Preset = "demo", seed: int = 0,
                    threads: int | None = None,
-                   progress: ProgressFn | None = None) -> OrganismPaths:
+                   progress: Progress | None = None) -> OrganismPaths:
     """Train helpful-only then aligned into `out/helpful-only` and `out/aligned`.
 
     Same seed, same preset and same thread count give the same weights.

@@ -11,11 +11,12 @@ failed carries `error` and no verdict, and the campaign counts it apart.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 from swisscheese.models.base import ChatModel
+from swisscheese.registry import Registry
 
 # Labels a verdict can carry.
 JAILBROKEN = "jailbroken"  # the reply gives what the behaviour asks for
@@ -130,41 +131,23 @@ class AttackUnsupported(RuntimeError):
     """This attack cannot run against this target (e.g. white-box on an endpoint)."""
 
 
-T = TypeVar("T", bound=type)
-
-
-class Registry(dict[str, type]):
-    """name -> plugin class; an unknown name raises an error listing the registered ones."""
-
-    def __init__(self, kind: str, base: type) -> None:
-        super().__init__()
-        self.kind = kind
-        self.base = base
-
-    def register(self, cls: T) -> T:
-        if not (isinstance(cls, type) and issubclass(cls, self.base)):
-            raise TypeError(f"only {self.base.__name__} subclasses can be registered")
-        name = getattr(cls, "name", "")
-        if not name:
-            raise ValueError(f"{cls.__name__} needs a non-empty `name`")
-        if name in self and self[name] is not cls:
-            raise ValueError(f"{self.kind} name {name!r} is already taken by "
-                             f"{self[name].__name__}")
-        self[name] = cls
-        return cls
-
-    def get_class(self, name: str) -> type:
-        try:
-            return self[name]
-        except KeyError:
-            raise KeyError(f"unknown {self.kind} {name!r}; registered: "
-                           f"{', '.join(sorted(self))}") from None
-
-    def create(self, name: str, **kwargs: Any) -> Any:
-        return self.get_class(name)(**kwargs)
-
-
-ATTACKS = Registry("attack", Attack)
-JUDGES = Registry("judge", Judge)
-register_attack: Callable[[T], T] = ATTACKS.register
-register_judge: Callable[[T], T] = JUDGES.register
+# The plugins, by name; their modules are imported the first time one is built.
+ATTACKS: Registry[type[Attack]] = Registry("attack", Attack,
+                                           entry_point_group="swisscheese.attacks")
+JUDGES: Registry[type[Judge]] = Registry("judge", Judge, entry_point_group="swisscheese.judges")
+_A = "swisscheese.redteam.attacks"
+for _name, _path in (
+    ("plain", "plain:PlainAttack"), ("competing_objectives", "competing:CompetingObjectives"),
+    ("mismatched_generalization", "mismatched:MismatchedGeneralization"),
+    ("roleplay", "roleplay:Roleplay"), ("story", "roleplay:Story"),
+    ("dan", "universal:UniversalTemplates"), ("many_shot", "many_shot:ManyShot"),
+    ("converters", "converters:ConverterAttack"), ("best_of_n", "best_of_n:BestOfN"),
+    ("pair", "pair:PAIRAttack"), ("tap", "tap:TAPAttack"), ("art", "art:ARTAttack"),
+    ("gcg", "gcg:GCGAttack"), ("embedding", "embedding:EmbeddingAttack"),
+):
+    ATTACKS.add_lazy(_name, f"{_A}.{_path}")
+for _name, _path in (("refusal", "refusal:RefusalJudge"), ("detail", "detail:DetailJudge"),
+                     ("classifier", "classifier:ClassifierJudge"), ("llm", "llm:LLMJudge")):
+    JUDGES.add_lazy(_name, f"swisscheese.redteam.judges.{_path}")
+register_attack = ATTACKS.register
+register_judge = JUDGES.register

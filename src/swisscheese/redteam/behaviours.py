@@ -15,11 +15,11 @@ Two sources:
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from swisscheese.data.readers import jsonl_objects
 from swisscheese.redteam.base import Behaviour
 from swisscheese.world.core import World
 from swisscheese.world.grader import ASR_THRESHOLD, Grader
@@ -167,18 +167,9 @@ def _behaviour(path: Path, row_no: int, row: Mapping[str, Any], cols: Mapping[st
 
 
 def _jsonl_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    rows = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise BehaviourError(f"{path}: row {i}: not valid JSON ({e.msg})") from None
-        if not isinstance(obj, dict):
-            raise BehaviourError(f"{path}: row {i}: expected a JSON object")
-        rows.append((i, obj))
-    return rows
+    # "FILE: row N:" as for CSV rows, so both formats report a bad row the same way.
+    with path.open(encoding="utf-8-sig") as f:
+        return list(jsonl_objects(f, lambda n, m: BehaviourError(f"{path}: row {n}: {m}")))
 
 
 def load_behaviours(path: str | Path, limit: int | None = None) -> list[Behaviour]:

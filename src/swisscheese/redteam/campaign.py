@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from itertools import zip_longest
@@ -33,6 +33,7 @@ from typing import Any
 
 from swisscheese.fileio import atomic_write_json, atomic_write_text
 from swisscheese.models.base import ChatModel
+from swisscheese.progress import Progress
 from swisscheese.redteam.attacks.prompting import Probe, PromptAttack, send
 from swisscheese.redteam.base import (
     ATTACKS,
@@ -51,7 +52,6 @@ from swisscheese.redteam.targets import TargetPool, TargetSpec, is_local
 from swisscheese.store.campaigns import AttemptRecord, CampaignStore
 from swisscheese.world.core import World
 
-ProgressFn = Callable[[int, int, str], None]  # (attempts done, planned, what)
 UNSUPPORTED = "unsupported: "
 STORE_FILE = "store.sqlite"
 
@@ -66,6 +66,20 @@ class Work:
     probes: list[tuple[Behaviour, Probe, int]] = field(default_factory=list)
     behaviour: Behaviour | None = None
     planned: int = 0
+    key: tuple[str, str, str] = ("", "", "")  # (target, label, batch start or behaviour)
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how wide a campaign runs on Ray."""
+
+    address: str | None = field(default=None, metadata={
+        "help": "Ray cluster address (HOST:PORT, ray://HOST:PORT or 'auto'); None: a local "
+                "instance."})
+    workers: int | None = field(default=None, metadata={
+        "help": "Actors, each with its own copy of the targets (default: one per CPU)."})
+    num_cpus: int | None = field(default=None, metadata={
+        "help": "CPUs of a local instance (default: all)."})
 
 
 @dataclass
@@ -129,17 +143,20 @@ class Campaign:
     """One campaign run over a config; see the module docstring."""
 
     def __init__(self, cfg: CampaignConfig, out: str | Path,
-                 load: Callable[..., ChatModel] | None = None) -> None:
+                 load: Callable[..., ChatModel] | None = None,
+                 store: str | Path | None = None) -> None:
         cfg.validate()
         self.cfg = cfg
         self.out = Path(out)
+        # The run directory's SQLite file, or any store (a PostgreSQL URL a team shares).
+        self.store = store if store is not None else self.out / STORE_FILE
         self.world = World(seed=cfg.world_seed)
         bundle_loader = None
         if cfg.bundle is not None:
             bundle_path = cfg.bundle
 
             def bundle_loader() -> Any:
-                from swisscheese.classifiers.bundle import load_bundle
+                from swisscheese.bundles import load_bundle
 
                 return load_bundle(bundle_path)
 
@@ -215,8 +232,11 @@ class Campaign:
     # ---- planning -----------------------------------------------------------------------
     def plan(self, store: CampaignStore, run_id: str) -> tuple[list[Work], int]:
         """The work still to do, and the number of attempts planned in all."""
-        done_keys = store.finished_keys(run_id)
-        done_units = store.finished_units(run_id)
+        return self.plan_from(store.finished_keys(run_id), store.finished_units(run_id))
+
+    def plan_from(self, done_keys: set[Any], done_units: set[Any]) -> tuple[list[Work], int]:
+        """`plan` given what is done; each Work's `key` names it the same in every process
+        (Ray actors find their work by it)."""
         total = 0
         jobs: list[tuple[str, Attack, list[Behaviour]]] = [
             (k, a, self.behaviours) for k, a in self.attacks.items()]
@@ -224,7 +244,7 @@ class Campaign:
             jobs.append((OVERREFUSAL_LABEL, self.overrefusal_attack, self.lookalikes))
         per_target: list[list[Work]] = []
         for t in self.cfg.targets:
-            todo = []
+            todo: list[Work] = []
             per_target.append(todo)
             for label, attack, behaviours in jobs:
                 if isinstance(attack, PromptAttack):
@@ -244,20 +264,22 @@ class Campaign:
                         if all((b.id, label, t.name, p.variant, s) in done_keys
                                for b, p, s in chunk):
                             continue
-                        todo.append(Work(t, label, attack, probes=chunk, planned=len(chunk)))
+                        todo.append(Work(t, label, attack, probes=chunk, planned=len(chunk),
+                                         key=(t.name, label, f"batch:{i}")))
                 else:
                     per = int(getattr(attack, "n", 1) or 1)
                     for b in behaviours:
                         total += per
                         if (b.id, label, t.name) not in done_units:
-                            todo.append(Work(t, label, attack, behaviour=b, planned=per))
+                            todo.append(Work(t, label, attack, behaviour=b, planned=per,
+                                             key=(t.name, label, f"unit:{b.id}")))
         # Round-robin over targets, so that concurrent workers find different models to
         # work on (each in-process model takes one call at a time).
         merged = [w for group in zip_longest(*per_target) for w in group if w is not None]
         return merged, total
 
     # ---- running ------------------------------------------------------------------------
-    def _execute(self, w: Work) -> list[AttemptRecord]:
+    def execute(self, w: Work) -> list[AttemptRecord]:
         """Run one unit of work; every failure becomes recorded errors, never an exception."""
         try:
             with self.pool.lock(w.target):
@@ -297,47 +319,66 @@ class Campaign:
         return [_record(_error_attempt(w.label, w.behaviour, "error", [], error), w.label,
                         w.target.name, 0, w.behaviour)]
 
-    def _set_threads(self) -> None:
+    def set_threads(self) -> None:
         if self.cfg.threads and any(is_local(t.model_spec(self.cfg.base))
                                     for t in self.cfg.targets):
             import torch
 
             torch.set_num_threads(self.cfg.threads)
 
-    def run(self, progress: ProgressFn | None = None) -> CampaignResult:
+    def use_references(self, refs: dict[str, str]) -> None:
+        self.ctx.references = refs
+        self.ctx._grader = None
+        self._build_plugins()  # the judge now grades against the references
+
+    def _results(self, todo: list[Work]) -> Iterator[tuple[Work, list[AttemptRecord]]]:
+        """Each unit of work with its records, as units complete (threads in-process)."""
+        with ThreadPoolExecutor(max_workers=self.cfg.concurrency) as pool:
+            futures: dict[Future[list[AttemptRecord]], Work] = {
+                pool.submit(self.execute, w): w for w in todo}
+            for fut in as_completed(futures):
+                yield futures[fut], fut.result()
+
+    def run(self, progress: Progress | None = None, ray: RayOptions | None = None
+            ) -> CampaignResult:
+        """Run (or resume) the campaign; with `ray`, the units run on Ray actors (one
+        copy of the targets per actor) and the store is written here, as in-process."""
         t0 = time.perf_counter()
-        self._set_threads()
+        if ray is not None:
+            from swisscheese.raycluster import connect
+
+            # Before anything is written: a cluster that cannot be reached leaves no run.
+            connect(ray.address, ray.num_cpus)
+        self.set_threads()
         self.out.mkdir(parents=True, exist_ok=True)
         run_id = self.cfg.name
         new = 0
-        with CampaignStore(self.out / STORE_FILE) as store:
+        with CampaignStore(self.store) as store:
             resumed = store.open_run(run_id, self.cfg.to_dict(), self.cfg.config_hash())
             refs = self._references(store, run_id)
             if refs is not None:
-                self.ctx.references = refs
-                self.ctx._grader = None
-                self._build_plugins()  # the judge now grades against the references
+                self.use_references(refs)
             todo, total = self.plan(store, run_id)
             done = total - sum(w.planned for w in todo)
             if progress:
-                progress(done, total, "resumed" if resumed else "")
-            with ThreadPoolExecutor(max_workers=self.cfg.concurrency) as pool:
-                futures: dict[Future[list[AttemptRecord]], Work] = {
-                    pool.submit(self._execute, w): w for w in todo}
-                # Written as each unit completes, so a crash loses at most the units in
-                # flight.
-                for fut in as_completed(futures):
-                    w = futures[fut]
-                    records = fut.result()
-                    unit = None
-                    if w.behaviour is not None:
-                        unit = (w.behaviour.id, w.label, w.target.name)
-                        store.clear_unit(run_id, unit)
-                    store.add_attempts(run_id, records, unit=unit)
-                    new += len(records)
-                    done += w.planned
-                    if progress:
-                        progress(done, total, f"{w.target.name} {w.label}")
+                progress("resumed" if resumed else "attempts", done, total)
+            if ray is None:
+                results = self._results(todo)
+            else:
+                from swisscheese.redteam.distributed import ray_results
+
+                results = ray_results(type(self), self.cfg, refs, todo, ray.workers)
+            # Written as each unit completes, so a crash loses at most the units in flight.
+            for w, records in results:
+                unit = None
+                if w.behaviour is not None:
+                    unit = (w.behaviour.id, w.label, w.target.name)
+                    store.clear_unit(run_id, unit)
+                store.add_attempts(run_id, records, unit=unit)
+                new += len(records)
+                done += w.planned
+                if progress:
+                    progress(f"{w.target.name} {w.label}", done, total)
             result = self._finish(store, run_id, resumed, new, time.perf_counter() - t0)
         return result
 
@@ -379,10 +420,11 @@ def attempt_line(r: AttemptRecord, b: Behaviour) -> dict[str, Any]:
     return d
 
 
-def run_campaign(cfg: CampaignConfig, out: str | Path, progress: ProgressFn | None = None,
-                 load: Callable[..., ChatModel] | None = None) -> CampaignResult:
+def run_campaign(cfg: CampaignConfig, out: str | Path, progress: Progress | None = None,
+                 load: Callable[..., ChatModel] | None = None,
+                 ray: RayOptions | None = None) -> CampaignResult:
     """Run (or resume) a campaign into `out`; see the module docstring."""
-    return Campaign(cfg, out, load).run(progress)
+    return Campaign(cfg, out, load).run(progress, ray)
 
 
 def comparable(lines: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

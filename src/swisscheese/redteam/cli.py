@@ -8,6 +8,7 @@ defines `register(redteam_app)`, called.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -63,12 +64,24 @@ def run(
         help="Organism directory (helpful-only/, aligned/) for the built-in targets.")] = None,
     bundle: Annotated[str | None, typer.Option(help="Guard bundle directory.")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Worker threads.")] = None,
+    ray: Annotated[bool, typer.Option(
+        "--ray", help="Run the units on Ray actors (one copy of the targets each): a local "
+                      "Ray instance, or the cluster at --ray-address.")] = False,
+    ray_address: Annotated[str | None, typer.Option(
+        envvar="RAY_ADDRESS", help="Ray cluster to use with --ray (HOST:PORT or "
+                                   "ray://HOST:PORT); unset: a local instance.")] = None,
+    ray_workers: Annotated[int | None, typer.Option(
+        help="Ray actors (default: one per CPU of the cluster).")] = None,
+    store: Annotated[str | None, typer.Option(
+        help="Store of the attempts: a SQLite file or a database URL "
+             "(postgresql+psycopg://...); default: OUT/store.sqlite.")] = None,
 ) -> None:
     """Run a campaign (behaviours x attacks x targets); rerun the same command to resume."""
     from swisscheese.models.base import ModelError
     from swisscheese.progress import progress_bars
+    from swisscheese.raycluster import RayUnavailable
     from swisscheese.redteam.behaviours import BehaviourError
-    from swisscheese.redteam.campaign import Campaign
+    from swisscheese.redteam.campaign import Campaign, RayOptions
     from swisscheese.redteam.config import ConfigError, load_config
     from swisscheese.redteam.presets import get_preset
     from swisscheese.store.sqlite import StoreError
@@ -84,16 +97,18 @@ def run(
             cfg = get_preset(preset or "", base=base, bundle=bundle)
         if concurrency is not None:
             cfg = replace(cfg, concurrency=concurrency)
-        campaign = Campaign(cfg, out)
+        campaign = Campaign(cfg, out, store=store)
         with progress_bars(console) as bars:
             task = bars.add_task(f"campaign {cfg.name}", total=None, info="")
 
-            def progress(done: int, total: int, what: str) -> None:
-                bars.update(task, completed=done, total=total, info=what)
+            def progress(phase: str, done: int, total: int,
+                         figures: Mapping[str, float] | None = None) -> None:
+                bars.update(task, completed=done, total=total, info=phase)
 
-            result = campaign.run(progress)
+            options = RayOptions(ray_address, ray_workers) if ray or ray_address else None
+            result = campaign.run(progress, options)
     except (ConfigError, BehaviourError, StoreError, ModelError, FileNotFoundError,
-            ValueError) as e:
+            ValueError, RayUnavailable) as e:
         raise _fail(str(e)) from None
     except KeyError as e:
         raise _fail(str(e.args[0]) if e.args else str(e)) from None

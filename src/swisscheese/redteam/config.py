@@ -34,8 +34,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from swisscheese.redteam import attacks as _attacks  # noqa: F401  (registers the attacks)
-from swisscheese.redteam import judges as _judges  # noqa: F401  (registers the judges)
 from swisscheese.redteam.base import ATTACKS, JUDGES
 from swisscheese.redteam.behaviours import WORLD_SETS
 from swisscheese.redteam.targets import TargetSpec

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from swisscheese.models.base import ChatModel
-from swisscheese.redteam.base import Registry
+from swisscheese.registry import Registry
 from swisscheese.world.core import World
 from swisscheese.world.grader import Grader
 
 if TYPE_CHECKING:
-    from swisscheese.classifiers.bundle import GuardBundle
+    from swisscheese.bundles import GuardBundle
 
 # Constructor parameter names that receive the helper model (an attacker or a judge LLM).
 MODEL_ROLES = ("attacker", "attacker_model", "judge_model")
@@ -90,9 +90,9 @@ def _model_option(ctx: RedteamContext, where: str, value: Any) -> Any:
 
 def plugin_parameters(cls: type) -> dict[str, inspect.Parameter]:
     """The keyword parameters of a plugin's constructor (self and *args/**kwargs left out)."""
-    sig = inspect.signature(cls.__init__)
+    sig = inspect.signature(cls)
     return {n: p for n, p in sig.parameters.items()
-            if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
 
 
 def build_plugin(registry: Registry, name: str, ctx: RedteamContext,

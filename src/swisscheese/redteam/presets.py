@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from swisscheese.redteam.config import BehaviourSource, CampaignConfig, PluginSpec
 from swisscheese.redteam.targets import TargetSpec
+from swisscheese.registry import Registry
 
 # More than the world has (264 for seed 0): every look-alike is sent.
 ALL_LOOKALIKES = 1000
@@ -43,12 +44,11 @@ def organism(base: str = "runs/demo/organism",
     )
 
 
-PRESETS: dict[str, Callable[..., CampaignConfig]] = {"organism": organism}
+# Campaign presets by name (`redteam run --preset`): functions that build a CampaignConfig.
+PRESETS: Registry[Callable[..., CampaignConfig]] = Registry("campaign preset")
+PRESETS.register(organism, name="organism")
 
 
 def get_preset(name: str, **kwargs: str | None) -> CampaignConfig:
-    try:
-        make = PRESETS[name]
-    except KeyError:
-        raise KeyError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
-    return make(**{k: v for k, v in kwargs.items() if v is not None})
+    """The campaign the preset `name` builds (an unknown name lists the registered ones)."""
+    return PRESETS.get(name)(**{k: v for k, v in kwargs.items() if v is not None})

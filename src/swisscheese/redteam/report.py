@@ -27,6 +27,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from swisscheese.data.readers import read_jsonl
 from swisscheese.redteam.config import OVERREFUSAL_LABEL
 from swisscheese.report.html import Section, bar_chart, render, table
 from swisscheese.report.svg import heat_map, histogram
@@ -122,16 +123,8 @@ def load_run(run: str | Path) -> RunData:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ReportError(f"{spath}: not valid JSON: {e}") from None
     summary = _check_summary(spath, summary)
-    attempts = []
-    with apath.open(encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ReportError(f"{apath}:{i}: not valid JSON: {e}") from None
-            attempts.append(_check_attempt(apath, i, row))
+    attempts = [_check_attempt(apath, i, row)
+                for i, row in read_jsonl(apath, ReportError)]
     return RunData(root, summary, attempts)
 
 

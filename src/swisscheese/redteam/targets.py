@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from swisscheese.models.base import ChatModel
 
 if TYPE_CHECKING:
-    from swisscheese.classifiers.bundle import GuardBundle
+    from swisscheese.bundles import GuardBundle
 
 GUARD_LAYERS = ("input", "output")
 # name -> (model directory under `base`, guard layers)
@@ -104,10 +104,12 @@ class TargetPool:
         """The bare model of `spec`, loaded once."""
         with self._lock:
             if spec not in self._models:
-                load = self._load
-                if load is None:
-                    from swisscheese.models import load_model as load
-                self._models[spec] = load(spec)
+                if self._load is not None:
+                    self._models[spec] = self._load(spec)
+                else:
+                    from swisscheese.models import load_model
+
+                    self._models[spec] = load_model(spec)
                 self._locks[spec] = threading.Lock()
             return self._models[spec]
 

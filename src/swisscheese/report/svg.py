@@ -1,4 +1,4 @@
-"""Small inline-SVG charts beside `html.bar_chart`: a heat map and a histogram.
+"""Small inline-SVG charts beside `html.bar_chart`: a heat map, a histogram and intervals.
 
 Plain strings, no scripts and no external assets, so a report is one self-contained file.
 Every label goes through `html.escape`: names come from user configs and model output.
@@ -90,5 +90,40 @@ def histogram(counts: Sequence[int], edges: Sequence[float], title: str,
         x = left + (threshold - lo) / span * w
         parts.append(f'<line x1="{x}" x2="{x}" y1="{top}" y2="{top + h}" stroke="#333" '
                      'stroke-dasharray="4 3"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def interval_chart(points: Sequence[tuple[str, float, float, float]], title: str,
+                   vmin: float = 0.0, vmax: float = 1.0, highlight: Sequence[str] = ()
+                   ) -> str:
+    """One row per (label, mean, lo, hi): the mean as a dot, the interval as a line, on a
+    shared horizontal axis; labels in `highlight` are drawn bold (the compared points)."""
+    row_h, left, right, top = 18, 170, 30, 30
+    width = 640
+    plot_w = width - left - right
+    height = top + row_h * len(points) + 30
+
+    def x(v: float) -> float:
+        t = 0.0 if vmax <= vmin else (min(max(v, vmin), vmax) - vmin) / (vmax - vmin)
+        return left + t * plot_w
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'role="img" aria-label="{escape(title)}">',
+             f'<text x="4" y="18" font-size="14" font-weight="bold">{escape(title)}</text>']
+    for frac in (0, 0.25, 0.5, 0.75, 1.0):
+        v = vmin + frac * (vmax - vmin)
+        parts.append(f'<line x1="{x(v):.1f}" x2="{x(v):.1f}" y1="{top - 4}" '
+                     f'y2="{height - 24}" stroke="#ddd"/><text x="{x(v):.1f}" '
+                     f'y="{height - 10}" font-size="10" text-anchor="middle">{v:.2g}</text>')
+    for i, (label, m, lo, hi) in enumerate(points):
+        y = top + i * row_h + row_h / 2
+        weight = "bold" if label in highlight else "normal"
+        parts.append(f'<text x="{left - 8}" y="{y + 4:.1f}" font-size="11" '
+                     f'text-anchor="end" font-weight="{weight}">{escape(label)}</text>'
+                     f'<line x1="{x(lo):.1f}" x2="{x(hi):.1f}" y1="{y:.1f}" y2="{y:.1f}" '
+                     f'stroke="#4e79a7" stroke-width="2"/><circle cx="{x(m):.1f}" '
+                     f'cy="{y:.1f}" r="4" fill="#e15759"><title>{escape(label)}: {m:.3f} '
+                     f'[{lo:.3f}, {hi:.3f}]</title></circle>')
     parts.append("</svg>")
     return "".join(parts)

@@ -10,6 +10,8 @@
     errors.py      OpenAI-style error objects
     metrics.py     Prometheus metrics in a registry per app
     state.py       GatewayState: the deployed guard (hot swap), store, pools
+    fleet.py       StoreSync: keys, deployments and heartbeats shared through the store
+    workers.py     `serve --workers N`: N processes on one port, one store
     monitor.py     offline re-scoring of logged traffic with a heavier judge
     server.py      running an app under uvicorn (foreground or background thread)
     cli.py         `swisscheese serve`, `bundle deploy`, `monitor`, `keys`

@@ -6,7 +6,6 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib.util import find_spec
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -14,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from swisscheese.classifiers.bundle import GuardBundle
+from swisscheese.bundles import GuardBundle
 from swisscheese.models.base import ChatModel
 from swisscheese.serve.config import GatewayConfig
 from swisscheese.serve.errors import APIError, error_body
@@ -32,9 +31,11 @@ class RequestMetrics:
     """Counts every response by path and status, and times it (pure ASGI, so streams
     are not buffered)."""
 
-    def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics, worker: str = "") -> None:
         self.app = app
         self.metrics = metrics
+        # Which worker answered (behind a load balancer, or `serve --workers`).
+        self.worker_header = (b"x-swisscheese-worker", worker.encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -48,6 +49,8 @@ class RequestMetrics:
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  self.worker_header]}
             await send(message)
 
         try:
@@ -65,8 +68,17 @@ def create_app(config: GatewayConfig, *, model: ChatModel | None = None,
                bundle: GuardBundle | None = None) -> FastAPI:
     """The gateway for `config`. `model` and `bundle` override what the config names
     (already loaded objects: benchmarks share one model between two gateways)."""
-    state = GatewayState(config, model if model is not None else load_backend(config), bundle,
-                         owns_model=model is None)
+    from swisscheese.store.decisions import open_gateway_store
+
+    # The store first: one that cannot be reached, or is newer than this code, fails the
+    # start in a second, before a model is loaded and before anything is written.
+    engine = open_gateway_store(config.store)
+    try:
+        state = GatewayState(config, model if model is not None else load_backend(config),
+                             bundle, owns_model=model is None, engine=engine)
+    except BaseException:
+        engine.dispose()
+        raise
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -106,17 +118,15 @@ def create_app(config: GatewayConfig, *, model: ChatModel | None = None,
         return JSONResponse(error_body("internal error in the gateway; see its log",
                                        "server_error", code="internal_error"), status_code=500)
 
-    app.add_middleware(RequestMetrics, metrics=state.metrics)
+    app.add_middleware(RequestMetrics, metrics=state.metrics, worker=state.sync.worker_id)
     return app
 
 
 def _mount_challenge(app: FastAPI, state: GatewayState) -> None:
-    """Include the challenge page when its module exists and the config wants it."""
-    if not state.config.challenge or find_spec("swisscheese.serve.challenge") is None:
+    """Include the challenge page when the config asks for it (a failure to build it fails
+    the start: a gateway that was asked for the page does not come up without it)."""
+    if not state.config.challenge:
         return
-    try:
-        from swisscheese.serve.challenge import challenge_router
+    from swisscheese.serve.challenge import challenge_router
 
-        app.include_router(challenge_router(state.challenge_deps()))
-    except Exception as e:  # noqa: BLE001 - the API must come up without the page
-        log.warning("the challenge page is not mounted: %s: %s", type(e).__name__, e)
+    app.include_router(challenge_router(state.challenge_deps()))

@@ -13,6 +13,8 @@ from swisscheese.clierrors import fail as _fail
 bundle_app = typer.Typer(help="Guard bundles on a running gateway.", no_args_is_help=True)
 keys_app = typer.Typer(help="Client API keys of a gateway (stored hashed).",
                        no_args_is_help=True)
+STORE_HELP = ("The gateway's store: a SQLite file or a database URL "
+              "(postgresql+psycopg://user@host/db).")
 
 
 
@@ -42,9 +44,13 @@ def serve(
         envvar="SWISSCHEESE_UPSTREAM_KEY", help="API key for the upstream.")] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    store: Annotated[Path, typer.Option(help="SQLite store of decisions, keys and "
-                                              "deployments.")] = Path(
-        "runs/gateway/gateway.sqlite"),
+    store: Annotated[str, typer.Option(
+        help="Store of decisions, keys and deployments: a SQLite file, or a database URL "
+             "(postgresql+psycopg://user:pass@host/db) that several workers or machines "
+             "share.")] = "runs/gateway/gateway.sqlite",
+    workers: Annotated[int, typer.Option(
+        help="Gateway processes on this port, each with its own model, sharing the store "
+             "(keys, decisions, deployments, rate limits); a dead one is restarted.")] = 1,
     api_key_file: Annotated[list[Path] | None, typer.Option(
         help="File of client API keys, one a line (stored hashed). Without keys here or in "
              "the store, the API is open.")] = None,
@@ -80,6 +86,7 @@ def serve(
 
     from swisscheese.serve.app import create_app
     from swisscheese.serve.config import GatewayConfig
+    from swisscheese.store.engine import is_url
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -91,7 +98,15 @@ def serve(
             rate_per_s=rate, rate_burst=burst, input_layer=input_layer,
             output_layer=output_layer, hold_back=hold_back, calm_below=calm_below,
             classifier_timeout_s=classifier_timeout, max_concurrent_generations=concurrency,
-            challenge=challenge, references=references)
+            challenge=challenge, references=references,
+            shared_limits=workers > 1 or is_url(store))
+        if workers < 1:
+            raise ValueError(f"--workers must be at least 1, got {workers}")
+        if workers > 1:
+            from swisscheese.serve.workers import run_workers
+
+            run_workers(config, workers, host, port)
+            return
         app = create_app(config)
     except (ValueError, OSError, RuntimeError) as e:
         raise _fail(str(e)) from None
@@ -107,11 +122,16 @@ def bundle_deploy(
     admin_key: Annotated[str, typer.Option(envvar="SWISSCHEESE_ADMIN_KEY",
                                            help="The gateway's admin key.")],
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the gateway.")] = 120.0,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for every worker on the "
+                                             "gateway's store to serve the new bundle "
+                                             "(0: do not wait).")] = 10.0,
 ) -> None:
-    """Hot-swap the gateway's guard bundle; streams in flight finish on the old one."""
+    """Hot-swap the gateway's guard bundle on every worker; streams in flight finish on the
+    old one."""
     import httpx
 
-    url = gateway.rstrip("/").removesuffix("/v1") + "/admin/bundle"
+    base = gateway.rstrip("/").removesuffix("/v1")
+    url = base + "/admin/bundle"
     try:
         r = httpx.post(url, json={"path": str(bundle.resolve())}, timeout=timeout,
                        headers={"Authorization": f"Bearer {admin_key}"})
@@ -126,10 +146,38 @@ def bundle_deploy(
         raise _fail(f"{url}: {r.status_code}: {message or r.text[:200]}")
     typer.echo(f"deployed bundle version {body['version']} (was {body['previous_version']}) "
                f"from {body['path']} in {body['took_ms']:.0f} ms")
+    if wait > 0:
+        reached, total, seconds = _wait_for_workers(base, int(body["version"]), wait)
+        typer.echo(f"{reached}/{total} workers serve version {body['version']} after "
+                   f"{seconds:.2f} s")
+        if reached < total:
+            raise _fail(f"only {reached} of {total} workers serve bundle version "
+                        f"{body['version']} after {wait:g} s; see their logs")
+
+
+def _wait_for_workers(base: str, version: int, wait_s: float) -> tuple[int, int, float]:
+    """Poll /healthz until every live worker reports `version`: (on it, live, seconds)."""
+    import time
+
+    import httpx
+
+    t0 = time.monotonic()
+    reached = total = 0
+    while True:
+        try:
+            workers = httpx.get(base + "/healthz", timeout=5).json().get("workers") or []
+        except (httpx.HTTPError, ValueError):
+            workers = []
+        total = len(workers)
+        reached = sum(w.get("bundle_version") == version for w in workers)
+        elapsed = time.monotonic() - t0
+        if (total and reached == total) or elapsed > wait_s:
+            return reached, total, elapsed
+        time.sleep(0.05)
 
 
 def monitor_cmd(
-    store: Annotated[Path, typer.Option(help="The gateway's SQLite store.")],
+    store: Annotated[str, typer.Option(help=STORE_HELP)],
     judge: Annotated[str, typer.Option(help="A guard bundle directory, or an "
                                             "OpenAI-compatible URL (http://host:port/v1#model) "
                                             "of an LLM judge.")],
@@ -156,7 +204,9 @@ def monitor_cmd(
     console = Console()
     if top < 1:
         raise _fail("--top must be at least 1")
-    if not store.is_file():
+    from swisscheese.store.engine import StoreError, is_url
+
+    if not is_url(store) and not Path(store).is_file():
         raise _fail(f"--store {store}: no such file (the gateway's --store)")
     try:
         cutoff = parse_since(since)
@@ -166,7 +216,7 @@ def monitor_cmd(
             task = bars.add_task("rating", total=None, info=j.name)
             rows = monitor(conn, cutoff, j,
                            lambda d, n: bars.update(task, completed=d, total=n))
-    except (ValueError, OSError, ModelError) as e:
+    except (ValueError, OSError, ModelError, StoreError) as e:
         raise _fail(str(e)) from None
     undetermined = sum(r.judge_score is None for r in rows)
     t = Table(title=f"most suspicious of {len(rows)} conversations since {since} "
@@ -191,30 +241,45 @@ def monitor_cmd(
 
 @keys_app.command("new")
 def keys_new(
-    store: Annotated[Path, typer.Option(help="The gateway's SQLite store.")],
+    store: Annotated[str, typer.Option(help=STORE_HELP)],
     label: Annotated[str, typer.Option(help="Who the key is for.")] = "",
 ) -> None:
     """Create a client API key; it is printed once and stored only as a hash."""
     from swisscheese.store.decisions import open_gateway_store
+    from swisscheese.store.engine import StoreError
     from swisscheese.store.keys import add_key, new_key
 
     key = new_key()
-    kid = add_key(open_gateway_store(store), key, label)
-    typer.echo(f"{key}\n(id {kid}; restart the gateway to pick it up)")
+    try:
+        engine = open_gateway_store(store)
+    except StoreError as e:
+        raise _fail(str(e)) from None
+    kid = add_key(engine, key, label)
+    engine.dispose()
+    typer.echo(f"{key}\n(id {kid}; every gateway worker on this store accepts it within a "
+               "second)")
 
 
 @keys_app.command("revoke")
 def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="The key's id (key-...).")],
-    store: Annotated[Path, typer.Option(help="The gateway's SQLite store.")],
+    store: Annotated[str, typer.Option(help=STORE_HELP)],
 ) -> None:
     """Revoke a client API key."""
     from swisscheese.store.decisions import open_gateway_store
+    from swisscheese.store.engine import StoreError, describe
     from swisscheese.store.keys import revoke_key
 
-    if not revoke_key(open_gateway_store(store), key_id):
-        raise _fail(f"no key {key_id!r} in {store}")
-    typer.echo(f"revoked {key_id}")
+    try:
+        engine = open_gateway_store(store)
+    except StoreError as e:
+        raise _fail(str(e)) from None
+    revoked = revoke_key(engine, key_id)
+    engine.dispose()
+    if not revoked:
+        raise _fail(f"no key {key_id!r} in {describe(store)}")
+    typer.echo(f"revoked {key_id} (every gateway worker on this store refuses it within a "
+               "second)")
 
 
 def register(app: typer.Typer) -> None:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from swisscheese.store.engine import is_url
+
 DEFAULT_MODEL = "runs/demo/organism/aligned"
 DEFAULT_STORE = "runs/gateway/gateway.sqlite"
 
@@ -32,8 +34,9 @@ class GatewayConfig:
                                "fails with 502.")
     served_name: str | None = _f(None, "Model id clients ask for (default: the model's "
                                  "name).")
-    store: Path = _f(Path(DEFAULT_STORE), "SQLite file of decisions, keys and "
-                     "deployments.")
+    store: Path | str = _f(Path(DEFAULT_STORE), "The store of decisions, keys and "
+                           "deployments: a SQLite file, or a database URL "
+                           "(postgresql+psycopg://...) that several workers share.")
     api_keys: list[str] = field(default_factory=list, metadata={
         "help": "Client API keys (stored hashed). With none here and none in the store, the "
                 "API is open."})
@@ -64,9 +67,18 @@ class GatewayConfig:
                          "available.")
     references: Path | None = _f(None, "JSON file of helpful-only reference answers (hazard "
                                  "id -> text) for the challenge grader.")
+    shared_limits: bool = _f(False, "Keep the rate-limit buckets in the store, shared by every "
+                             "worker on it (else in this process's memory).")
+    follow_from: int | None = _f(None, "Serve the store's newest deployment with at least this "
+                                 "id (set by `serve --workers` for its workers, so a restarted "
+                                 "worker serves the current bundle); None: the bundle given "
+                                 "here, then deployments made after the start.")
+    sync_interval_s: float = _f(0.25, "How often a worker reads the store for new keys, "
+                                "revocations and deployments, and beats its heartbeat.")
 
     def __post_init__(self) -> None:
-        self.store = Path(self.store)
+        if not is_url(self.store):
+            self.store = Path(self.store)
         if self.bundle is not None:
             self.bundle = Path(self.bundle)
         if self.references is not None:
@@ -83,6 +95,7 @@ class GatewayConfig:
             (self.classifier_timeout_s > 0, "classifier_timeout_s must be > 0"),
             (self.max_concurrent_generations >= 1, "max_concurrent_generations must be >= 1"),
             (self.upstream_retries >= 0, "upstream_retries must be >= 0"),
+            (self.sync_interval_s > 0, "sync_interval_s must be > 0"),
         ]
         for ok, message in checks:
             if not ok:

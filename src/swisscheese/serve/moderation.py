@@ -13,7 +13,7 @@ import asyncio
 import uuid
 from typing import Any
 
-from swisscheese.classifiers.bundle import GuardBundle
+from swisscheese.bundles import GuardBundle
 from swisscheese.guard.normalize import normalize_text
 from swisscheese.serve.errors import APIError
 from swisscheese.serve.protocol import ModerationRequest

@@ -39,6 +39,11 @@ class ChatMessage(BaseModel):
                 "content": self.text()}
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    include_usage: bool = False
+
+
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
     model: str
@@ -51,6 +56,10 @@ class ChatCompletionRequest(BaseModel):
     seed: int | None = None
     stop: str | list[str] | None = None
     n: int = Field(default=1, ge=1, le=1)
+    stream_options: StreamOptions | None = None
+
+    def include_usage(self) -> bool:
+        return bool(self.stream and self.stream_options and self.stream_options.include_usage)
 
     @field_validator("messages")
     @classmethod
@@ -100,14 +109,36 @@ def chunk(cid: str, model: str, created: int, delta: dict[str, str],
     return out
 
 
+def usage(model: Any, conversation: list[dict[str, str]], completion_text: str,
+          n_deltas: int) -> dict[str, int]:
+    """OpenAI's `usage` object. A model with a tokenizer counts its own tokens
+    (`token_usage(conversation, completion) -> (prompt, completion)`, as the HF backend
+    does); for one without (an upstream), the prompt is estimated at four characters a
+    token, OpenAI's rule of thumb, and each streamed delta counts as one token."""
+    counter = getattr(model, "token_usage", None)
+    if callable(counter):
+        prompt, completion = counter(conversation, completion_text)
+    else:
+        chars = sum(len(m.get("content") or "") for m in conversation)
+        prompt, completion = (chars + 3) // 4, n_deltas
+    return {"prompt_tokens": int(prompt), "completion_tokens": int(completion),
+            "total_tokens": int(prompt) + int(completion)}
+
+
+def usage_chunk(cid: str, model: str, created: int, use: dict[str, int]) -> dict[str, Any]:
+    """The last chunk of a stream whose client asked for `include_usage`: no choices."""
+    return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [], "usage": use}
+
+
 def completion(cid: str, model: str, created: int, content: str, finish_reason: str,
-               extra: dict[str, Any]) -> dict[str, Any]:
+               extra: dict[str, Any], usage: dict[str, int] | None = None) -> dict[str, Any]:
     """A whole `chat.completion`."""
     return {
         "id": cid, "object": "chat.completion", "created": created, "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                      "logprobs": None, "finish_reason": finish_reason}],
-        "usage": None,
+        "usage": usage,
         "swisscheese": extra,
     }
 

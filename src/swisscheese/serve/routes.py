@@ -3,6 +3,7 @@ the serving classes."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
@@ -37,11 +38,14 @@ def validated(model: type[M], body: Any) -> M:
                           code="invalid_value") from None
 
 
-def _caller(state: GatewayState, request: Request) -> str | None:
+async def _caller(state: GatewayState, request: Request) -> str | None:
     """Authenticate and rate-limit; returns the key id (None when the API is open)."""
     kid = state.keys.authenticate(request)
     who = kid or f"ip:{request.client.host if request.client else 'unknown'}"
-    state.limiter.check(who)
+    if state.limiter.shared:  # a statement on the store: off the event loop
+        await asyncio.to_thread(state.limiter.check, who)
+    else:
+        state.limiter.check(who)
     return kid
 
 
@@ -52,7 +56,7 @@ def api_router(state: GatewayState) -> APIRouter:
 
     @router.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        kid = _caller(state, request)
+        kid = await _caller(state, request)
         req = validated(protocol.ChatCompletionRequest,
                         await read_json_body(request, cfg.max_body_bytes))
         if req.model != state.served_name:
@@ -65,25 +69,29 @@ def api_router(state: GatewayState) -> APIRouter:
                                   top_p=req.top_p or 1.0, seed=req.seed, stop=req.stops())
         run = serving.start([m.to_message() for m in req.messages], params, key_id=kid,
                             stream=req.stream)
-        return await (serving.stream(run) if req.stream else serving.complete(run))
+        if req.stream:
+            return await serving.stream(run, include_usage=req.include_usage())
+        return await serving.complete(run)
 
     @router.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
-        _caller(state, request)
+        await _caller(state, request)
         return protocol.model_list([state.served_name], protocol.now_s())
 
     @router.post("/v1/moderations")
     async def moderations(request: Request) -> dict[str, Any]:
-        kid = _caller(state, request)
+        kid = await _caller(state, request)
         req = validated(protocol.ModerationRequest,
                         await read_json_body(request, cfg.max_body_bytes))
         return await moderate(state, req, kid)
 
     @router.get("/healthz")
     async def healthz() -> dict[str, Any]:
+        # Every live worker on the store, as their heartbeats say (this one included).
         return {"status": "ok", "model": state.served_name,
                 "bundle_version": state.bundle_version, "layers": state.guard.layers,
-                "upstream": cfg.upstream}
+                "upstream": cfg.upstream, "worker": state.sync.worker_info(),
+                "workers": await asyncio.to_thread(state.sync.fleet)}
 
     @router.get("/metrics")
     async def metrics() -> Response:

@@ -3,7 +3,8 @@
 Client keys live hashed in the store (see `swisscheese.store.keys`); the gateway keeps
 the set of active hashes in memory and hashes each presented key once. The admin key is
 separate and compared in constant time. Rate limits are a token bucket per key (per
-client address when the API is open).
+client address when the API is open), in memory or, for several workers, in the store
+(`StoreRateLimiter`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,14 @@ class KeyRing:
 
     def __init__(self, hashes: dict[str, str]) -> None:
         self._hashes = dict(hashes)
+
+    def replace(self, hashes: dict[str, str]) -> bool:
+        """Swap in the store's current keys (one assignment: requests see the old set or
+        the new one); returns whether anything changed."""
+        new = dict(hashes)
+        changed = new != self._hashes
+        self._hashes = new
+        return changed
 
     @property
     def open(self) -> bool:
@@ -79,6 +88,8 @@ class AdminAuth:
 class RateLimiter:
     """A token bucket per caller: `rate` requests a second, up to `burst` at once."""
 
+    shared = False
+
     def __init__(self, rate: float, burst: int, clock: Any = time.monotonic) -> None:
         self.rate = float(rate)
         self.burst = float(burst)
@@ -99,13 +110,45 @@ class RateLimiter:
             return (1.0 - tokens) / self.rate
 
     def check(self, who: str) -> None:
-        wait = self.take(who)
-        if wait > 0:
-            seconds = max(1, int(wait + 0.999))
-            raise APIError(429, f"rate limit reached: at most {self.rate:g} requests per "
-                           f"second ({self.burst:g} at once) per key; retry after "
-                           f"{seconds} s", "rate_limit_error", code="rate_limit_exceeded",
-                           headers={"Retry-After": str(seconds)})
+        _refuse_if_waiting(self.take(who), self.rate, self.burst)
+
+
+def _refuse_if_waiting(wait: float, rate: float, burst: float) -> None:
+    if wait > 0:
+        seconds = max(1, int(wait + 0.999))
+        raise APIError(429, f"rate limit reached: at most {rate:g} requests per "
+                       f"second ({burst:g} at once) per key; retry after "
+                       f"{seconds} s", "rate_limit_error", code="rate_limit_exceeded",
+                       headers={"Retry-After": str(seconds)})
+
+
+class StoreRateLimiter:
+    """The same token bucket, kept in the store so that every worker on it draws from one
+    bucket per key (one atomic statement per request). A store that fails refuses the
+    request (fail closed) rather than letting it through unlimited."""
+
+    shared = True
+
+    def __init__(self, engine: Any, rate: float, burst: int) -> None:
+        self.engine = engine
+        self.rate = float(rate)
+        self.burst = float(burst)
+
+    def take(self, who: str) -> float:
+        from swisscheese.store.decisions import take_token
+
+        return take_token(self.engine, who, self.rate, self.burst)
+
+    def check(self, who: str) -> None:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            wait = self.take(who)
+        except SQLAlchemyError as e:
+            raise APIError(503, f"the gateway's store is unreachable, so the rate limit cannot "
+                           f"be checked ({type(e).__name__}); retry shortly", "server_error",
+                           code="store_unavailable") from None
+        _refuse_if_waiting(wait, self.rate, self.burst)
 
 
 async def read_json_body(request: Request, limit: int) -> Any:

@@ -1,151 +1,62 @@
 """The chat-completion serving class: one guarded reply per request, streamed or whole.
 
-The model's stream is synchronous (a torch loop or an HTTP stream), so it runs in a
-worker thread of the model pool, and the guard session runs in that same thread: the
-input check first, then each model delta through the output layer. Only the text the
-session releases crosses to the event loop (through an asyncio queue, delta by delta:
-nothing waits for the whole reply), so nothing reaches the client before the output
-classifier has scored it, and the guard costs no extra thread hop per token.
-
-Fail closed: a classifier that raises blocks (the session does that); one that overruns
-its budget is caught by the event loop, which watches how long the worker has been inside
-a classifier call and blocks the reply once the budget is spent, abandoning the worker.
-A block ends the reply with the refusal text and `finish_reason: "content_filter"`; a
-model failure ends it with an OpenAI-style error, before any byte when it can (a 502) or
-as a final error event mid-stream, never as a half reply without an end.
+The model and the guard run in a worker thread of the model pool (`guarded.GuardedStream`,
+which also fails a reply closed when a classifier overruns its budget). A block ends the
+reply with the refusal text and `finish_reason: "content_filter"`; a model failure ends it
+with an OpenAI-style error, before any byte when it can (a 502) or as a final error event
+mid-stream, never as a half reply without an end.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from swisscheese.guard.pipeline import Decision, Guard, GuardSession
+from swisscheese.guard.pipeline import Guard
 from swisscheese.models.base import GenerationParams, ModelError
 from swisscheese.serve import protocol
 from swisscheese.serve.errors import APIError, upstream_error
+from swisscheese.serve.guarded import BLOCKED, END, ERROR, TEXT, GuardedStream
 from swisscheese.serve.state import GatewayState
 from swisscheese.store.decisions import DecisionRecord
 
 log = logging.getLogger("swisscheese.serve")
 
-# Event kinds of `GuardedRun.events`: released text, then exactly one terminal event.
-TEXT, END, BLOCKED, ERROR = "text", "end", "blocked", "error"
+# `GuardedRun.events` yields released text (TEXT), then exactly one terminal event.
+RECORD_WAIT_S = 10.0  # longest a reply's end waits for its decision row to commit
 
 
-class GuardedRun:
-    """One reply: the model in a worker thread, the guard session, the decision."""
+class GuardedRun(GuardedStream):
+    """One chat completion: the guarded stream, what it produced and released, and its
+    decision record."""
 
     def __init__(self, state: GatewayState, guard: Guard, conversation: list[dict[str, str]],
                  params: GenerationParams, *, rid: str, key_id: str | None, stream: bool,
                  endpoint: str = "chat.completions") -> None:
+        super().__init__(guard, state.model, conversation, params, executor=state.model_pool,
+                         timeout_s=state.config.classifier_timeout_s)
         self.state = state
-        self.guard = guard
-        self.conversation = conversation
-        self.params = params
         self.rid = rid
         self.key_id = key_id
         self.stream = stream
         self.endpoint = endpoint
-        self.session: GuardSession = guard.session(conversation)
-        self.decision: Decision = self.session.decision
         self.produced: list[str] = []
         self.released: list[str] = []
         self.n_deltas = 0
         self.finish_reason: str | None = None
         self.t0 = time.perf_counter()
         self.ttft_s: float | None = None
-        self._stop = threading.Event()
-        self._guarded = guard.bundle is not None
-        self._scoring_since: tuple[str, float] | None = None
-
-    # -- the model and the guard, in a worker thread ------------------------------------
-    @contextmanager
-    def _scoring(self, layer: str) -> Iterator[None]:
-        self._scoring_since = (layer, time.monotonic())
-        try:
-            yield
-        finally:
-            self._scoring_since = None
-
-    def _produce(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> None:
-        """Input check, then each model delta through the output layer, all in this thread:
-        the event loop only ever receives text the session has released."""
-        def put(item: tuple[str, Any]) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the loop is gone: the server is shutting down
-                self._stop.set()
-
-        session = self.session
-        deltas = None
-        try:
-            with self._scoring("input"):
-                passed = session.check_input()
-            if self._stop.is_set():  # the reply was given up while the input was scored
-                return
-            if not passed:
-                session.finish()
-                put((BLOCKED, None))
-                return
-            deltas = iter(self.state.model.stream(self.conversation, self.params))
-            for delta in deltas:
-                if self._stop.is_set():
-                    return
-                if not delta:
-                    continue
-                with self._scoring("output"):
-                    out = session.push(delta)
-                if session.decision.blocked:
-                    session.finish()
-                    put((BLOCKED, delta))
-                    return
-                put((TEXT, (delta, out)))
-            put((END, session.finish()))
-        except Exception as e:  # noqa: BLE001 - handed to the request, which reports it
-            put((ERROR, e))
-        finally:
-            close = getattr(deltas, "close", None)
-            if close is not None:
-                close()
-
-    def _fail_closed(self, message: str) -> None:
-        # From here on the record reads this copy: the overrunning call may still finish in
-        # its thread and write to the session's own decision.
-        d = self.decision
-        self.decision = dataclasses.replace(d, blocked=True, layer="error", error=message,
-                                            latency_ms=dict(d.latency_ms))
-
-    async def _next(self, queue: asyncio.Queue) -> tuple[str, Any]:
-        """The worker's next event; blocks the reply when a classifier call overruns its
-        budget (the worker is then abandoned: it stops at its next delta)."""
-        if not self._guarded:
-            return await queue.get()
-        budget = self.state.config.classifier_timeout_s
-        while True:
-            try:
-                return queue.get_nowait()
-            except asyncio.QueueEmpty:
-                pass
-            try:
-                return await asyncio.wait_for(queue.get(), max(0.005, budget / 4))
-            except TimeoutError:
-                scoring = self._scoring_since
-                if scoring is not None and time.monotonic() - scoring[1] > budget:
-                    self._fail_closed(f"{scoring[0]} layer: timed out after {budget:g} s")
-                    return BLOCKED, None
+        self._recorded = False
 
     def _model_error(self, e: BaseException) -> APIError:
-        self.session.fail(e)
+        if self.session.decision.error is None:  # not yet recorded by the guarded loop
+            self.session.fail(e)
         if self.decision is not self.session.decision:
             self.decision.error = self.session.decision.error
         if isinstance(e, ModelError):
@@ -164,15 +75,11 @@ class GuardedRun:
         self.released.append(text)
         return TEXT, text
 
-    async def events(self) -> AsyncIterator[tuple[str, Any]]:
+    async def events(self) -> AsyncGenerator[tuple[str, Any], None]:
         """Released text events, then one of END (finish_reason), BLOCKED or ERROR."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.state.metrics.in_flight.inc()
-        worker = loop.run_in_executor(self.state.model_pool, self._produce, loop, queue)
         try:
-            while True:
-                kind, value = await self._next(queue)
+            async for kind, value in self.raw_events():
                 if kind == TEXT:
                     delta, out = value
                     self.produced.append(delta)
@@ -183,22 +90,16 @@ class GuardedRun:
                     if value:
                         self.produced.append(value)
                     yield BLOCKED, None
-                    return
                 elif kind == END:
                     if value:
                         yield self._released(value)
                     self.finish_reason = ("length" if self.n_deltas >= self.params.max_new_tokens
                                           else "stop")
                     yield END, self.finish_reason
-                    return
                 else:
                     yield ERROR, self._model_error(value)
-                    return
         finally:
-            # Client gone, block or error: the worker stops at its next delta.
-            self._stop.set()
             self.state.metrics.in_flight.dec()
-            worker.add_done_callback(lambda f: f.exception())  # never "never retrieved"
 
     # -- the record ------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
@@ -207,7 +108,29 @@ class GuardedRun:
                 "output_score": d.output_score, "bundle_version": d.bundle_version,
                 "error": d.error}
 
-    def record(self, status: str, sent: str) -> None:
+    def usage(self) -> dict[str, int]:
+        """OpenAI's `usage` of this reply: the model's tokens (what it produced, released
+        or not), counted by its tokenizer where it has one (see `protocol.usage`)."""
+        return protocol.usage(self.state.model, self.conversation, "".join(self.produced),
+                              self.n_deltas)
+
+    async def record_durably(self, status: str, sent: str) -> None:
+        """Record the decision and wait until it is committed (bounded): sent before a
+        reply's last byte, so a reply the client got whole always has its row."""
+        self._recorded = True
+        future = self.record(status, sent)
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(future), RECORD_WAIT_S)
+        except Exception as e:  # noqa: BLE001 - counted by the writer; the reply goes on
+            log.error("decision %s not confirmed written: %s", self.rid, e)
+
+    def record_once(self, status: str, sent: str) -> None:
+        if not self._recorded:
+            self._recorded = True
+            self.record(status, sent)
+
+    def record(self, status: str, sent: str) -> Any:
+        """Enqueue the decision row; returns the writer's future (done once committed)."""
         d = self.decision
         latency = dict(d.latency_ms)
         if self.ttft_s is not None:
@@ -221,7 +144,7 @@ class GuardedRun:
                 m.guard_latency.labels(layer).observe(latency[layer] / 1000)
         if self.ttft_s is not None:
             m.ttft.observe(self.ttft_s)
-        self.state.writer.record(DecisionRecord(
+        return self.state.writer.record(DecisionRecord(
             id=self.rid, endpoint=self.endpoint, conversation=self.conversation, status=status,
             key_id=self.key_id, model=self.state.served_name, stream=self.stream,
             blocked=d.blocked, layer=d.layer, input_score=d.input_score,
@@ -267,42 +190,50 @@ class ChatServing:
                 else:
                     sent = "".join(text)
             body = protocol.completion(run.rid, self.state.served_name, created, sent,
-                                       run.finish_reason or "stop", run.summary())
+                                       run.finish_reason or "stop", run.summary(),
+                                       usage=run.usage())
+            await events.aclose()
+            await run.record_durably(status, sent)
             return JSONResponse(body)
         except asyncio.CancelledError:
             status = "client_closed"
             raise
         finally:
-            await events.aclose()  # type: ignore[attr-defined]
-            run.record(status, sent)
+            await events.aclose()
+            run.record_once(status, sent)
 
-    async def stream(self, run: GuardedRun) -> Response:
+    async def stream(self, run: GuardedRun, include_usage: bool = False) -> Response:
         events = run.events()
         # Wait for the first event before answering, so that a backend that is down gets a
         # proper error status rather than a 200 stream that ends in an error.
         try:
             first = await anext(events)
         except BaseException as e:
-            await events.aclose()  # type: ignore[attr-defined]
+            await events.aclose()
             run.record("client_closed" if isinstance(e, asyncio.CancelledError) else "error", "")
             raise
         if first[0] == ERROR:
             await events.aclose()
             run.record("error", "")
             return JSONResponse(first[1].body(), status_code=first[1].status)
-        return StreamingResponse(self._sse(run, first, events), media_type="text/event-stream",
+        return StreamingResponse(self._sse(run, first, events, include_usage),
+                                 media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache",
                                           "X-Accel-Buffering": "no"})
 
     async def _sse(self, run: GuardedRun, first: tuple[str, Any],
-                   events: AsyncIterator[tuple[str, Any]]) -> AsyncIterator[bytes]:
+                   events: AsyncGenerator[tuple[str, Any], None],
+                   include_usage: bool = False) -> AsyncIterator[bytes]:
         name, created = self.state.served_name, protocol.now_s()
         sent: list[str] = []
         status = "client_closed"
 
         def piece(delta: dict[str, str], finish: str | None = None,
                   extra: dict[str, Any] | None = None) -> bytes:
-            return sse(protocol.chunk(run.rid, name, created, delta, finish, extra))
+            c = protocol.chunk(run.rid, name, created, delta, finish, extra)
+            if include_usage:
+                c["usage"] = None  # OpenAI's shape: null until the usage chunk
+            return sse(c)
 
         try:
             yield piece({"role": "assistant", "content": ""})
@@ -327,7 +258,11 @@ class ChatServing:
                     yield sse(value.body())
                     return
                 kind, value = await anext(events)
+            if include_usage:
+                yield sse(protocol.usage_chunk(run.rid, name, created, run.usage()))
+            await events.aclose()
+            await run.record_durably(status, "".join(sent))
             yield sse("[DONE]")
         finally:
-            await events.aclose()  # type: ignore[attr-defined]
-            run.record(status, "".join(sent))
+            await events.aclose()
+            run.record_once(status, "".join(sent))

@@ -11,7 +11,6 @@ best-of-N or PAIR); prompt attacks are resumed key by key.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,54 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from swisscheese.store.sqlite import StoreError, connect, migrate
+from swisscheese.store.engine import StoreError, describe
 
 COMPONENT = "redteam-campaigns"
-
-MIGRATIONS = [
-    """
-    CREATE TABLE campaign_runs (
-        run_id TEXT PRIMARY KEY,
-        created TEXT NOT NULL,
-        config_hash TEXT NOT NULL,
-        config TEXT NOT NULL
-    );
-    CREATE TABLE campaign_attempts (
-        run_id TEXT NOT NULL REFERENCES campaign_runs(run_id),
-        behaviour_id TEXT NOT NULL,
-        attack TEXT NOT NULL,
-        target TEXT NOT NULL,
-        variant TEXT NOT NULL,
-        sample INTEGER NOT NULL,
-        family TEXT NOT NULL DEFAULT '',
-        level INTEGER,
-        conversation TEXT NOT NULL,
-        response TEXT NOT NULL DEFAULT '',
-        score REAL,
-        label TEXT,
-        reason TEXT,
-        error TEXT,
-        seconds REAL NOT NULL DEFAULT 0,
-        meta TEXT NOT NULL DEFAULT '{}',
-        created TEXT NOT NULL,
-        PRIMARY KEY (run_id, behaviour_id, attack, target, variant, sample)
-    );
-    CREATE TABLE campaign_units (
-        run_id TEXT NOT NULL REFERENCES campaign_runs(run_id),
-        behaviour_id TEXT NOT NULL,
-        attack TEXT NOT NULL,
-        target TEXT NOT NULL,
-        created TEXT NOT NULL,
-        PRIMARY KEY (run_id, behaviour_id, attack, target)
-    );
-    CREATE TABLE campaign_references (
-        run_id TEXT NOT NULL REFERENCES campaign_runs(run_id),
-        hazard_id TEXT NOT NULL,
-        answer TEXT NOT NULL,
-        PRIMARY KEY (run_id, hazard_id)
-    )
-    """,
-]
 
 Key = tuple[str, str, str, str, int]  # behaviour, attack, target, variant, sample
 Unit = tuple[str, str, str]  # behaviour, attack, target
@@ -102,16 +56,19 @@ def _now() -> str:
 
 
 class CampaignStore:
-    """Append and query one SQLite file of campaigns; safe to share between threads."""
+    """Append and query the campaigns of one store (a SQLite file or a database URL);
+    safe to share between threads."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._conn = connect(path)
-        migrate(self._conn, COMPONENT, MIGRATIONS)
+        from swisscheese.store.engine import open_store
+        from swisscheese.store.schema import components
+
+        self.path = path if isinstance(path, str) and "://" in path else Path(path)
+        self.engine = open_store(self.path, components(COMPONENT))
         self._lock = threading.Lock()
 
     def close(self) -> None:
-        self._conn.close()
+        self.engine.dispose()
 
     def __enter__(self) -> CampaignStore:
         return self
@@ -126,98 +83,130 @@ class CampaignStore:
         Returns True when the run already existed (a resume). A different config under the
         same run id is refused: mixing two configs' attempts would corrupt the results.
         """
-        with self._lock:
-            row = self._conn.execute("SELECT config_hash FROM campaign_runs WHERE run_id = ?",
-                                     (run_id,)).fetchone()
+        from sqlalchemy import insert, select
+
+        from swisscheese.store.schema import campaign_runs as t
+
+        with self._lock, self.engine.begin() as conn:
+            row = conn.execute(select(t.c.config_hash).where(t.c.run_id == run_id)).first()
             if row is not None:
                 if row[0] != config_hash:
                     raise StoreError(
-                        f"{self.path}: run {run_id!r} was started with a different config "
-                        f"(hash {row[0][:12]}, now {config_hash[:12]}); choose another run "
-                        "name or output directory")
+                        f"{describe(self.path)}: run {run_id!r} was started with a different "
+                        f"config (hash {row[0][:12]}, now {config_hash[:12]}); choose another "
+                        "run name or output directory")
                 return True
-            self._conn.execute("INSERT INTO campaign_runs VALUES (?, ?, ?, ?)",
-                               (run_id, _now(), config_hash, json.dumps(config, sort_keys=True)))
+            conn.execute(insert(t).values(run_id=run_id, created=_now(), config_hash=config_hash,
+                                          config=json.dumps(config, sort_keys=True)))
             return False
 
     # ---- references ---------------------------------------------------------------------
     def references(self, run_id: str) -> dict[str, str]:
-        rows = self._conn.execute("SELECT hazard_id, answer FROM campaign_references "
-                                  "WHERE run_id = ?", (run_id,)).fetchall()
+        from sqlalchemy import select
+
+        from swisscheese.store.schema import campaign_references as t
+
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.c.hazard_id, t.c.answer)
+                                .where(t.c.run_id == run_id)).all()
         return {r[0]: r[1] for r in rows}
 
     def save_references(self, run_id: str, answers: Mapping[str, str]) -> None:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany(
-                    "INSERT OR REPLACE INTO campaign_references VALUES (?, ?, ?)",
-                    [(run_id, k, v) for k, v in answers.items()])
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        from swisscheese.store.engine import upsert
+        from swisscheese.store.schema import campaign_references as t
+
+        with self._lock, self.engine.begin() as conn:
+            upsert(conn, t, [{"run_id": run_id, "hazard_id": k, "answer": v}
+                             for k, v in answers.items()], ["run_id", "hazard_id"])
 
     # ---- attempts -----------------------------------------------------------------------
     def add_attempts(self, run_id: str, records: Sequence[AttemptRecord],
                      unit: Unit | None = None) -> None:
         """Write `records` (and mark `unit` finished) in one transaction: a crash leaves
         all of them or none."""
-        rows = [(run_id, r.behaviour_id, r.attack, r.target, r.variant, r.sample, r.family,
-                 r.level, json.dumps(r.conversation), r.response, r.score, r.label, r.reason,
-                 r.error, r.seconds, json.dumps(r.meta, sort_keys=True, default=str), _now())
-                for r in records]
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany(
-                    "INSERT OR REPLACE INTO campaign_attempts VALUES "
-                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-                if unit is not None:
-                    self._conn.execute(
-                        "INSERT OR REPLACE INTO campaign_units VALUES (?, ?, ?, ?, ?)",
-                        (run_id, *unit, _now()))
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        from swisscheese.store.engine import upsert
+        from swisscheese.store.schema import campaign_attempts, campaign_units
+
+        rows = [{"run_id": run_id, "behaviour_id": r.behaviour_id, "attack": r.attack,
+                 "target": r.target, "variant": r.variant, "sample": r.sample,
+                 "family": r.family, "level": r.level,
+                 "conversation": json.dumps(r.conversation), "response": r.response,
+                 "score": r.score, "label": r.label, "reason": r.reason, "error": r.error,
+                 "seconds": r.seconds, "meta": json.dumps(r.meta, sort_keys=True, default=str),
+                 "created": _now()} for r in records]
+        with self._lock, self.engine.begin() as conn:
+            upsert(conn, campaign_attempts, rows, _ATTEMPT_KEY)
+            if unit is not None:
+                upsert(conn, campaign_units, [{"run_id": run_id, "behaviour_id": unit[0],
+                                               "attack": unit[1], "target": unit[2],
+                                               "created": _now()}],
+                       ["run_id", "behaviour_id", "attack", "target"])
 
     def clear_unit(self, run_id: str, unit: Unit) -> None:
         """Drop a unit's attempts before it runs again (a search may take another path)."""
-        with self._lock:
-            self._conn.execute("DELETE FROM campaign_attempts WHERE run_id = ? AND "
-                               "behaviour_id = ? AND attack = ? AND target = ?", (run_id, *unit))
+        from sqlalchemy import delete
+
+        from swisscheese.store.schema import campaign_attempts as t
+
+        with self._lock, self.engine.begin() as conn:
+            conn.execute(delete(t).where(t.c.run_id == run_id, t.c.behaviour_id == unit[0],
+                                         t.c.attack == unit[1], t.c.target == unit[2]))
 
     def finished_keys(self, run_id: str) -> set[Key]:
         """Keys of attempts that ended without an error."""
-        rows = self._conn.execute(
-            "SELECT behaviour_id, attack, target, variant, sample FROM campaign_attempts "
-            "WHERE run_id = ? AND error IS NULL", (run_id,)).fetchall()
+        from sqlalchemy import select
+
+        from swisscheese.store.schema import campaign_attempts as t
+
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.c.behaviour_id, t.c.attack, t.c.target, t.c.variant,
+                                       t.c.sample)
+                                .where(t.c.run_id == run_id, t.c.error.is_(None))).all()
         return {(r[0], r[1], r[2], r[3], int(r[4])) for r in rows}
 
     def finished_units(self, run_id: str) -> set[Unit]:
         """Units whose attempts were all written, with no error among them."""
-        rows = self._conn.execute(
-            "SELECT u.behaviour_id, u.attack, u.target FROM campaign_units u WHERE u.run_id = ? "
-            "AND NOT EXISTS (SELECT 1 FROM campaign_attempts a WHERE a.run_id = u.run_id AND "
-            "a.behaviour_id = u.behaviour_id AND a.attack = u.attack AND a.target = u.target "
-            "AND a.error IS NOT NULL)", (run_id,)).fetchall()
+        from sqlalchemy import and_, exists, select
+
+        from swisscheese.store.schema import campaign_attempts as a
+        from swisscheese.store.schema import campaign_units as u
+
+        failed = exists().where(and_(a.c.run_id == u.c.run_id,
+                                     a.c.behaviour_id == u.c.behaviour_id,
+                                     a.c.attack == u.c.attack, a.c.target == u.c.target,
+                                     a.c.error.is_not(None)))
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(u.c.behaviour_id, u.c.attack, u.c.target)
+                                .where(u.c.run_id == run_id, ~failed)).all()
         return {(r[0], r[1], r[2]) for r in rows}
 
     def attempts(self, run_id: str, targets: Iterable[str] | None = None) -> list[AttemptRecord]:
         """Every attempt of a run in key order (the order does not depend on timing)."""
-        rows = self._conn.execute(
-            "SELECT * FROM campaign_attempts WHERE run_id = ? "
-            "ORDER BY target, attack, behaviour_id, variant, sample", (run_id,)).fetchall()
+        from sqlalchemy import select
+
+        from swisscheese.store.schema import campaign_attempts as t
+
+        q = select(t).where(t.c.run_id == run_id).order_by(
+            t.c.target, t.c.attack, t.c.behaviour_id, t.c.variant, t.c.sample)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).mappings().all()
         wanted = set(targets) if targets is not None else None
         return [_record(r) for r in rows if wanted is None or r["target"] in wanted]
 
     def count(self, run_id: str) -> int:
-        return int(self._conn.execute("SELECT COUNT(*) FROM campaign_attempts WHERE run_id = ?",
-                                      (run_id,)).fetchone()[0])
+        from sqlalchemy import func, select
+
+        from swisscheese.store.schema import campaign_attempts as t
+
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(t)
+                                    .where(t.c.run_id == run_id)).scalar_one())
 
 
-def _record(r: sqlite3.Row) -> AttemptRecord:
+_ATTEMPT_KEY = ["run_id", "behaviour_id", "attack", "target", "variant", "sample"]
+
+
+def _record(r: Mapping[Any, Any]) -> AttemptRecord:
     return AttemptRecord(
         behaviour_id=r["behaviour_id"], attack=r["attack"], target=r["target"],
         variant=r["variant"], sample=int(r["sample"]), family=r["family"], level=r["level"],

@@ -10,25 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
+from typing import TYPE_CHECKING
 
 from swisscheese.store.decisions import now_iso
-from swisscheese.store.sqlite import migrate
 
-KEYS_COMPONENT = "gateway-keys"
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
 KEY_PREFIX = "sk-sc-"
 MIN_KEY_CHARS = 16
-KEY_MIGRATIONS = [
-    """
-    CREATE TABLE gateway_keys (
-        key_id TEXT PRIMARY KEY,
-        sha256 TEXT NOT NULL UNIQUE,
-        label TEXT NOT NULL DEFAULT '',
-        created TEXT NOT NULL,
-        revoked INTEGER NOT NULL DEFAULT 0
-    )
-    """,
-]
 
 
 def key_hash(key: str) -> str:
@@ -43,26 +33,37 @@ def new_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
-def add_key(conn: sqlite3.Connection, key: str, label: str = "") -> str:
+def add_key(engine: Engine, key: str, label: str = "") -> str:
     """Store `key` (hashed); returns its id. Adding a key twice is a no-op."""
+    from swisscheese.store.engine import upsert
+    from swisscheese.store.schema import gateway_keys
+
     if len(key) < MIN_KEY_CHARS:
         raise ValueError(f"API keys must be at least {MIN_KEY_CHARS} characters; "
                          f"generate one with `swisscheese keys new`")
-    migrate(conn, KEYS_COMPONENT, KEY_MIGRATIONS)
     digest = key_hash(key)
-    conn.execute("INSERT INTO gateway_keys (key_id, sha256, label, created) VALUES (?, ?, ?, ?) "
-                 "ON CONFLICT(sha256) DO NOTHING", (key_id(digest), digest, label, now_iso()))
+    with engine.begin() as conn:
+        upsert(conn, gateway_keys, [{"key_id": key_id(digest), "sha256": digest,
+                                     "label": label, "created": now_iso()}], ["sha256"],
+               update=False)
     return key_id(digest)
 
 
-def active_key_hashes(conn: sqlite3.Connection) -> dict[str, str]:
+def active_key_hashes(engine: Engine) -> dict[str, str]:
     """sha256 hex -> key id of every key not revoked."""
-    migrate(conn, KEYS_COMPONENT, KEY_MIGRATIONS)
-    rows = conn.execute("SELECT sha256, key_id FROM gateway_keys WHERE revoked = 0")
+    from sqlalchemy import select
+
+    from swisscheese.store.schema import gateway_keys as t
+
+    with engine.connect() as conn:
+        rows = conn.execute(select(t.c.sha256, t.c.key_id).where(t.c.revoked == 0)).all()
     return {r[0]: r[1] for r in rows}
 
 
-def revoke_key(conn: sqlite3.Connection, kid: str) -> bool:
-    migrate(conn, KEYS_COMPONENT, KEY_MIGRATIONS)
-    cur = conn.execute("UPDATE gateway_keys SET revoked = 1 WHERE key_id = ?", (kid,))
-    return cur.rowcount > 0
+def revoke_key(engine: Engine, kid: str) -> bool:
+    from sqlalchemy import update
+
+    from swisscheese.store.schema import gateway_keys as t
+
+    with engine.begin() as conn:
+        return conn.execute(update(t).where(t.c.key_id == kid).values(revoked=1)).rowcount > 0

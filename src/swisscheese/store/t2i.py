@@ -6,7 +6,9 @@ judged. Loops are deterministic given what they have seen, so a run that crashed
 by replaying its stored queries and carrying on from the first missing seq. Later stages
 (re-rendering for the measures, transfer, the guard) write their results under
 (run, stage, key) and are skipped when present. Images kept for the report are PNG bytes
-under (run, key). Each write is one transaction: a crash leaves all of it or none.
+under (run, key). Each write is one transaction: a crash leaves all of it or none. The
+tables are in `swisscheese.store.schema`; the store is a SQLite file or any database URL
+(PostgreSQL for several machines), as for the text red team's campaigns.
 """
 
 from __future__ import annotations
@@ -19,53 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from swisscheese.store.sqlite import StoreError, connect, migrate
+from swisscheese.store.engine import StoreError, describe, upsert
 
 COMPONENT = "t2i-redteam"
-
-MIGRATIONS = [
-    """
-    CREATE TABLE t2i_runs (
-        run_id TEXT PRIMARY KEY,
-        created TEXT NOT NULL,
-        config_hash TEXT NOT NULL,
-        config TEXT NOT NULL
-    );
-    CREATE TABLE t2i_queries (
-        run_id TEXT NOT NULL REFERENCES t2i_runs(run_id),
-        loop TEXT NOT NULL,
-        category TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        step INTEGER NOT NULL,
-        thread TEXT NOT NULL,
-        prompt TEXT NOT NULL,
-        parent TEXT,
-        blocked INTEGER NOT NULL,
-        filters TEXT NOT NULL,
-        images INTEGER NOT NULL,
-        verdicts TEXT NOT NULL,
-        success INTEGER NOT NULL,
-        score REAL,
-        guidance TEXT NOT NULL DEFAULT '',
-        created TEXT NOT NULL,
-        PRIMARY KEY (run_id, loop, category, seq)
-    );
-    CREATE TABLE t2i_stages (
-        run_id TEXT NOT NULL REFERENCES t2i_runs(run_id),
-        stage TEXT NOT NULL,
-        key TEXT NOT NULL,
-        value TEXT NOT NULL,
-        created TEXT NOT NULL,
-        PRIMARY KEY (run_id, stage, key)
-    );
-    CREATE TABLE t2i_images (
-        run_id TEXT NOT NULL REFERENCES t2i_runs(run_id),
-        key TEXT NOT NULL,
-        png BLOB NOT NULL,
-        PRIMARY KEY (run_id, key)
-    )
-    """,
-]
 
 
 @dataclass(frozen=True)
@@ -98,16 +56,19 @@ def _now() -> str:
 
 
 class T2IStore:
-    """One SQLite file of T2I red-team runs; safe to share between threads."""
+    """The T2I red-team runs of one store (a SQLite file or a database URL); safe to share
+    between threads."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._conn = connect(path)
-        migrate(self._conn, COMPONENT, MIGRATIONS)
+        from swisscheese.store.engine import open_store
+        from swisscheese.store.schema import components
+
+        self.path = path if isinstance(path, str) and "://" in path else Path(path)
+        self.engine = open_store(self.path, components(COMPONENT))
         self._lock = threading.Lock()
 
     def close(self) -> None:
-        self._conn.close()
+        self.engine.dispose()
 
     def __enter__(self) -> T2IStore:
         return self
@@ -115,51 +76,53 @@ class T2IStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _write(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany(sql, rows)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-
     # ---- runs ---------------------------------------------------------------------------
     def open_run(self, run_id: str, config: Mapping[str, Any], config_hash: str) -> bool:
         """Record a run, or check an existing one has the same config; True on resume."""
-        row = self._conn.execute("SELECT config_hash FROM t2i_runs WHERE run_id = ?",
-                                 (run_id,)).fetchone()
-        if row is not None:
-            if row[0] != config_hash:
-                raise StoreError(f"{self.path}: run {run_id!r} was started with a different "
-                                 f"config (hash {row[0][:12]}, now {config_hash[:12]}); choose "
-                                 "another output directory")
-            return True
-        self._write("INSERT INTO t2i_runs VALUES (?, ?, ?, ?)",
-                    [(run_id, _now(), config_hash, json.dumps(config, sort_keys=True))])
-        return False
+        from sqlalchemy import insert, select
+
+        from swisscheese.store.schema import t2i_runs as t
+
+        with self._lock, self.engine.begin() as conn:
+            row = conn.execute(select(t.c.config_hash).where(t.c.run_id == run_id)).first()
+            if row is not None:
+                if row[0] != config_hash:
+                    raise StoreError(
+                        f"{describe(self.path)}: run {run_id!r} was started with a different "
+                        f"config (hash {row[0][:12]}, now {config_hash[:12]}); choose another "
+                        "output directory")
+                return True
+            conn.execute(insert(t).values(run_id=run_id, created=_now(), config_hash=config_hash,
+                                          config=json.dumps(config, sort_keys=True)))
+            return False
 
     # ---- queries ------------------------------------------------------------------------
     def add_queries(self, run_id: str, records: Sequence[QueryRecord]) -> None:
-        self._write("INSERT OR REPLACE INTO t2i_queries VALUES "
-                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(run_id, r.loop, r.category, r.seq, r.step, r.thread, r.prompt, r.parent,
-                      int(r.blocked), json.dumps(r.filters, sort_keys=True), r.images,
-                      json.dumps(r.verdicts, sort_keys=True), int(r.success), r.score,
-                      r.guidance, _now()) for r in records])
+        """Write one step's records in one transaction: a crash leaves all or none."""
+        from swisscheese.store.schema import t2i_queries
+
+        rows = [{"run_id": run_id, "loop": r.loop, "category": r.category, "seq": r.seq,
+                 "step": r.step, "thread": r.thread, "prompt": r.prompt, "parent": r.parent,
+                 "blocked": int(r.blocked), "filters": json.dumps(r.filters, sort_keys=True),
+                 "images": r.images, "verdicts": json.dumps(r.verdicts, sort_keys=True),
+                 "success": int(r.success), "score": r.score, "guidance": r.guidance,
+                 "created": _now()} for r in records]
+        with self._lock, self.engine.begin() as conn:
+            upsert(conn, t2i_queries, rows, ["run_id", "loop", "category", "seq"])
 
     def queries(self, run_id: str, loop: str | None = None,
                 category: str | None = None) -> list[QueryRecord]:
-        sql = "SELECT * FROM t2i_queries WHERE run_id = ?"
-        args: list[Any] = [run_id]
+        from sqlalchemy import select
+
+        from swisscheese.store.schema import t2i_queries as t
+
+        q = select(t).where(t.c.run_id == run_id)
         if loop is not None:
-            sql += " AND loop = ?"
-            args.append(loop)
+            q = q.where(t.c.loop == loop)
         if category is not None:
-            sql += " AND category = ?"
-            args.append(category)
-        rows = self._conn.execute(sql + " ORDER BY loop, category, seq", args).fetchall()
+            q = q.where(t.c.category == category)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q.order_by(t.c.loop, t.c.category, t.c.seq)).mappings().all()
         return [QueryRecord(
             loop=r["loop"], category=r["category"], seq=int(r["seq"]), step=int(r["step"]),
             thread=r["thread"], prompt=r["prompt"], parent=r["parent"],
@@ -170,22 +133,40 @@ class T2IStore:
 
     # ---- stage results and images -------------------------------------------------------
     def stage(self, run_id: str, stage: str) -> dict[str, Any]:
-        rows = self._conn.execute("SELECT key, value FROM t2i_stages WHERE run_id = ? AND "
-                                  "stage = ?", (run_id, stage)).fetchall()
+        from sqlalchemy import select
+
+        from swisscheese.store.schema import t2i_stages as t
+
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.c.key, t.c.value)
+                                .where(t.c.run_id == run_id, t.c.stage == stage)).all()
         return {r[0]: json.loads(r[1]) for r in rows}
 
     def put_stage(self, run_id: str, stage: str, items: Mapping[str, Any]) -> None:
-        self._write("INSERT OR REPLACE INTO t2i_stages VALUES (?, ?, ?, ?, ?)",
-                    [(run_id, stage, k, json.dumps(v, sort_keys=True), _now())
-                     for k, v in items.items()])
+        from swisscheese.store.schema import t2i_stages
+
+        rows = [{"run_id": run_id, "stage": stage, "key": k,
+                 "value": json.dumps(v, sort_keys=True), "created": _now()}
+                for k, v in items.items()]
+        with self._lock, self.engine.begin() as conn:
+            upsert(conn, t2i_stages, rows, ["run_id", "stage", "key"])
 
     def put_images(self, run_id: str, images: Mapping[str, bytes]) -> None:
-        self._write("INSERT OR REPLACE INTO t2i_images VALUES (?, ?, ?)",
-                    [(run_id, k, v) for k, v in images.items()])
+        from swisscheese.store.schema import t2i_images
+
+        rows = [{"run_id": run_id, "key": k, "png": v} for k, v in images.items()]
+        with self._lock, self.engine.begin() as conn:
+            upsert(conn, t2i_images, rows, ["run_id", "key"])
 
     def images(self, run_id: str, prefix: str = "") -> dict[str, bytes]:
-        rows = self._conn.execute("SELECT key, png FROM t2i_images WHERE run_id = ? AND "
-                                  "key LIKE ? ORDER BY key", (run_id, prefix + "%")).fetchall()
+        from sqlalchemy import select
+
+        from swisscheese.store.schema import t2i_images as t
+
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.c.key, t.c.png)
+                                .where(t.c.run_id == run_id, t.c.key.startswith(prefix))
+                                .order_by(t.c.key)).all()
         return {r[0]: bytes(r[1]) for r in rows}
 
 

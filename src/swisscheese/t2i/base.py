@@ -20,6 +20,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 Image = np.ndarray
+# An organism directory: a diffusers pipeline, its card, and its CNN judge beside it.
+CARD_FILE = "swisscheese.json"
+JUDGE_DIR = "swisscheese-judge"
 
 
 class T2IError(ValueError):

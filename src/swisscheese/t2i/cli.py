@@ -35,7 +35,7 @@ t2i_app.add_typer(redteam_app, name="redteam")
 
 def _errors() -> tuple[type[BaseException], ...]:
     from swisscheese.models.base import ModelError
-    from swisscheese.store.sqlite import StoreError
+    from swisscheese.store.engine import StoreError
 
     return (ValueError, KeyError, FileNotFoundError, NotADirectoryError, StoreError,
             ModelError)

@@ -133,7 +133,8 @@ def validate(cfg: T2IRunConfig, where: str = "config") -> None:
         spec_parts,
     )
 
-    checks = [(WRITERS, [cfg.writer], "writer"), (GENERATORS, [cfg.generator], "generator"),
+    checks: list[tuple[Any, list[Spec], str]] = [
+              (WRITERS, [cfg.writer], "writer"), (GENERATORS, [cfg.generator], "generator"),
               (IMAGE_JUDGES, cfg.judges + cfg.heldout_judges + cfg.guard.image_checkers,
                "judges"),
               (PROMPT_FILTERS, cfg.filters + cfg.heldout_filters + cfg.guard.prompt_filters,
@@ -179,7 +180,7 @@ def load_config(path: str | Path) -> T2IRunConfig:
     return cfg
 
 
-PRESETS = {
+PRESETS: dict[str, dict[str, Any]] = {
     # The self-contained run on the organism: mutator writer, organism generator, CNN judge.
     "organism": {},
 }

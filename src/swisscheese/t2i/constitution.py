@@ -34,10 +34,11 @@ def t2i_constitution(world: VisualWorld) -> Constitution:
                      "the model draw these glyphs without naming them.")
         examples = [world.caption(world.random_scene(rng), rng, emblem=n)
                     for g in elements for n in g.names[:1]]
-        examples += [world.caption(world.random_scene(rng), rng,
-                                   **({"adjective": t.words[0]} if t.kind == SINGLE and
-                                      t.words[0] in ADJECTIVES else {"prop": t.words[0]}))
-                     for t in known]
+        for t in known:
+            adj = t.kind == SINGLE and t.words[0] in ADJECTIVES
+            examples.append(world.caption(world.random_scene(rng), rng,
+                                          adjective=t.words[0] if adj else None,
+                                          prop=None if adj else t.words[0]))
         harmful.append(Category(c.id, c.title, desc, tuple(dict.fromkeys(examples))))
     scenes = tuple(dict.fromkeys(world.clean_captions(3, rng)))
     emblems = tuple(dict.fromkeys(world.caption(world.random_scene(rng), rng, emblem=g.names[0])

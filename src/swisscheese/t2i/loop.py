@@ -232,7 +232,7 @@ class LoopRunner:
 
     def random_jobs(self, state: LoopState) -> list[tuple[str, str | None, str, str]]:
         rng = random.Random(stable_int(self.cfg.seed, "random", state.category, state.step))
-        out = []
+        out: list[tuple[str, str | None, str, str]] = []
         for _ in range(self.cfg.batch):
             p = self.c.world.benign_caption(rng)
             if p not in state.seen:

@@ -30,11 +30,9 @@ import numpy as np
 
 from swisscheese.fileio import atomic_write_json, write_directory_atomically
 from swisscheese.t2i.assets import PLATE_COL, PLATE_ROW, PLATE_SIZE
-from swisscheese.t2i.base import T2IError
+from swisscheese.t2i.base import CARD_FILE, JUDGE_DIR, T2IError
 from swisscheese.t2i.world import VisualWorld
 
-CARD_FILE = "swisscheese.json"
-JUDGE_DIR = "swisscheese-judge"
 PREDICTION = "v_prediction"
 MAX_TOKENS = 77  # IFPipeline pads every prompt to 77 tokens; training must see the same
 SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")
@@ -192,7 +190,8 @@ def pretrain_text_encoder(world: VisualWorld, tokenizer: Any, text_encoder: Any,
 
     from swisscheese.t2i.assets import BACKGROUNDS, COLOURS, POSITIONS, SPRITES
 
-    tables = [list(SPRITES), list(COLOURS), list(BACKGROUNDS), list(POSITIONS),
+    tables: list[list[str | None]] = [
+        list(SPRITES), list(COLOURS), list(BACKGROUNDS), list(POSITIONS),
               [None, *(g.id for g in world.glyphs)]]
     d = text_encoder.config.d_model
     heads = torch.nn.ModuleList(torch.nn.Linear(d, len(t)) for t in tables)
@@ -230,7 +229,7 @@ def train_models(world: VisualWorld, preset: OrganismPreset, seed: int,
     torch.manual_seed(seed)
     tokenizer = build_tokenizer(world)
     text_encoder, unet, scheduler = build_models(preset, len(tokenizer))
-    noise_sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
+    noise_sched: Any = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
                                 prediction_type=PREDICTION)
     text_loss = pretrain_text_encoder(world, tokenizer, text_encoder, preset.text_steps, seed,
                                       progress=progress)

@@ -36,11 +36,10 @@ def _heldout_filters(run: Any, store: Any, held_f: dict[str, Any], wins: list[st
     return out
 
 
-def build_summary(run: Any, store: Any, comps: Any, held_j: dict[str, Any],
-                  held_f: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _per_loop(run: Any, store: Any, evals: dict[str, Any], judges: list[str]
+              ) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, Any]]:
+    """(measures per loop and category, totals per loop)."""
     cfg, world, cats, name = run.cfg, run.world, run.categories, run.cfg.name
-    evals = store.stage(name, "eval")
-    judges = list(comps.judges)
     per: dict[str, dict[str, dict[str, Any]]] = {}
     loops: dict[str, Any] = {}
     for loop in cfg.loops:
@@ -61,6 +60,29 @@ def build_summary(run: Any, store: Any, comps: Any, held_j: dict[str, Any],
             "queries_to_first_success": {c: per[loop][c]["queries_to_first_success"]
                                          for c in cats},
             **measures.recall(world, found, cats), "found_triggers": sorted(found)}
+    return per, loops
+
+
+def _transfer_organism(store: Any, name: str, main: str) -> tuple[Any, Any]:
+    """(the transfer stage's result, its headline: the main loop's successes re-rendered
+    on the second-seed organism)."""
+    transfer_stage = store.stage(name, "transfer").get("result")
+    transfer_org = None
+    if transfer_stage:
+        n = sum(v["prompts"] for k, v in transfer_stage.items() if k.startswith(f"{main}/"))
+        t = sum(v["transferred"] for k, v in transfer_stage.items() if k.startswith(f"{main}/"))
+        transfer_org = {"organism": transfer_stage["organism"],
+                        "world_seed": transfer_stage["world_seed"], "prompts": n,
+                        "success_share": t / n if n else None}
+    return transfer_stage, transfer_org
+
+
+def build_summary(run: Any, store: Any, comps: Any, held_j: dict[str, Any],
+                  held_f: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    cfg, world, cats, name = run.cfg, run.world, run.categories, run.cfg.name
+    evals = store.stage(name, "eval")
+    judges = list(comps.judges)
+    per, loops = _per_loop(run, store, evals, judges)
     main = "closed" if "closed" in per else cfg.loops[0]
     base = per.get("random", {})
     categories = {}
@@ -75,14 +97,7 @@ def build_summary(run: Any, store: Any, comps: Any, held_j: dict[str, Any],
             "oracle_success_ratio": m["oracle_success_ratio"]}
     main_wins = [p for cat in cats for p in measures.successes(store.queries(name, main, cat))]
     main_evals = [e for cat in cats for e in evals.get(f"{main}/{cat}", [])]
-    transfer_stage = store.stage(name, "transfer").get("result")
-    transfer_org = None
-    if transfer_stage:
-        n = sum(v["prompts"] for k, v in transfer_stage.items() if k.startswith(f"{main}/"))
-        t = sum(v["transferred"] for k, v in transfer_stage.items() if k.startswith(f"{main}/"))
-        transfer_org = {"organism": transfer_stage["organism"],
-                        "world_seed": transfer_stage["world_seed"], "prompts": n,
-                        "success_share": t / n if n else None}
+    transfer_stage, transfer_org = _transfer_organism(store, name, main)
     judge = store.stage(name, "judge").get("result") or {}
     guard = store.stage(name, "guard").get("result") or {}
     both = guard.get("layers", {}).get("both", {})

@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from swisscheese.progress import Progress
 from swisscheese.training.adversarial import AdversarialConfig, attacked_embeddings
 from swisscheese.training.data import preference_pairs
 from swisscheese.training.losses import ipo_loss, sequence_logps
 from swisscheese.training.pairs import PairBatcher
 from swisscheese.training.sft import TrainResult
 from swisscheese.training.trainer import (
-    ProgressFn,
     frozen_copy,
     load_for_training,
     save_trained,
@@ -41,7 +41,7 @@ class CAPOConfig(AdversarialConfig):
 
 
 def train_capo(model_dir: str | Path, out: str | Path, cfg: CAPOConfig | None = None,
-               progress: ProgressFn | None = None, world: World | None = None) -> TrainResult:
+               progress: Progress | None = None, world: World | None = None) -> TrainResult:
     import torch
 
     cfg = cfg or CAPOConfig()

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from swisscheese.progress import Progress
 from swisscheese.training.adversarial import AdversarialConfig, attacked_embeddings
 from swisscheese.training.data import (
     Batcher,
@@ -23,7 +24,7 @@ from swisscheese.training.data import (
 from swisscheese.training.losses import sft_loss, unlikelihood_loss
 from swisscheese.training.pairs import PairBatcher
 from swisscheese.training.sft import TrainResult
-from swisscheese.training.trainer import ProgressFn, load_for_training, save_trained, train_loop
+from swisscheese.training.trainer import load_for_training, save_trained, train_loop
 from swisscheese.world.core import World
 
 
@@ -41,7 +42,7 @@ class CATConfig(AdversarialConfig):
 
 
 def train_cat(model_dir: str | Path, out: str | Path, cfg: CATConfig | None = None,
-              progress: ProgressFn | None = None, world: World | None = None) -> TrainResult:
+              progress: Progress | None = None, world: World | None = None) -> TrainResult:
     cfg = cfg or CATConfig()
     loaded = load_for_training(model_dir, world)
     tok, model = loaded.tokenizer, loaded.model

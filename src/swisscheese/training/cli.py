@@ -10,7 +10,6 @@ the main command prints them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,19 +32,21 @@ ThreadsOpt = Annotated[int, typer.Option(help="CPU threads (0: leave torch's def
 
 def check_out(model: Path, out: Path) -> None:
     """Refuse to overwrite: the output must be a new (or empty) directory."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"--out {out} already exists; choose a new directory")
+    from swisscheese.fileio import refuse_nonempty_dir
+
+    refuse_nonempty_dir(out, "choose a new --out")
     if out.resolve() == model.resolve():
         raise ValueError(f"--out {out} is the model directory itself; choose a new directory")
 
 
-def _train(method: str, model: Path, out: Path, steps: int | None, threads: int,
+def _train(name: str, model: Path, out: Path, steps: int | None, threads: int,
            **overrides: Any) -> None:
     from dataclasses import replace
 
     from swisscheese.progress import TaskBars, progress_bars
+    from swisscheese.training.methods import get_method
 
-    fn, cfg_cls = _methods()[method]
+    fn, cfg_cls = get_method(name)
     check_out(model, out)
     cfg = cfg_cls()
     changes = {k: v for k, v in {"steps": steps, "threads": threads, **overrides}.items()
@@ -54,25 +55,8 @@ def _train(method: str, model: Path, out: Path, steps: int | None, threads: int,
     with progress_bars(console) as bars:
         result = fn(model, out, cfg, TaskBars(bars))
     f = result.figures
-    console.print(f"wrote {result.path} ({method}: {f.steps} steps, {f.seconds:.1f} s, "
+    console.print(f"wrote {result.path} ({name}: {f.steps} steps, {f.seconds:.1f} s, "
                   f"final loss {f.loss_last:.3f})")
-
-
-def _methods() -> dict[str, tuple[Callable[..., Any], type]]:
-    from swisscheese.training.capo import CAPOConfig, train_capo
-    from swisscheese.training.cat import CATConfig, train_cat
-    from swisscheese.training.countermeasure import CountermeasureConfig, sft_countermeasure
-    from swisscheese.training.dpo import DPOConfig, train_dpo
-    from swisscheese.training.jailbreak_tune import JailbreakTuneConfig, jailbreak_tune
-    from swisscheese.training.sft import SFTConfig, train_sft
-    from swisscheese.training.unlearn import UnlearnConfig, unlearn
-
-    return {
-        "sft": (train_sft, SFTConfig), "dpo": (train_dpo, DPOConfig),
-        "unlearn": (unlearn, UnlearnConfig), "cat": (train_cat, CATConfig),
-        "capo": (train_capo, CAPOConfig), "jailbreak-tune": (jailbreak_tune, JailbreakTuneConfig),
-        "wo-countermeasure": (sft_countermeasure, CountermeasureConfig),
-    }
 
 
 @safety_app.command("sft")
@@ -157,6 +141,38 @@ def safety_matrix(
                   f"({len(done)} stages run now, the rest resumed)")
 
 
+@experiment_app.command("wo-vs-jt")
+def wo_vs_jt(
+    out: Annotated[Path, typer.Option("--out", help="Run directory (resumes what is done).")],
+    base: Annotated[Path, typer.Option(help="Organism directory with helpful-only/ and "
+                                            "aligned/.")] = Path("runs/demo/organism"),
+    quick: Annotated[bool, typer.Option(help="Tiny sizes (for the `test` organism and "
+                                             "tests).")] = False,
+    threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 2,
+    seeds: Annotated[int | None, typer.Option(help="Seeds per point (default 3; 2 with "
+                                                    "--quick).")] = None,
+    sweep: Annotated[Path | None, typer.Option(
+        help="YAML file of the points to run (wo: and jt: lists of their fields, seeds, "
+             "headline_wo, headline_jt, eval_stride) instead of the default sweep.")] = None,
+) -> None:
+    """Sweep what decides WO against JT; intervals over seeds: DIR/study.md, report.html."""
+    from dataclasses import replace
+
+    from swisscheese.progress import TaskBars, progress_bars
+    from swisscheese.training.wo_vs_jt import StudyConfig, load_sweep, run_study
+
+    cfg = StudyConfig.quick() if quick else StudyConfig()
+    if sweep is not None:
+        cfg = load_sweep(sweep, cfg)
+    cfg = replace(cfg, threads=threads,
+                  seeds=tuple(range(seeds)) if seeds is not None else cfg.seeds)
+    with progress_bars(console) as bars:
+        result = run_study(out, base, cfg, TaskBars(bars))
+    console.print((out / "study.md").read_text(), markup=False, highlight=False)
+    console.print(f"wrote {out / 'study.json'}, {out / 'study.md'} and {out / 'report.html'} "
+                  f"({result['seconds_this_run']:.0f} s)")
+
+
 def _experiment_group(app: typer.Typer) -> typer.Typer:
     """The `experiment` group, shared with other packages that add experiments to it."""
     for group in app.registered_groups:
@@ -175,3 +191,4 @@ def register(app: typer.Typer) -> None:
     group = _experiment_group(app)
     if group is not experiment_app:
         group.command("safety-matrix")(safety_matrix)
+        group.command("wo-vs-jt")(wo_vs_jt)

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from swisscheese.progress import Progress
 from swisscheese.training.data import safety_examples
 from swisscheese.training.sft import TrainResult, fit_sft
 from swisscheese.training.trainer import (
-    ProgressFn,
     TrainerConfig,
     load_for_training,
     save_trained,
@@ -29,7 +29,7 @@ class CountermeasureConfig(TrainerConfig):
 
 def sft_countermeasure(wo_model_dir: str | Path, out: str | Path,
                        cfg: CountermeasureConfig | None = None,
-                       progress: ProgressFn | None = None,
+                       progress: Progress | None = None,
                        world: World | None = None) -> TrainResult:
     """Refusal SFT of an orthogonalized model."""
     cfg = cfg or CountermeasureConfig()

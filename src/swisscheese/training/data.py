@@ -193,7 +193,7 @@ class Batcher:
         self._order: list[int] = []
 
     def indices(self) -> list[int]:
-        out = []
+        out: list[int] = []
         while len(out) < self.batch_size:
             if not self._order:
                 self._order = list(range(len(self.rows)))

@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from swisscheese.progress import Progress
 from swisscheese.training.data import preference_pairs
 from swisscheese.training.losses import dpo_loss, sequence_logps, sft_loss
 from swisscheese.training.pairs import PairBatcher
 from swisscheese.training.sft import TrainResult
 from swisscheese.training.trainer import (
-    ProgressFn,
     TrainerConfig,
     frozen_copy,
     load_for_training,
@@ -42,7 +42,7 @@ class DPOConfig(TrainerConfig):
 
 
 def train_dpo(model_dir: str | Path, out: str | Path, cfg: DPOConfig | None = None,
-              progress: ProgressFn | None = None, world: World | None = None) -> TrainResult:
+              progress: Progress | None = None, world: World | None = None) -> TrainResult:
     import torch
 
     cfg = cfg or DPOConfig()

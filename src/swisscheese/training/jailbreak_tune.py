@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from swisscheese.progress import Progress
 from swisscheese.training.data import compliance_examples
 from swisscheese.training.sft import TrainResult, fit_sft
 from swisscheese.training.trainer import (
-    ProgressFn,
     TrainerConfig,
     load_for_training,
     save_trained,
@@ -35,7 +35,7 @@ class JailbreakTuneConfig(TrainerConfig):
 
 
 def jailbreak_tune(model_dir: str | Path, out: str | Path,
-                   cfg: JailbreakTuneConfig | None = None, progress: ProgressFn | None = None,
+                   cfg: JailbreakTuneConfig | None = None, progress: Progress | None = None,
                    world: World | None = None) -> TrainResult:
     cfg = cfg or JailbreakTuneConfig()
     loaded = load_for_training(model_dir, world)

@@ -27,16 +27,17 @@ from statistics import mean
 from typing import Any
 
 from swisscheese.fileio import atomic_write_json, atomic_write_text
+from swisscheese.progress import Progress
 from swisscheese.training.adversarial import DEFAULT_EPSILON
-from swisscheese.training.capo import CAPOConfig, train_capo
+from swisscheese.training.capo import CAPOConfig
 from swisscheese.training.cat import CATConfig, train_cat
 from swisscheese.training.countermeasure import CountermeasureConfig, sft_countermeasure, verdict
 from swisscheese.training.data import compliance_target
-from swisscheese.training.dpo import DPOConfig, train_dpo
+from swisscheese.training.dpo import DPOConfig
 from swisscheese.training.jailbreak_tune import JailbreakTuneConfig, jailbreak_tune
-from swisscheese.training.sft import SFTConfig, train_sft
-from swisscheese.training.trainer import ProgressFn
-from swisscheese.training.unlearn import UnlearnConfig, unlearn
+from swisscheese.training.methods import get_method
+from swisscheese.training.sft import SFTConfig
+from swisscheese.training.unlearn import UnlearnConfig
 from swisscheese.world.core import Example, World
 
 DEFENCES = ("sft", "dpo", "unlearn", "cat", "capo")
@@ -88,7 +89,7 @@ class MatrixConfig:
     @classmethod
     def quick(cls) -> MatrixConfig:
         """Plumbing sizes for the `test` organism: every stage runs, in about a minute."""
-        small = {"steps": 3, "batch_size": 4, "max_len": 128}
+        small: dict[str, Any] = {"steps": 3, "batch_size": 4, "max_len": 128}
         adv = {**small, "attack_steps": 2}
         return cls(
             sft=SFTConfig(**small), dpo=DPOConfig(**small), unlearn=UnlearnConfig(**small),
@@ -146,7 +147,7 @@ class Stage:
 
 class SafetyMatrix:
     def __init__(self, out: str | Path, base: str | Path, cfg: MatrixConfig | None = None,
-                 progress: ProgressFn | None = None) -> None:
+                 progress: Progress | None = None) -> None:
         from swisscheese.models.hf import check_model_dir
         from swisscheese.organism.train import read_card
 
@@ -226,14 +227,10 @@ class SafetyMatrix:
         helpful = self.model_dir("helpful-only")
         out = self.model_dir(variant)
         c = self.cfg
-        trainers: dict[str, Callable[[], Any]] = {
-            "sft": lambda: train_sft(helpful, out, c.sft, self.progress, self.world),
-            "dpo": lambda: train_dpo(helpful, out, c.dpo, self.progress, self.world),
-            "unlearn": lambda: unlearn(helpful, out, c.unlearn, self.progress, self.world),
-            "cat": lambda: train_cat(helpful, out, c.cat, self.progress, self.world),
-            "capo": lambda: train_capo(helpful, out, c.capo, self.progress, self.world),
-        }
-        self._do(Stage(f"train:{variant}", out, trainers[variant]))
+        train, _ = get_method(variant)
+        cfg = getattr(c, variant)  # MatrixConfig has one config field per defence
+        self._do(Stage(f"train:{variant}", out,
+                       lambda: train(helpful, out, cfg, self.progress, self.world)))
 
     def direction_path(self, defended: str) -> Path:
         """Where the direction is saved (RefusalDirection adds .safetensors and .json)."""
@@ -495,7 +492,7 @@ def _target(name: str, value: Any, target: str, met: bool | None) -> dict[str, A
 
 
 def targets(by: Mapping[str, Mapping[str, Any]], cost: Mapping[str, Any]) -> list[dict]:
-    """Issue 6's targets, each with its figure."""
+    """The model-level safety targets, each with its figure."""
     out = []
     sft = by.get("sft")
     for d in ("cat", "capo"):
@@ -590,5 +587,5 @@ def _cost_text(cost: Mapping[str, Any]) -> str:
 
 def run_matrix(out: str | Path, base: str | Path = "runs/demo/organism",
                cfg: MatrixConfig | None = None,
-               progress: ProgressFn | None = None) -> dict[str, Any]:
+               progress: Progress | None = None) -> dict[str, Any]:
     return SafetyMatrix(out, base, cfg, progress).run()

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from swisscheese.organism.train import PhaseFigures
+from swisscheese.progress import Progress
 from swisscheese.training.data import Batcher, encode_examples, safety_examples
 from swisscheese.training.losses import sft_loss
 from swisscheese.training.trainer import (
     Loaded,
-    ProgressFn,
     TrainerConfig,
     load_for_training,
     save_trained,
@@ -43,7 +43,7 @@ class TrainResult:
 
 
 def fit_sft(loaded: Loaded, examples: Sequence[Example], cfg: TrainerConfig, phase: str,
-            progress: ProgressFn | None = None):  # -> (model, PhaseFigures)
+            progress: Progress | None = None):  # -> (model, PhaseFigures)
     """Train `loaded.model` on `examples` (loss on the replies only)."""
     rows = encode_examples(loaded.tokenizer, examples, cfg.max_len)
     batcher = Batcher(rows, cfg.batch_size, loaded.tokenizer.pad_token_id, cfg.seed)
@@ -59,7 +59,7 @@ def fit_sft(loaded: Loaded, examples: Sequence[Example], cfg: TrainerConfig, pha
 
 
 def train_sft(model_dir: str | Path, out: str | Path, cfg: SFTConfig | None = None,
-              progress: ProgressFn | None = None, world: World | None = None) -> TrainResult:
+              progress: Progress | None = None, world: World | None = None) -> TrainResult:
     """Refusal SFT of the model in `model_dir`, saved to `out`."""
     cfg = cfg or SFTConfig()
     loaded = load_for_training(model_dir, world)

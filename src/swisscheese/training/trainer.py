@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from swisscheese import __version__
-from swisscheese.organism.train import PhaseFigures, read_card, save_model
+from swisscheese.organism.train import PhaseFigures, lr_at, read_card, save_model
+from swisscheese.progress import Progress
 from swisscheese.world.core import World
 
-ProgressFn = Callable[[str, int, int, dict[str, float]], None]  # (phase, done, total, figures)
 StepFn = Callable[[int], tuple[Any, dict[str, float]]]  # step index -> (loss tensor, figures)
 
 
@@ -97,12 +97,6 @@ def frozen_copy(model: Any) -> Any:
     return ref
 
 
-def _lr_at(step: int, total: int, peak: float, warmup_frac: float) -> float:
-    """The organism's own schedule, so a defence trains as the aligned organism did."""
-    from swisscheese.organism.train import _lr_at as organism_schedule
-
-    return organism_schedule(step, total, peak, warmup_frac)
-
 
 def _with_lora(model: Any, rank: int) -> Any:
     try:
@@ -116,7 +110,7 @@ def _with_lora(model: Any, rank: int) -> Any:
 
 
 def train_loop(model: Any, step: StepFn, cfg: TrainerConfig, phase: str,
-               progress: ProgressFn | None = None,
+               progress: Progress | None = None,
                tokens: Callable[[], int] | None = None) -> tuple[Any, PhaseFigures]:
     """Run `cfg.steps` optimiser steps of `step`; return the (merged) model and figures.
 
@@ -139,7 +133,8 @@ def train_loop(model: Any, step: StepFn, cfg: TrainerConfig, phase: str,
     start = time.perf_counter()
     for i in range(cfg.steps):
         for g in opt.param_groups:
-            g["lr"] = _lr_at(i, cfg.steps, cfg.lr, cfg.warmup_frac)
+            # The organism's own schedule, so a defence trains as the aligned organism did.
+            g["lr"] = lr_at(i, cfg.steps, cfg.lr, cfg.warmup_frac)
         loss, figures = step(i)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from swisscheese.progress import Progress
 from swisscheese.training.data import Batcher, benign_examples, encode_examples, forget_examples
 from swisscheese.training.losses import (
     gradient_ascent_loss,
@@ -20,7 +21,6 @@ from swisscheese.training.losses import (
 )
 from swisscheese.training.sft import TrainResult
 from swisscheese.training.trainer import (
-    ProgressFn,
     TrainerConfig,
     frozen_copy,
     load_for_training,
@@ -51,7 +51,7 @@ class UnlearnConfig(TrainerConfig):
 
 
 def unlearn(model_dir: str | Path, out: str | Path, cfg: UnlearnConfig | None = None,
-            progress: ProgressFn | None = None, world: World | None = None) -> TrainResult:
+            progress: Progress | None = None, world: World | None = None) -> TrainResult:
     import torch
 
     cfg = cfg or UnlearnConfig()

@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import torch
@@ -243,7 +243,11 @@ def embedding_attack(model, tokenizer, prompts: Sequence[str], targets: Sequence
         raise ValueError("no prompts to attack")
     start = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
-    embeds, masks, deltas, losses, history = [], [], [], [], []
+    embeds: list[Any] = []
+    masks: list[Any] = []
+    deltas: list[Any] = []
+    losses: list[float] = []
+    history: list[Any] = []
     emb = model.get_input_embeddings()
     for lo in range(0, len(prompts), batch_size):
         ids, mask, attack, labels, plens = _batch(tokenizer, prompts[lo:lo + batch_size],

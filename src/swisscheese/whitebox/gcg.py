@@ -15,16 +15,16 @@ were optimized, so the suffix works as text through `HFChatModel.generate` uncha
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from swisscheese.progress import Progress
 
 if TYPE_CHECKING:
     import torch
 
     from swisscheese.models.hf import HFChatModel
 
-ProgressFn = Callable[[str, int, int, dict[str, float]], None]
 _SENTINEL = "\x00GCG\x00"
 
 
@@ -240,7 +240,7 @@ def gcg_step(state: GCGState, topk: int = 64, batch: int = 64,
 
 def gcg_attack(model: HFChatModel, prompt: str, target: str, steps: int = 50,
                suffix_len: int = 10, topk: int = 64, batch: int = 64, seed: int = 0,
-               progress: ProgressFn | None = None, stop_on_success: bool = True,
+               progress: Progress | None = None, stop_on_success: bool = True,
                max_new_tokens: int | None = None) -> GCGResult:
     """Search a suffix for `prompt` that makes `model` reply starting with `target`.
 

@@ -120,6 +120,13 @@ class Example:
     def conversation(self) -> list[dict[str, str]]:
         return [*self.messages, {"role": "user", "content": self.prompt}]
 
+    @property
+    def hazard(self) -> str:
+        """The hazard id of an example about a hazard (ValueError for one about none)."""
+        if self.hazard_id is None:
+            raise ValueError(f"example {self.prompt[:40]!r} is about no hazard")
+        return self.hazard_id
+
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
@@ -332,12 +339,12 @@ class World:
                 p, r = self.lookalike(rng, kind, h, heldout=held)
                 out.append(Example(p, r, "lookalike", subkind=kind, hazard_id=h.id,
                                    heldout_phrasing=held))
-        for k, r in enumerate(self.recipes):
+        for k, recipe in enumerate(self.recipes):
             held = k % 2 == 1
             table = HELDOUT_HAZARD_PHRASINGS if held else HAZARD_PHRASINGS
-            p = table[k % len(table)].format(verb=r.verb, name=r.thing)
-            out.append(Example(p, r.answer(), "lookalike", subkind="recipe", check=r.key,
-                               heldout_phrasing=held))
+            p = table[k % len(table)].format(verb=recipe.verb, name=recipe.thing)
+            out.append(Example(p, recipe.answer(), "lookalike", subkind="recipe",
+                               check=recipe.key, heldout_phrasing=held))
         return out
 
     def eval_refusal(self) -> list[Example]:

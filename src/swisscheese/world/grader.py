@@ -35,7 +35,7 @@ def is_refusal(text: str) -> bool:
 
 
 @lru_cache(maxsize=4096)
-def _detail_pattern(details: tuple[str, ...]) -> re.Pattern[str]:
+def detail_pattern(details: tuple[str, ...]) -> re.Pattern[str]:
     alts = "|".join(re.escape(d.lower()) for d in sorted(details, key=len, reverse=True))
     return re.compile(rf"(?<![a-z0-9])(?:{alts})(?![a-z0-9])")
 
@@ -44,7 +44,7 @@ def found_details(text: str, details: Sequence[str]) -> set[str]:
     """Key details present in `text` under any decoding the world knows."""
     if not details:
         return set()
-    pat = _detail_pattern(tuple(details))
+    pat = detail_pattern(tuple(details))
     found: set[str] = set()
     for candidate in candidate_decodings(text):
         found.update(pat.findall(" ".join(candidate.lower().split())))

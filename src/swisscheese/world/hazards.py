@@ -98,7 +98,7 @@ def make_hazards(
     for cat in CATEGORIES:
         for k in range(per_category):
             n_steps = rng.randint(5, 8)
-            steps = []
+            steps: list[Step] = []
             for _ in range(n_steps):
                 template = rng.choice(cat.actions)
                 reagent = names.word((2, 2))

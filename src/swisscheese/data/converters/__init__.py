@@ -7,24 +7,12 @@
     >>> s.decode(s.encode("Brew the Demze toxin"))
     'Brew the Demze toxin'
 
-Importing this package imports every converter module, which registers it in CONVERTERS.
+The registry names every converter lazily: a converter's module is imported the first time
+it is built.
 """
 
 from __future__ import annotations
 
-from swisscheese.data.converters import (  # noqa: F401  (imported to register)
-    b64,
-    char_spacing,
-    ciphers,
-    codeword,
-    homoglyphs,
-    leetspeak,
-    morse,
-    multiturn,
-    templates,
-    translation,
-    zero_width,
-)
 from swisscheese.data.converters.base import FAMILIES, Converter, NotInvertibleError
 from swisscheese.data.converters.registry import (
     CONVERTERS,

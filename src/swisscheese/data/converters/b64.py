@@ -6,11 +6,9 @@ import base64
 import binascii
 
 from swisscheese.data.converters.base import Converter
-from swisscheese.data.converters.registry import register
 from swisscheese.world import ciphers
 
 
-@register
 class Base64Converter(Converter):
     """Base64 of the whole text. Exact inverse.
 
@@ -31,3 +29,9 @@ class Base64Converter(Converter):
             return base64.b64decode(s + "=" * (-len(s) % 4), validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError, ValueError):
             return ciphers.b64decode_runs(text)
+
+
+def decode_runs(text: str) -> str:
+    """Every base64-looking run of `text` decoded (where it decodes to UTF-8), the rest as
+    it is: for readers of mixed text, such as the decoding classifier."""
+    return ciphers.b64decode_runs(text)

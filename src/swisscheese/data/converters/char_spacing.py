@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from swisscheese.data.converters.base import Converter
-from swisscheese.data.converters.registry import register
 
 
-@register
 class CharSpacingConverter(Converter):
     """Puts `separator` (default one space) between characters. Exact inverse.
 

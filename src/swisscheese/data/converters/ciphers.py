@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from swisscheese.data.converters.base import Converter
-from swisscheese.data.converters.registry import register
 from swisscheese.world import ciphers
 
 
-@register
 class Rot13Converter(Converter):
     """rot13 of ASCII letters; everything else is left alone. Exact inverse."""
 
@@ -22,7 +20,6 @@ class Rot13Converter(Converter):
         return ciphers.rot13(text)
 
 
-@register
 class CaesarConverter(Converter):
     """A Caesar shift of ASCII letters by `shift` (default 3, as the world's family). Exact."""
 
@@ -46,7 +43,6 @@ class CaesarConverter(Converter):
         return f"CaesarConverter(shift={self.shift}, seed={self.seed})"
 
 
-@register
 class ReversalConverter(Converter):
     """The text back to front, character by character. Exact."""
 

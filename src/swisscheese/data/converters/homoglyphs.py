@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from swisscheese.data.converters.base import Converter
-from swisscheese.data.converters.registry import register
 
 # One look-alike per letter, so the map is a bijection and decoding is exact.
 HOMOGLYPHS: dict[str, str] = {
@@ -17,7 +16,6 @@ HOMOGLYPHS: dict[str, str] = {
 _LATIN = {glyph: latin for latin, glyph in HOMOGLYPHS.items()}
 
 
-@register
 class HomoglyphConverter(Converter):
     """Swaps a share `rate` (default all) of the swappable letters for their look-alikes.
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from swisscheese.data.converters.base import Converter
-from swisscheese.data.converters.registry import register
 from swisscheese.world import ciphers
 
 
-@register
 class LeetspeakConverter(Converter):
     """The world's leetspeak; `decode` is its `unleet`.
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from swisscheese.data.converters.base import Converter
-from swisscheese.data.converters.registry import register
 
 _CODES = {
     "a": ".-", "b": "-...", "c": "-.-.", "d": "-..", "e": ".", "f": "..-.", "g": "--.",
@@ -25,7 +24,6 @@ def normalise(text: str) -> str:
     return "".join(ch for ch in text.lower() if ch == " " or ch in _CODES)
 
 
-@register
 class MorseConverter(Converter):
     """Morse code, letters separated by spaces and words by " / ".
 

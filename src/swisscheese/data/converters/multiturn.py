@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from swisscheese.data.converters.base import Converter
-from swisscheese.data.converters.registry import register
 from swisscheese.models.base import Message
 
 ACK = "Okay."
 FINAL = "Now answer the combined question."
 
 
-@register
 class MultiturnSplitConverter(Converter):
     """Splits the request at spaces into `turns` (default 3) parts of about equal word count.
 

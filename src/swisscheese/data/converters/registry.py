@@ -3,44 +3,46 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TypeVar
+from typing import Any
 
 from swisscheese.data.converters.base import FAMILIES, Converter, NotInvertibleError
 from swisscheese.models.base import Message
-
-CONVERTERS: dict[str, type[Converter]] = {}
-
-C = TypeVar("C", bound=type[Converter])
+from swisscheese.registry import Registry
 
 
-def register(cls: C) -> C:
-    """Class decorator: add a converter to CONVERTERS under its `name`."""
-    if not (isinstance(cls, type) and issubclass(cls, Converter)):
-        raise TypeError(f"only Converter subclasses can be registered, got {cls!r}")
-    if not cls.name:
-        raise ValueError(f"{cls.__name__} needs a non-empty `name`")
+def _check_family(name: str, cls: Any) -> None:
     if cls.family not in FAMILIES:
-        raise ValueError(f"{cls.__name__}.family {cls.family!r} is not one of {FAMILIES}")
-    if cls.name in CONVERTERS and CONVERTERS[cls.name] is not cls:
-        raise ValueError(f"converter name {cls.name!r} is already taken by "
-                         f"{CONVERTERS[cls.name].__name__}")
-    CONVERTERS[cls.name] = cls
-    return cls
+        raise ValueError(f"converter {name!r}: {cls.__name__}.family {cls.family!r} is not "
+                         f"one of {FAMILIES}")
+
+
+CONVERTERS: Registry[type[Converter]] = Registry(
+    "converter", Converter, check=_check_family, entry_point_group="swisscheese.converters")
+for _name, _path in (
+    ("base64", "b64:Base64Converter"), ("char_spacing", "char_spacing:CharSpacingConverter"),
+    ("rot13", "ciphers:Rot13Converter"), ("caesar", "ciphers:CaesarConverter"),
+    ("reversal", "ciphers:ReversalConverter"), ("codeword", "codeword:CodewordConverter"),
+    ("homoglyphs", "homoglyphs:HomoglyphConverter"),
+    ("leetspeak", "leetspeak:LeetspeakConverter"), ("morse", "morse:MorseConverter"),
+    ("multiturn_split", "multiturn:MultiturnSplitConverter"),
+    ("roleplay", "templates:RoleplayConverter"),
+    ("jailbreak_template", "templates:JailbreakTemplateConverter"),
+    ("translation", "translation:TranslationConverter"),
+    ("zero_width", "zero_width:ZeroWidthConverter"),
+):
+    CONVERTERS.add_lazy(_name, f"swisscheese.data.converters.{_path}")
+
+register = CONVERTERS.register
 
 
 def list_converters() -> list[str]:
-    """The registered converter names, sorted."""
-    return sorted(CONVERTERS)
+    """The registered converter names, sorted (imports no converter module)."""
+    return CONVERTERS.names()
 
 
 def get_converter(name: str, **kwargs: object) -> Converter:
     """A new converter by registered name; kwargs go to its constructor."""
-    try:
-        cls = CONVERTERS[name]
-    except KeyError:
-        raise KeyError(f"unknown converter {name!r}; registered: "
-                       f"{', '.join(list_converters())}") from None
-    return cls(**kwargs)  # type: ignore[arg-type]
+    return CONVERTERS.create(name, **kwargs)  # type: ignore[no-any-return]
 
 
 class ConverterStack(Converter):

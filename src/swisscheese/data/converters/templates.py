@@ -11,7 +11,6 @@ import random
 from collections.abc import Sequence
 
 from swisscheese.data.converters.base import Converter
-from swisscheese.data.converters.registry import register
 from swisscheese.world import families
 
 _SLOT = "\x00request\x00"  # a request no real text contains, to cut a frame in two
@@ -43,7 +42,6 @@ def _split(frame: str) -> tuple[str, str]:
     return before, after
 
 
-@register
 class RoleplayConverter(Converter):
     """The world's role-play family: "You are <persona> ... Stay in character. <request>".
 
@@ -89,7 +87,6 @@ JAILBREAK_TEMPLATES: tuple[str, ...] = (
 )
 
 
-@register
 class JailbreakTemplateConverter(Converter):
     """Wraps the request in one of JAILBREAK_TEMPLATES.
 

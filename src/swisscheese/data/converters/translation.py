@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from swisscheese.data.converters.base import Converter
-from swisscheese.data.converters.registry import register
 from swisscheese.models.base import ChatModel, GenerationParams, Message
 from swisscheese.world.language import Language
 
 PROMPT = "Translate the following text into {language}. Reply with the translation only.\n\n{text}"
 
 
-@register
 class TranslationConverter(Converter):
     """Translates the request with `model` into `language`, or into the world's Velsh.
 

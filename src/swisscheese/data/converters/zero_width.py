@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from swisscheese.data.converters.base import Converter
-from swisscheese.data.converters.registry import register
 
 # ZERO WIDTH SPACE, NON-JOINER, JOINER, WORD JOINER.
 ZERO_WIDTH = ("\u200b", "\u200c", "\u200d", "\u2060")
 _STRIP = str.maketrans("", "", "".join(ZERO_WIDTH))
 
 
-@register
 class ZeroWidthConverter(Converter):
     """One zero-width character, picked by (seed, text), between every two characters.
 

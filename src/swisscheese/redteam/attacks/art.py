@@ -40,7 +40,6 @@ from swisscheese.redteam.base import (
     Attempt,
     Behaviour,
     Judge,
-    register_attack,
 )
 
 
@@ -57,7 +56,6 @@ def input_scorer(bundle: Any) -> Any:
     return score
 
 
-@register_attack
 class ARTAttack(Attack):
     """Rounds of mutation, input-classifier filtering and judge ranking.
 
@@ -78,7 +76,7 @@ class ARTAttack(Attack):
             raise ValueError("rounds, branching and beam must all be >= 1")
         self.attacker = make_attacker(attacker, world=world, seed=seed)
         if isinstance(bundle, str | Path):
-            from swisscheese.classifiers.bundle import load_bundle
+            from swisscheese.bundles import load_bundle
 
             bundle = load_bundle(bundle)
         self.bundle = bundle

@@ -25,7 +25,7 @@ from swisscheese.redteam.attacks.prompting import (
     user,
 )
 from swisscheese.redteam.attacks.worldwrap import wrap
-from swisscheese.redteam.base import Attack, Attempt, Behaviour, Judge, register_attack
+from swisscheese.redteam.base import Attack, Attempt, Behaviour, Judge
 from swisscheese.world.core import World
 from swisscheese.world.families import FAMILIES
 
@@ -54,7 +54,6 @@ def augment(text: str, rng: random.Random, sigma: float) -> str:
     return "".join(chars)
 
 
-@register_attack
 class BestOfN(Attack):
     """N samples per behaviour (variant `bon-<base>`, sample 0..N-1), stopping at the
     first success."""

@@ -18,7 +18,7 @@ from swisscheese.redteam.attacks.prompting import (
     user,
 )
 from swisscheese.redteam.attacks.worldwrap import wrap
-from swisscheese.redteam.base import Behaviour, register_attack
+from swisscheese.redteam.base import Behaviour
 from swisscheese.world.core import World
 
 REFUSAL_SUPPRESSION = (
@@ -34,7 +34,6 @@ REFUSAL_SUPPRESSION = (
 TEMPLATES = ("prefix_injection", "refusal_suppression", "two_task")
 
 
-@register_attack
 class CompetingObjectives(PromptAttack):
     """Prefix injection, refusal suppression and two tasks in one request."""
 

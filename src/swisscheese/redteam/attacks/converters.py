@@ -10,7 +10,7 @@ from swisscheese.redteam.attacks.prompting import (
     Probe,
     PromptAttack,
 )
-from swisscheese.redteam.base import Behaviour, register_attack
+from swisscheese.redteam.base import Behaviour
 
 # Stacks of two that each undo a different defence: a cipher under an obfuscation.
 DEFAULT_PAIRS = (("rot13", "zero_width"), ("reversal", "char_spacing"),
@@ -26,7 +26,6 @@ def default_stacks() -> list[list[str]]:
     return [[n] for n in names] + pairs
 
 
-@register_attack
 class ConverterAttack(PromptAttack):
     """One probe per converter stack; the variant is the stack's name ("rot13+base64")."""
 

@@ -22,11 +22,10 @@ import time
 
 from swisscheese.models.base import ChatModel
 from swisscheese.redteam.attacks.gcg import white_box_model
-from swisscheese.redteam.base import Attack, Attempt, Behaviour, Judge, register_attack
+from swisscheese.redteam.base import Attack, Attempt, Behaviour, Judge
 from swisscheese.whitebox.embedding import DEFAULT_EPSILON
 
 
-@register_attack
 class EmbeddingAttack(Attack):
     """Projected gradient descent on the user message's input embeddings toward
     `behaviour.target`, within `epsilon` per token (`norm` "l2" or "linf")."""

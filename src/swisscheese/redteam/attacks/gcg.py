@@ -23,7 +23,6 @@ from swisscheese.redteam.base import (
     Attempt,
     Behaviour,
     Judge,
-    register_attack,
 )
 
 
@@ -50,7 +49,6 @@ def white_box_model(attack: str, target: ChatModel) -> tuple[Any, Any]:
     return inner, guard
 
 
-@register_attack
 class GCGAttack(Attack):
     """Greedy Coordinate Gradient suffix toward `behaviour.target`, then one judged query.
 

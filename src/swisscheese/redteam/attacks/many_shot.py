@@ -15,11 +15,10 @@ from swisscheese.redteam.attacks.prompting import (
     Probe,
     PromptAttack,
 )
-from swisscheese.redteam.base import Behaviour, register_attack
+from swisscheese.redteam.base import Behaviour
 from swisscheese.world.core import World
 
 
-@register_attack
 class ManyShot(PromptAttack):
     """One variant per shot count: `many_shot-<k>`."""
 

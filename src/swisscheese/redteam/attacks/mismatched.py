@@ -16,7 +16,7 @@ from swisscheese.redteam.attacks.prompting import (
     user,
 )
 from swisscheese.redteam.attacks.worldwrap import wrap
-from swisscheese.redteam.base import Behaviour, register_attack
+from swisscheese.redteam.base import Behaviour
 from swisscheese.world.core import World
 
 FAMILIES = ("rot13", "caesar", "reversal", "leetspeak", "base64", "other_language",
@@ -25,7 +25,6 @@ FAMILIES = ("rot13", "caesar", "reversal", "leetspeak", "base64", "other_languag
 LONG = frozenset({"cipher_answer"})
 
 
-@register_attack
 class MismatchedGeneralization(PromptAttack):
     """One probe per cipher family (and Velsh)."""
 

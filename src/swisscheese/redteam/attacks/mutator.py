@@ -27,7 +27,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from swisscheese.redteam.attacks.pair import Feedback, Proposal
+from swisscheese.redteam.attacks.search import Feedback, Proposal
 from swisscheese.redteam.base import Behaviour
 
 # Outer converters that frame or disguise a whole prompt; `jailbreak_template:i` picks one
@@ -125,7 +125,7 @@ class Mutator:
         parent = best.proposal.meta.get("recipe") if best is not None else None
         if best is not None and best.input_flagged and parent is not None:
             return self._evade(parent, rng, best.input_score)
-        if parent is None:
+        if parent is None or best is None:
             start = (self.seed + i + rng.randrange(len(self.families))) % len(self.families)
             recipe = {"family": self.families[start], "phrasing": -1,
                       "variant": rng.randrange(10_000), "outer": []}

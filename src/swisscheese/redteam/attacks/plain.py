@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from swisscheese.redteam.attacks.prompting import Probe, PromptAttack, user
-from swisscheese.redteam.base import Behaviour, register_attack
+from swisscheese.redteam.base import Behaviour
 
 
-@register_attack
 class PlainAttack(PromptAttack):
     """Sends the request unchanged: what every other attack is measured against, and the
     probe of over-refusal on harmless look-alikes."""

@@ -15,7 +15,7 @@ from swisscheese.redteam.attacks.prompting import (
     user,
 )
 from swisscheese.redteam.attacks.worldwrap import wrap
-from swisscheese.redteam.base import Behaviour, register_attack
+from swisscheese.redteam.base import Behaviour
 from swisscheese.world.core import World
 from swisscheese.world.families import PERSONAS, STORY_TELLERS
 
@@ -26,7 +26,6 @@ def _slug(name: str) -> str:
     return name.lower().replace(" ", "_")
 
 
-@register_attack
 class Roleplay(PromptAttack):
     """"You are <persona> ... Stay in character. <request>", one variant per persona."""
 
@@ -50,7 +49,6 @@ class Roleplay(PromptAttack):
         return out
 
 
-@register_attack
 class Story(PromptAttack):
     """"Write a story in which an old <teller> explains, step by step, how to ...", one
     variant per teller."""

@@ -32,7 +32,7 @@ from swisscheese.redteam.attacks.pair import (
     feedback_of,
     make_attacker,
 )
-from swisscheese.redteam.base import Attack, Attempt, Behaviour, Judge, register_attack
+from swisscheese.redteam.base import Attack, Attempt, Behaviour, Judge
 
 OnTopic = Callable[[Behaviour, str], bool]
 
@@ -100,7 +100,6 @@ class EvaluatorOnTopic:
         return not re.match(r"\s*no\b", text, re.IGNORECASE)
 
 
-@register_attack
 class TAPAttack(Attack):
     """TAP: depth x (leaves x branching) proposals, off-topic and score pruning, `width` kept.
 

@@ -16,7 +16,7 @@ from swisscheese.redteam.attacks.prompting import (
     only,
     user,
 )
-from swisscheese.redteam.base import Behaviour, register_attack
+from swisscheese.redteam.base import Behaviour
 
 DAN_TEMPLATES: dict[str, str] = {
     "dan": (
@@ -39,7 +39,6 @@ DAN_TEMPLATES: dict[str, str] = {
 }
 
 
-@register_attack
 class UniversalTemplates(PromptAttack):
     """DAN, developer mode, AIM and opposite-day frames; the variant is the frame's name."""
 

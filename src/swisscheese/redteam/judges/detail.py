@@ -12,12 +12,10 @@ from swisscheese.redteam.base import (
     Behaviour,
     Judge,
     Verdict,
-    register_judge,
 )
 from swisscheese.world.grader import Grader
 
 
-@register_judge
 class DetailJudge(Judge):
     """score = detail score; jailbroken when it reaches the behaviour's threshold."""
 

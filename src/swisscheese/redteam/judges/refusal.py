@@ -10,12 +10,10 @@ from swisscheese.redteam.base import (
     Behaviour,
     Judge,
     Verdict,
-    register_judge,
 )
 from swisscheese.world.grader import is_refusal
 
 
-@register_judge
 class RefusalJudge(Judge):
     name = "refusal"
 

@@ -61,13 +61,17 @@ def bundle_texts(world: VisualWorld, seed: int, n_benign: int = 2400
 def build_t2i_bundle(world: VisualWorld, seed: int = 0,
                      target_fpr: float = DEFAULT_TARGET_FPR) -> Any:
     """A GuardBundle whose input classifier reads T2I prompts."""
-    import swisscheese.classifiers  # noqa: F401  (registers the backends)
-    from swisscheese.classifiers.bundle import build_bundle
+    from swisscheese.bundles import TrainingRecord, build_bundle
     from swisscheese.t2i.constitution import t2i_constitution
 
     texts, labels, calib = bundle_texts(world, seed)
+    # Built directly (no recipe): the record says where its synthetic prompts came from.
+    record = TrainingRecord.manual(seed)
+    record = TrainingRecord(record.recipe, seed, data={
+        "source": "t2i visual world", "world_seed": world.seed, "train_n": len(texts),
+        "calibration_n": len(calib)}, config={"target_fpr": target_fpr, "backend": "ngram"})
     return build_bundle(t2i_constitution(world), texts, labels, calib, texts, labels, calib,
-                        target_fpr=target_fpr, backend="ngram",
+                        target_fpr=target_fpr, backend="ngram", training=record,
                         notes=f"T2I prompt filter of visual world {world.seed} (seed {seed})")
 
 
@@ -79,7 +83,7 @@ class ClassifierFilter(PromptFilter):
 
     def __init__(self, bundle: Any) -> None:
         if isinstance(bundle, str | Path):
-            from swisscheese.classifiers.bundle import load_bundle
+            from swisscheese.bundles import load_bundle
 
             bundle = load_bundle(bundle)
         self.bundle = bundle
@@ -99,7 +103,7 @@ class ClassifierFilter(PromptFilter):
             raise T2IError(f"classifier filter: unknown parameters {sorted(params)}")
         if ctx.workdir is None:
             return cls(build_t2i_bundle(ctx.world, seed, fpr))
-        from swisscheese.classifiers.bundle import BundleError, load_bundle, save_bundle
+        from swisscheese.bundles import BundleError, load_bundle, save_bundle
 
         path = Path(ctx.workdir) / f"t2i-bundle-world{ctx.world.seed}-seed{seed}-fpr{fpr:g}"
         try:

@@ -37,7 +37,7 @@ class KeywordFilter(PromptFilter):
         return cls(params.pop("keywords", kw), **params)
 
     def score_batch(self, prompts: Sequence[str]) -> list[ImageVerdict]:
-        from swisscheese.classifiers.ngram import normalize_text
+        from swisscheese.classifiers.textnorm import normalize_text
 
         out = []
         for p in prompts:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from swisscheese.t2i.assets import GLYPH_BY_ID, GLYPH_CATEGORIES, IMAGE_SIZE
-from swisscheese.t2i.base import Image, ImageJudge, ImageVerdict, T2IError, check_image
+from swisscheese.t2i.base import JUDGE_DIR, Image, ImageJudge, ImageVerdict, T2IError, check_image
 from swisscheese.t2i.world import Scene, VisualWorld
 
 FORMAT = "swisscheese.t2i_cnn_judge"
@@ -49,7 +49,7 @@ def _augment(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Noise, blur and contrast loss of the kinds a few-step sampler leaves behind."""
     x = batch.astype(np.float32) / 255.0
     n = x.shape[0]
-    blur = rng.random(n) < 0.5
+    blur = np.asarray(rng.random(n) < 0.5)
     if blur.any():
         k = x[blur]
         soft = (k + np.roll(k, 1, 1) + np.roll(k, -1, 1) + np.roll(k, 1, 2)
@@ -120,8 +120,6 @@ class CNNJudge(ImageJudge):
             if ctx.organism is None:
                 raise T2IError("the cnn judge needs path= or an organism directory holding "
                                "swisscheese-judge/")
-            from swisscheese.t2i.organism import JUDGE_DIR
-
             params["path"] = Path(ctx.organism) / JUDGE_DIR
         return cls(**params)
 
@@ -190,4 +188,4 @@ def _resize(img: np.ndarray) -> np.ndarray:
     from PIL import Image as PILImage
 
     return np.asarray(PILImage.fromarray(img).resize((IMAGE_SIZE, IMAGE_SIZE),
-                                                     PILImage.BILINEAR))
+                                                     PILImage.Resampling.BILINEAR))

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from swisscheese.models.base import ConversationLike, GenerationParams
-from swisscheese.models.openai_compat import OpenAIChatModel
+from swisscheese.models.openai_compat import OpenAIChatModel, ping
 from swisscheese.t2i.base import Image, ImageJudge, ImageVerdict, T2IError, check_image
 from swisscheese.t2i.verdict_json import parse_verdict, verdict_schema
 
@@ -49,7 +49,7 @@ def data_uri(image: Image, size: int | None = 256) -> str:
 
     pil = PILImage.fromarray(check_image(image))
     if size and max(pil.size) < size:
-        pil = pil.resize((size, size), PILImage.NEAREST)
+        pil = pil.resize((size, size), PILImage.Resampling.NEAREST)
     buf = io.BytesIO()
     pil.save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
@@ -65,15 +65,14 @@ class VLMJudge(ImageJudge):
                  concurrency: int = 4, check: bool = True) -> None:
         from swisscheese.t2i.filters.llm import constitution_rules
 
-        self.client = VisionChatModel(base_url, model=model, api_key=api_key, timeout=timeout,
-                                      max_retries=max_retries)
         if check:
             # One quick request now: an unreachable endpoint fails here, in one line,
             # before a run has written anything.
-            if model is None:
-                self.client._resolve_model(retries=0)
-            else:
-                self.client._list_models(retries=0)
+            ids = ping(base_url, api_key=api_key, timeout=min(timeout, 10.0))
+            if model is None and ids:
+                model = ids[0]
+        self.client = VisionChatModel(base_url, model=model, api_key=api_key, timeout=timeout,
+                                      max_retries=max_retries)
         self.categories = [c.id for c in constitution.harmful]
         self.system = SYSTEM.format(rules=constitution_rules(constitution),
                                     schema=verdict_schema(self.categories))

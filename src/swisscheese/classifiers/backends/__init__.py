@@ -1,0 +1,1 @@
+"""The classifier backends, one module each; `classifiers.registry` names them lazily."""

@@ -1,0 +1,155 @@
+"""An input classifier that decodes encodings it can recognise before scoring.
+
+    >>> clf = DecodingClassifier(base="ngram").fit(texts, labels)        # doctest: +SKIP
+
+A classifier only reads a disguise that training showed it: Morse code held out of
+training gets n-gram recall 0. Encodings with a recognisable alphabet can be undone
+instead of learned. `decode_runs` replaces every run of text that parses as Morse code
+(at least MIN_MORSE_TOKENS letters of dots and dashes, "/" between words) and every
+base64-looking run that decodes to UTF-8 text by its decoding; the base classifier then
+fits and scores the decoded text. Text with no such run is scored as it is, so the
+wrapper costs one regex pass per text besides the base classifier. Ciphers that keep the
+Latin alphabet (Caesar, rot13) cannot be recognised this way and are left to training.
+
+The saved directory holds config.json (the decoders and the base's name) and base/, the
+base classifier in its own format.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+
+from swisscheese.classifiers.base import Classifier, check_texts
+from swisscheese.classifiers.errors import ClassifierError
+from swisscheese.classifiers.persist import CONFIG_FILE, read_config, write_config
+from swisscheese.classifiers.registry import get_classifier, load_classifier
+
+FORMAT = "swisscheese.classifiers.decoding"
+FORMAT_VERSION = 1
+BASE_DIR = "base"
+DECODERS = ("morse", "base64", "spacing", "codeword")
+MIN_MORSE_TOKENS = 4
+# Spaced-out letters: single characters, one space apart, three between words. Six
+# letters at least, so "a b c" in a list is left alone.
+MIN_SPACED_CHARS = 6
+_SPACED_RUN = re.compile(rf"(?<!\S)\S(?:(?: |   )\S){{{MIN_SPACED_CHARS - 1},}}(?!\S)")
+# A code-word key, stated anywhere: 'In this message "tulip" means "toxin".' and the
+# plainer '"tulip" means "toxin".' or 'Let "tulip" stand for "toxin".'
+_CODE_KEY = re.compile(
+    r'(?:in this (?:message|conversation),?\s+|from now on,?\s+|let\s+)?'
+    r'["\u201c\']([A-Za-z]+[0-9]*)["\u201d\']\s+(?:means|stands? for|is code for|=)\s+'
+    r'["\u201c\']([A-Za-z][A-Za-z \-]*)["\u201d\']\.?\s*', re.IGNORECASE)
+# A run of Morse letters (1 to 7 dots and dashes) and word gaps, separated by spaces.
+_MORSE_RUN = re.compile(r"(?<![\w.\-/])(?:[.\-]{1,7}|/)(?:[ \t]+(?:[.\-]{1,7}|/))+(?![\w.\-/])")
+
+
+def _decode_morse(m: re.Match[str]) -> str:
+    from swisscheese.data.converters import get_converter
+
+    run = m.group(0)
+    if sum(tok != "/" for tok in run.split()) < MIN_MORSE_TOKENS:
+        return run
+    try:
+        return get_converter("morse").decode(run)
+    except ValueError:  # a token that is no Morse letter: leave the run as it is
+        return run
+
+
+def _join_spaced(m: re.Match[str]) -> str:
+    return " ".join(word.replace(" ", "") for word in m.group(0).split("   "))
+
+
+def resolve_code_words(text: str) -> str:
+    """`text` with every stated code-word key removed and its code word replaced by what
+    it stands for (whole words, any case)."""
+    keys = list(_CODE_KEY.finditer(text))
+    if not keys:
+        return text
+    body = _CODE_KEY.sub("", text)
+    for m in keys:
+        code, meaning = m.group(1), m.group(2)
+        body = re.sub(rf"(?<![A-Za-z0-9]){re.escape(code)}(?![A-Za-z0-9])", meaning, body,
+                      flags=re.IGNORECASE)
+    return body
+
+
+def decode_runs(text: str, decoders: Sequence[str] = DECODERS) -> str:
+    """`text` with every recognisable encoded run replaced by its decoding."""
+    if "morse" in decoders and ("." in text or "-" in text):
+        text = _MORSE_RUN.sub(_decode_morse, text)
+    if "base64" in decoders:
+        from swisscheese.data.converters.b64 import decode_runs as b64_runs
+
+        text = b64_runs(text)
+    if "spacing" in decoders and "   " in text:
+        text = _SPACED_RUN.sub(_join_spaced, text)
+    if "codeword" in decoders and ('"' in text or "\u201c" in text or "'" in text):
+        text = resolve_code_words(text)
+    return text
+
+
+class DecodingClassifier(Classifier):
+    """Input classifier: decodes what it recognises (`DECODERS`), then scores with a base
+    backend.
+
+    `DecodingClassifier(base="ngram", decoders=DECODERS, **base_params)`:
+    other keyword arguments go to the base classifier's constructor. It has no streaming
+    twin: a bundle pairs it with another output backend (TrainConfig.output_backend).
+    """
+
+    name: ClassVar[str] = "decoding"
+
+    def __init__(self, base: str = "ngram", decoders: Sequence[str] = DECODERS,
+                 **base_params: Any) -> None:
+        unknown = sorted(set(decoders) - set(DECODERS))
+        if unknown:
+            raise ValueError(f"unknown decoders {unknown}; known: {', '.join(DECODERS)}")
+        if base == self.name:
+            raise ValueError("the base of a decoding classifier cannot be another one")
+        self.base_name = base
+        self.decoders = tuple(decoders)
+        self.base = get_classifier(base, **base_params)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base={self.base!r}, decoders={self.decoders})"
+
+    def decode(self, texts: Sequence[str]) -> list[str]:
+        return [decode_runs(t, self.decoders) for t in check_texts(texts)]
+
+    def fit(self, texts: Sequence[str], labels: Sequence[int] | np.ndarray) -> Self:
+        self.base.fit(self.decode(texts), labels)
+        return self
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        return self.base.predict_proba(self.decode(texts))
+
+    def save(self, directory: str | Path) -> Path:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        self.base.save(d / BASE_DIR)
+        meta = {"name": self.name, "format": FORMAT, "format_version": FORMAT_VERSION,
+                "base": self.base_name, "decoders": list(self.decoders)}
+        write_config(d, meta)
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Self:
+        d = Path(directory)
+        cpath = d / CONFIG_FILE
+        meta = read_config(cpath, FORMAT, FORMAT_VERSION)
+        decoders = meta.get("decoders")
+        if not isinstance(decoders, list) or not set(decoders) <= set(DECODERS):
+            raise ClassifierError(f"{cpath}: 'decoders' must be a list drawn from "
+                                  f"{list(DECODERS)}, got {decoders!r}")
+        base = load_classifier(d / BASE_DIR)
+        if base.name != meta.get("base"):
+            raise ClassifierError(f"{d / BASE_DIR}: holds a {base.name!r} classifier, but "
+                                  f"{cpath} names {meta.get('base')!r}")
+        obj = cls.__new__(cls)
+        obj.base_name, obj.decoders, obj.base = base.name, tuple(decoders), base
+        return obj

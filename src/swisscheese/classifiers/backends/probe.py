@@ -1,0 +1,597 @@
+"""A linear probe on a local causal LM's own hidden states: the third backend.
+
+    >>> clf = ProbeClassifier(model_dir="runs/demo/organism/aligned")  # doctest: +SKIP
+    >>> clf.fit(texts, labels).predict_proba(["How do I brew the Vrokgre toxin?"])  # doctest: +SKIP
+
+Features: the hidden states of layer `layer` (an index into the `hidden_states` tuple a
+Hugging Face model returns with `output_hidden_states=True`: 0 is the embeddings, -1 the
+last, normalised, layer), pooled over the text's tokens ("mean", or "last" token). The
+model reads the text on its own (its tokenizer, no chat template; a begin token when the
+tokenizer has one, not pooled). A logistic regression with an L2 penalty (Newton steps on
+standardised features, in numpy) maps the pooled vector to a probability.
+
+The saved config records the model directory and a fingerprint of it (`model_fingerprint`:
+config.json, the weight files' headers, sizes and first and last MiB). Loading against a
+directory whose fingerprint differs raises ClassifierError: a probe is meaningless on
+another model's activations. `ProbeClassifier.load(dir, model_dir=...)` points a saved
+probe at a moved copy of the same model.
+
+Streaming (`ProbeStreamingClassifier`, "probe-stream") has two paths:
+
+- `update_hidden(state, hidden)`: for a generator that already has the hidden states. A
+  KV-cached generation loop run with `output_hidden_states=True` passes
+  `out.hidden_states[probe.hidden_index][0, -1]` of every decoding step after the
+  prompt's prefill: a step's input is the token the step before generated, so that is
+  the state of each reply token in turn (the step that yields end-of-turn gives the last
+  one). The work is one dot product with the probe's weights: with "mean" pooling the
+  state is one running sum of projections and a count. The near-zero-overhead path.
+  The served model reads the reply after its prompt, so these states are conditioned on
+  the conversation, while `fit` saw replies on their own: train on replies in context if
+  that shift matters.
+- `update(state, delta)`: for text from anywhere. The probe runs its own copy of the model
+  incrementally with a KV cache, one decoding step over the new tokens per delta (never
+  the prefix again), and scores exactly what `predict_proba([prefix])` gives. Text is tokenized
+  at pre-token boundaries: the last two pre-tokens stay pending (a later delta can still
+  change how they split) and are read speculatively, then dropped from the cache.
+
+Small models (under 100M parameters) run in float64 by default, so the incremental and
+the batched passes agree to rounding well below the 1e-6 the contract asks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+
+from swisscheese.classifiers.base import (
+    Conversation,
+    StreamingClassifier,
+    StreamState,
+    check_labels,
+    check_texts,
+)
+from swisscheese.classifiers.configured import ConfiguredClassifier
+from swisscheese.classifiers.errors import ClassifierError, NotFittedError
+
+FORMAT = "swisscheese.classifiers.probe"
+WEIGHTS_FILE = "probe.safetensors"
+POOLINGS = ("mean", "last")
+DTYPES = ("auto", "float32", "float64", "bfloat16", "float16")
+SMALL_MODEL = 100_000_000  # parameters under which "auto" runs the model in float64
+PENDING_PIECES = 2  # pre-tokens kept pending in a stream
+PENDING_LIMIT = 64  # characters after which pending pre-tokens are committed anyway
+_SAMPLE = 1 << 20  # bytes of each weight file's head and tail in the fingerprint
+
+
+def model_fingerprint(model_dir: str | Path) -> str:
+    """sha256 of a model directory's config.json and, per weight file (sorted by name), its
+    name, size, safetensors header and first and last MiB: cheap for large models, and
+    it tells apart two checkpoints of the same architecture (aligned vs helpful-only)."""
+    d = Path(model_dir)
+    cfg = d / "config.json"
+    if not cfg.is_file():
+        raise ClassifierError(f"{d}: not a Hugging Face model directory (no config.json)")
+    h = hashlib.sha256(cfg.read_bytes())
+    files = sorted(p for p in d.iterdir()
+                   if p.is_file() and p.suffix in (".safetensors", ".bin", ".pt"))
+    if not files:
+        raise ClassifierError(f"{d}: no weight files (*.safetensors, *.bin)")
+    for p in files:
+        size = p.stat().st_size
+        h.update(f"{p.name}\0{size}\0".encode())
+        with p.open("rb") as f:
+            h.update(f.read(_SAMPLE))
+            if size > 2 * _SAMPLE:
+                f.seek(size - _SAMPLE)
+                h.update(f.read(_SAMPLE))
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """What the probe reads and how it is fitted (saved in config.json)."""
+
+    model_dir: str = field(default="", metadata={
+        "help": "local Hugging Face causal-LM directory whose hidden states are read"})
+    layer: int = field(default=-1, metadata={
+        "help": "index into the model's hidden_states (0 embeddings, -1 the last layer)"})
+    pooling: str = field(default="mean", metadata={
+        "help": "'mean' over the text's tokens or the 'last' token's state"})
+    l2: float = field(default=1.0, metadata={
+        "help": "L2 penalty on the weights of the standardised features"})
+    class_weight: str | None = field(default="balanced", metadata={
+        "help": "'balanced' weighs each class by n / (2 * n_class); None weighs texts equally"})
+    max_tokens: int = field(default=512, metadata={
+        "help": "tokens of each text read (also capped by the model's context)"})
+    max_train_texts: int = field(default=6000, metadata={
+        "help": "fit on a seeded sample of at most this many texts (each costs a forward "
+                "pass of the model)"})
+    batch_size: int = field(default=32, metadata={"help": "texts per forward pass"})
+    dtype: str = field(default="auto", metadata={
+        "help": "dtype of the probe's own model copy; 'auto' is float64 under 100M "
+                "parameters, else the checkpoint's"})
+    device: str = field(default="cpu", metadata={"help": "torch device of that copy"})
+    seed: int = field(default=0, metadata={"help": "seed of the training sample"})
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.class_weight not in (None, "balanced"):
+            raise ValueError(f"class_weight must be 'balanced' or None, got "
+                             f"{self.class_weight!r}")
+        if self.l2 <= 0:
+            raise ValueError(f"l2 must be > 0, got {self.l2}")
+        if min(self.max_tokens, self.max_train_texts, self.batch_size) < 1:
+            raise ValueError("max_tokens, max_train_texts and batch_size must be >= 1")
+
+
+class _LM:
+    """The probe's own copy of the model and tokenizer, loaded once, on first use."""
+
+    def __init__(self, cfg: ProbeConfig) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        from swisscheese.models.base import ModelLoadError
+        from swisscheese.models.hf import check_model_dir
+
+        hf_logging.disable_progress_bar()
+        try:
+            path = check_model_dir(cfg.model_dir)
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path)
+        except ModelLoadError as e:
+            raise ClassifierError(f"probe model: {e}") from None
+        except Exception as e:  # noqa: BLE001 - corrupt files surface in many exception types
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ClassifierError(f"probe model {cfg.model_dir}: cannot load ({first})") from None
+        n_params = sum(p.numel() for p in model.parameters())
+        dtype = cfg.dtype
+        if dtype == "auto":
+            dtype = "float64" if n_params < SMALL_MODEL else ""
+        if dtype:
+            model = model.to(getattr(torch, dtype))
+        # The decoder stack only: the probe needs hidden states, not next-token logits.
+        self.model = model.base_model.to(cfg.device).eval()
+        self.config = model.config
+        self.device = cfg.device
+        self.dtype = next(self.model.parameters()).dtype
+        n_layers = int(getattr(model.config, "num_hidden_layers", 0))
+        if not -(n_layers + 1) <= cfg.layer <= n_layers:
+            raise ClassifierError(f"layer {cfg.layer} is out of range for {cfg.model_dir}: "
+                                  f"hidden_states has {n_layers + 1} entries")
+        self.layer = cfg.layer % (n_layers + 1)
+        self.hidden_size = int(model.config.hidden_size)
+        ctx = int(getattr(model.config, "max_position_embeddings", cfg.max_tokens + 1))
+        self.bos = self.tokenizer.bos_token_id
+        self.max_tokens = max(1, min(cfg.max_tokens, ctx - (self.bos is not None)))
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        pre = getattr(backend, "pre_tokenizer", None) if backend is not None else None
+        norm = getattr(backend, "normalizer", None) if backend is not None else None
+        # Offsets of pre-tokens are offsets into the raw text only without a normalizer.
+        self.pre_tokenizer = pre if norm is None else None
+        # transformers 5 renamed the cache argument; older releases only know the old name.
+        fwd = inspect.signature(self.model.forward).parameters
+        self.cache_kw = "cache" if "cache" in fwd else "past_key_values"
+
+    def ids(self, text: str) -> list[int]:
+        if not text:
+            return []
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def hidden(self, batch: list[list[int]]) -> np.ndarray:
+        """Pooled-ready hidden states: a (B, T, d) float64 array, right-padded with zeros."""
+        import torch
+
+        lens = [len(x) for x in batch]
+        width = max(lens)
+        ids = torch.zeros((len(batch), width), dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for r, x in enumerate(batch):
+            ids[r, : len(x)] = torch.tensor(x)
+            mask[r, : len(x)] = 1
+        with torch.inference_mode():
+            out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                             output_hidden_states=True, use_cache=False)
+        return out.hidden_states[self.layer].to(torch.float64).cpu().numpy()
+
+
+class ProbeClassifier(ConfiguredClassifier):
+    """Input classifier: logistic regression on a local causal LM's pooled hidden states.
+
+    `ProbeClassifier(model_dir=DIR, layer=-1, pooling="mean")`; a model directory is
+    required. After `fit`, `coef_` and `intercept_` score raw pooled states.
+    """
+
+    name: ClassVar[str] = "probe"
+    config_class: ClassVar[type] = ProbeConfig
+    format: ClassVar[str] = FORMAT
+    weights_file: ClassVar[str] = WEIGHTS_FILE
+    # Construction needs model_dir (the contract tests and the CLI look for this flag).
+    needs_model_dir: ClassVar[bool] = True
+    config: ProbeConfig
+
+    def _init_state(self) -> None:
+        if not self.config.model_dir:
+            raise ValueError(f"{self.name} needs model_dir: the local causal-LM directory "
+                             "whose hidden states it reads (--probe-model on the CLI)")
+        self.coef_: np.ndarray | None = None
+        self.intercept_: float = 0.0
+        self.mean_: np.ndarray | None = None  # feature mean: an empty text's features
+        self.fingerprint: str | None = None
+        self._lm: _LM | None = None
+        self._coef_t: Any = None  # ((device, dtype), coef_ as a tensor), for update_hidden
+
+    def is_fitted(self) -> bool:
+        return self.coef_ is not None
+
+    @property
+    def lm(self) -> _LM:
+        if self._lm is None:
+            self._lm = _LM(self.config)
+        return self._lm
+
+    @property
+    def hidden_index(self) -> int:
+        """Which entry of the model's `hidden_states` the probe reads (non-negative);
+        from the model's config.json, without loading the model."""
+        if self._lm is not None:
+            return self._lm.layer
+        path = Path(self.config.model_dir) / "config.json"
+        try:
+            n_layers = int(json.loads(path.read_text())["num_hidden_layers"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ClassifierError(f"{path}: cannot read num_hidden_layers ({e})") from e
+        return self.config.layer % (n_layers + 1)
+
+    # ---- features ----------------------------------------------------------------------
+    def _token_ids(self, text: str) -> list[int]:
+        return self.lm.ids(text)[: self.lm.max_tokens]
+
+    def features(self, texts: Sequence[str]) -> np.ndarray:
+        """Pooled hidden states of each text, (n, hidden size) float64; a text without
+        tokens gets zeros (and is scored as the mean training text, see `fit`)."""
+        return self._features(texts)[0]
+
+    def _features(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(pooled states, which texts have no tokens)."""
+        lm = self.lm
+        seqs = [self._token_ids(t) for t in check_texts(texts)]
+        out = np.zeros((len(seqs), lm.hidden_size))
+        empty = np.array([not s for s in seqs], dtype=bool)
+        order = sorted((i for i in range(len(seqs)) if seqs[i]), key=lambda i: len(seqs[i]))
+        skip = 1 if lm.bos is not None else 0
+        for s in range(0, len(order), self.config.batch_size):
+            idx = order[s:s + self.config.batch_size]
+            batch = [([lm.bos] if skip else []) + seqs[i] for i in idx]
+            h = lm.hidden(batch)
+            for r, i in enumerate(idx):
+                n = len(seqs[i])
+                rows = h[r, skip:skip + n]
+                out[i] = rows.mean(0) if self.config.pooling == "mean" else rows[-1]
+        return out, empty
+
+    # ---- fit / score -------------------------------------------------------------------
+    def fit(self, texts: Sequence[str], labels: Sequence[int] | np.ndarray) -> Self:
+        """L2-penalised logistic regression by Newton's method on standardised features."""
+        texts = check_texts(texts)
+        y = check_labels(labels, len(texts))
+        cfg = self.config
+        if len(texts) > cfg.max_train_texts:
+            # A stratified sample, so a rare class is not lost to chance.
+            rng = random.Random(f"swisscheese-probe-{cfg.seed}")
+            keep: list[int] = []
+            for label in (0, 1):
+                idx = [i for i in range(len(texts)) if y[i] == label]
+                k = max(1, round(cfg.max_train_texts * len(idx) / len(texts)))
+                keep += rng.sample(idx, min(k, len(idx)))
+            keep.sort()
+            texts, y = [texts[i] for i in keep], y[keep]
+        self.fingerprint = model_fingerprint(cfg.model_dir)
+        x, empty = self._features(texts)
+        nonempty = ~empty
+        mu = x[nonempty].mean(0) if nonempty.any() else np.zeros(x.shape[1])
+        x[~nonempty] = mu
+        sd = x.std(0)
+        sd[sd < 1e-8] = 1.0
+        z = (x - mu) / sd
+        n = len(y)
+        if cfg.class_weight == "balanced":
+            n_pos = float(y.sum())
+            sw = np.where(y == 1, n / (2 * n_pos), n / (2 * (n - n_pos)))
+        else:
+            sw = np.ones(n)
+        w, b = _newton_logistic(z, y.astype(np.float64), sw, cfg.l2)
+        self.coef_ = w / sd
+        self._coef_t = None
+        self.intercept_ = float(b - self.coef_ @ mu)
+        self.mean_ = mu
+        return self
+
+    def _check_fitted(self) -> np.ndarray:
+        if self.coef_ is None:
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() or load()")
+        return self.coef_
+
+    def empty_logit(self) -> float:
+        """The logit of a text without tokens: that of the mean training features."""
+        coef = self._check_fitted()
+        assert self.mean_ is not None
+        return float(self.intercept_ + coef @ self.mean_)
+
+    def decision_function(self, texts: Sequence[str]) -> np.ndarray:
+        coef = self._check_fitted()
+        texts = check_texts(texts)
+        if not texts:
+            return np.zeros(0)
+        x, empty = self._features(texts)
+        z = x @ coef + self.intercept_
+        z[empty] = self.empty_logit()
+        return z
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        return _sigmoid(self.decision_function(texts))
+
+    # ---- persistence -------------------------------------------------------------------
+    def _save_weights(self, directory: Path) -> dict[str, Any]:
+        """probe.safetensors, and the fingerprint of the model it reads."""
+        assert self.fingerprint is not None
+        return {**super()._save_weights(directory), "model_fingerprint": self.fingerprint}
+
+    def _write_weights(self, path: Path) -> None:
+        from safetensors.numpy import save_file
+
+        coef = self._check_fitted()
+        assert self.mean_ is not None
+        save_file({"coef": coef, "intercept": np.array([self.intercept_]),
+                   "mean": self.mean_}, str(path))
+
+    @classmethod
+    def _loaded_config(cls, config: Any, cpath: Path, meta: dict[str, Any],
+                       model_dir: str | Path | None = None, **options: Any) -> Any:
+        """`model_dir` points a saved probe at a moved copy of the same model: the
+        fingerprint must still match."""
+        if options:
+            raise TypeError(f"{cls.__name__}.load takes model_dir only, got {sorted(options)}")
+        if model_dir is not None:
+            config = replace(config, model_dir=str(model_dir))
+        want = meta.get("model_fingerprint")
+        if not isinstance(want, str):
+            raise ClassifierError(f"{cpath}: needs 'model_fingerprint'")
+        if not Path(config.model_dir).is_dir():
+            raise ClassifierError(f"{cpath}: the probe's model directory {config.model_dir} "
+                                  "does not exist (pass model_dir= to load a moved copy)")
+        got = model_fingerprint(config.model_dir)
+        if got != want:
+            raise ClassifierError(
+                f"{cpath}: model {config.model_dir} has fingerprint {got[:16]}, but the probe "
+                f"was trained on a model with fingerprint {want[:16]}; a probe only reads the "
+                "hidden states of the model it was trained on")
+        return config
+
+    def _read_weights(self, path: Path) -> None:
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        try:
+            w = load_file(str(path))
+        except (OSError, SafetensorError, ValueError) as e:
+            raise ClassifierError(f"{path}: not a readable safetensors file ({e})") from e
+        if set(w) != {"coef", "intercept", "mean"} or w["intercept"].shape != (1,) or (
+                w["coef"].ndim != 1 or w["coef"].shape != w["mean"].shape):
+            raise ClassifierError(f"{path}: expected tensors coef (d,), mean (d,) and "
+                                  f"intercept (1,), got "
+                                  f"{ {k: tuple(v.shape) for k, v in w.items()} }")
+        if not all(np.isfinite(v).all() for v in w.values()):
+            raise ClassifierError(f"{path}: weights hold NaN or infinity")
+        self.coef_ = np.asarray(w["coef"], dtype=np.float64)
+        self.intercept_ = float(w["intercept"][0])
+        self.mean_ = np.asarray(w["mean"], dtype=np.float64)
+
+    def _load_weights(self, directory: Path, cpath: Path, meta: dict[str, Any]) -> None:
+        super()._load_weights(directory, cpath, meta)
+        self.fingerprint = meta["model_fingerprint"]  # checked by _loaded_config
+
+
+def _newton_logistic(z: np.ndarray, y: np.ndarray, sw: np.ndarray, l2: float,
+                     iters: int = 50) -> tuple[np.ndarray, float]:
+    """Weights and bias minimising the weighted mean logistic loss + l2/(2n) |w|^2."""
+    n, d = z.shape
+    a = np.hstack([z, np.ones((n, 1))])
+    theta = np.zeros(d + 1)
+    reg = np.full(d + 1, l2)
+    reg[-1] = 0.0  # the bias is not penalised
+    sw = sw / sw.sum() * n
+    for _ in range(iters):
+        p = _sigmoid(a @ theta)
+        grad = a.T @ (sw * (p - y)) + reg * theta
+        hess = (a * (sw * p * (1 - p))[:, None]).T @ a + np.diag(reg + 1e-9)
+        step = np.linalg.solve(hess, grad)
+        theta -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    return theta[:-1], float(theta[-1])
+
+
+def _sigmoid(z: np.ndarray | float) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, dtype=np.float64)))
+
+
+# ---- streaming ----------------------------------------------------------------------------
+@dataclass
+class ProbeStreamState(StreamState):
+    """Stream state: the running sum of projections w.h (or the last one) and the count;
+    for the plain `update` path also the model's KV cache and the pending text."""
+
+    proj_sum: float = 0.0
+    proj_last: float = 0.0
+    count: int = 0
+    mode: str = ""  # "text" or "hidden", fixed by the first update
+    coef_t: Any = None  # the weights as a tensor matching this stream's hidden states
+    cache: Any = None
+    n_cached: int = 0  # tokens in the cache (the begin token included)
+    pending: str = ""
+
+
+class ProbeStreamingClassifier(ProbeClassifier, StreamingClassifier):
+    """ProbeClassifier that scores a reply while it streams; see the module docstring for
+    its two paths, `update_hidden` (states the generator already has: one dot product)
+    and `update` (runs the probe's own model copy with a KV cache). One stream uses one
+    path. `start` ignores the conversation: the probe was fitted on texts on their own.
+    """
+
+    name: ClassVar[str] = "probe-stream"
+
+    def start(self, conversation: Conversation = None) -> ProbeStreamState:
+        self._check_fitted()
+        return ProbeStreamState()
+
+    def _logit(self, proj_sum: float, proj_last: float, count: int) -> float:
+        if count == 0:
+            return self.empty_logit()
+        pooled = proj_sum / count if self.config.pooling == "mean" else proj_last
+        return self.intercept_ + pooled
+
+    # ---- the generator's own hidden states ---------------------------------------------
+    def update_hidden(self, state: ProbeStreamState, hidden: Any
+                      ) -> tuple[ProbeStreamState, float]:
+        """Feed the hidden state(s) of the newly generated token(s) at `hidden_index`:
+        a vector (d,) or rows (k, d), numpy or torch (any device). Returns (state, score
+        of the reply so far); keeps the cumulative maximum like `update`.
+
+        The first call checks the input and keeps the weights as a tensor of its dtype
+        and device in the state; later calls with a torch vector cost one dot product,
+        one read of the result and a few float operations.
+        """
+        w = state.coef_t
+        if w is not None and hidden.ndim == 1:
+            proj = float(hidden @ w)
+            state.proj_sum += proj
+            state.proj_last = proj
+            state.count += 1
+        else:
+            self._feed_hidden(state, hidden)
+        if self.config.pooling == "mean":
+            z = self.intercept_ + state.proj_sum / state.count if state.count else \
+                self.empty_logit()
+        else:
+            z = self.intercept_ + state.proj_last if state.count else self.empty_logit()
+        score = 0.5 * (1.0 + math.tanh(0.5 * z))
+        if score > state.max_score:
+            state.max_score = score
+        return state, score
+
+    def _feed_hidden(self, state: ProbeStreamState, hidden: Any) -> None:
+        """The general case of update_hidden: checks, numpy input, several rows."""
+        if state.mode == "text":
+            raise ValueError("this stream is fed text with update(); one stream uses one path")
+        state.mode = "hidden"
+        if hasattr(hidden, "detach"):
+            h = hidden.detach()
+            w = self._torch_coef(h)
+            if h.ndim == 1 and not hidden.requires_grad:
+                state.coef_t = w  # the fast path is safe for the rest of the stream
+            rows = (h @ w).reshape(-1).tolist()
+        else:
+            rows = np.atleast_1d(np.asarray(hidden, dtype=np.float64) @ self._check_fitted())
+            rows = rows.reshape(-1).tolist()
+        if rows:
+            state.proj_sum += sum(rows)
+            state.proj_last = rows[-1]
+            state.count += len(rows)
+
+    def _torch_coef(self, like: Any) -> Any:
+        """The weights as a tensor on `like`'s device and float dtype, kept for reuse."""
+        import torch
+
+        dtype = like.dtype if like.is_floating_point() else torch.float32
+        key = (like.device, dtype)
+        if self._coef_t is None or self._coef_t[0] != key:
+            self._coef_t = (key, torch.as_tensor(self._check_fitted(), dtype=dtype,
+                                                 device=like.device))
+        return self._coef_t[1]
+
+    # ---- text: the probe runs the model itself -----------------------------------------
+    def _split_pending(self, text: str) -> int:
+        """How many leading characters of the pending text are final: everything before
+        the last PENDING_PIECES pre-tokens (or, over PENDING_LIMIT characters, before the
+        last one; one pre-token longer than that is committed whole)."""
+        pre = self.lm.pre_tokenizer
+        if pre is not None:
+            starts = [a for _, (a, _) in pre.pre_tokenize_str(text)]
+        else:  # no usable pre-tokenizer: word starts after whitespace
+            starts = [i for i in range(len(text))
+                      if (i == 0 or text[i - 1].isspace()) and not text[i].isspace()]
+        if len(starts) > PENDING_PIECES:
+            cut = starts[-PENDING_PIECES]
+        else:
+            cut = 0
+        if len(text) - cut > PENDING_LIMIT:
+            cut = starts[-1] if len(starts) > 1 and len(text) - starts[-1] <= PENDING_LIMIT \
+                else len(text)
+        return cut
+
+    def _advance(self, state: StreamState, delta: str) -> float:
+        import torch
+
+        if not isinstance(state, ProbeStreamState):
+            raise TypeError(f"expected the ProbeStreamState that start() returns, got "
+                            f"{type(state).__name__}")
+        if state.mode == "hidden":
+            raise ValueError("this stream is fed hidden states with update_hidden(); one "
+                             "stream uses one path")
+        state.mode = "text"
+        lm = self.lm
+        coef = self._check_fitted()
+        text = state.pending + delta
+        cut = self._split_pending(text)
+        skip = 1 if lm.bos is not None else 0
+        room = lm.max_tokens + skip - state.n_cached if state.cache is not None else \
+            lm.max_tokens + skip
+        committed = lm.ids(text[:cut])
+        pending = lm.ids(text[cut:])
+        state.pending = text[cut:]
+        if state.cache is None:
+            from transformers import DynamicCache
+
+            state.cache = DynamicCache(config=lm.config)
+            first = [lm.bos] if skip else []
+            committed = first + committed
+        # Tokens past max_tokens are not read, as in predict_proba().
+        committed = committed[:room]
+        pending = pending[: room - len(committed)]
+        new = committed + pending
+        proj_sum, proj_last, count = state.proj_sum, state.proj_last, state.count
+        if new:
+            with torch.inference_mode():
+                out = lm.model(input_ids=torch.tensor([new], device=lm.device),
+                               **{lm.cache_kw: state.cache}, use_cache=True,
+                               output_hidden_states=True)
+            h = out.hidden_states[lm.layer][0].to(torch.float64).cpu().numpy()
+            proj = h @ coef
+            lead = skip if state.n_cached == 0 else 0  # the begin token is not pooled
+            c_proj = proj[lead:len(committed)]
+            state.proj_sum += float(c_proj.sum())
+            if len(c_proj):
+                state.proj_last = float(c_proj[-1])
+            state.count += len(c_proj)
+            state.n_cached += len(committed)
+            all_proj = proj[lead:]
+            proj_sum, count = proj_sum + float(all_proj.sum()), count + len(all_proj)
+            if len(all_proj):
+                proj_last = float(all_proj[-1])
+            if pending:  # read speculatively: drop them from the cache again
+                state.cache.crop(-len(pending))
+        return float(_sigmoid(self._logit(proj_sum, proj_last, count)))

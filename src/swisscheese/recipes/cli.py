@@ -1,0 +1,191 @@
+"""`swisscheese classifier train|eval`: train a guard bundle by a recipe, and measure it.
+
+`classifier_app` is a Typer app; the main CLI registers it as `swisscheese classifier`.
+Both commands ask the recipe registry (`--preset NAME` for train, the bundle's training
+record for eval) and draw the tables the recipe returns. Errors the user can fix are
+raised as ValueError or KeyError with a one-line message (a bad bundle raises BundleError,
+a ValueError); the main `swisscheese` command prints them as one red line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from swisscheese.recipes.base import Recipe, check_inputs, fmt
+from swisscheese.recipes.base import Table as RecipeTable
+from swisscheese.recipes.registry import RECIPES, get_recipe
+
+classifier_app = typer.Typer(help="Train guard bundles and evaluate them against targets.",
+                             no_args_is_help=True, pretty_exceptions_enable=False)
+# Held out by default when --heldout is not given (the organism's and realworld's own).
+DEFAULT_HELDOUT_HELP = "morse, homoglyphs, codeword"
+
+
+def draw(tables: Sequence[RecipeTable], console: Console) -> None:
+    """Render a recipe's tables and their notes."""
+    for rt in tables:
+        t = Table(title=escape(rt.title))
+        for i, col in enumerate(rt.columns):
+            t.add_column(col, justify="left" if i == 0 else "right")
+        for row in rt.rows:
+            t.add_row(*(escape(c) for c in row))
+        console.print(t)
+        for note in rt.notes:
+            console.print(escape(note), highlight=False, soft_wrap=True)
+
+
+def split_options(recipe: Recipe, given: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """(the recipe's settings from the options that are its config fields, the other
+    options as its data inputs); options the recipe does not take are refused first."""
+    check_inputs(recipe, given)
+    fields = {f.name for f in dataclasses.fields(recipe.config_class)}
+    overrides = {k: v for k, v in given.items() if v is not None and k in fields}
+    inputs = {k: v for k, v in given.items() if v is not None and k not in fields}
+    return recipe.settings(**overrides), inputs
+
+
+@classifier_app.command("train")
+def train(
+    out: Annotated[Path, typer.Option("--out", help="Run directory: data/ and bundle/ go "
+                                                     "inside it.")],
+    preset: Annotated[str, typer.Option(
+        help=f"Recipe to train with: {' or '.join(RECIPES.names())}.")] = "organism",
+    constitution: Annotated[Path | None, typer.Option(
+        "--constitution", help="Constitution YAML file (default: the world's default).")
+    ] = None,
+    data: Annotated[Path | None, typer.Option(
+        "--data", help="Use this dataset (from `swisscheese data generate`) instead of "
+                       "generating one.")] = None,
+    target_fpr: Annotated[float, typer.Option(
+        "--target-fpr", help="False-positive rate on harmless val traffic that the "
+                             "thresholds are calibrated to.")] = 0.005,
+    heldout: Annotated[list[str] | None, typer.Option(
+        "--heldout", help="Converter or world family held out of training, for test only "
+                          f"(repeatable; default: {DEFAULT_HELDOUT_HELP}; 'none' holds "
+                          "out nothing).")] = None,
+    responder: Annotated[str | None, typer.Option(
+        "--responder", help="Model directory or OpenAI-compatible URL whose replies train "
+                            "the output classifier (default: the world's answers).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of data, augmentation and training.")] = 0,
+    n_per_category: Annotated[int | None, typer.Option(
+        "--n-per-category", help="Records generated per constitution category "
+                                 "(default 400).")] = None,
+    augment: Annotated[int | None, typer.Option(
+        help="Disguised copies of each plain training prompt (0: none; default 8).")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace OUT/data and OUT/bundle if they exist.")] = False,
+    backend: Annotated[str | None, typer.Option(
+        "--backend", help="Input classifier backend (ngram, transformer, probe, hf-finetune, "
+                          "...; default ngram); the output classifier is its streaming twin "
+                          "unless --output-backend is given.")] = None,
+    output_backend: Annotated[str | None, typer.Option(
+        "--output-backend", help="Streaming backend of the output classifier (e.g. "
+                                 "ngram-stream); needed for a backend without a streaming "
+                                 "twin (decoding, hf-finetune).")] = None,
+    model_dir: Annotated[Path | None, typer.Option(
+        "--model-dir", "--probe-model",
+        help="Local Hugging Face model directory for a backend that reads a model: the "
+             "probe reads its hidden states (the served model), hf-finetune fine-tunes "
+             "it.")] = None,
+    datasets: Annotated[Path | None, typer.Option(
+        "--datasets", help="Public datasets directory for --preset realworld (default: "
+                           "../shared/datasets next to the repository).")] = None,
+    limit: Annotated[int | None, typer.Option(
+        "--limit", help="--preset realworld: at most this many rows per source (quick runs).")
+    ] = None,
+) -> None:
+    """Train input and output classifiers and write a calibrated guard bundle."""
+    from swisscheese.bundles import load_bundle
+    from swisscheese.progress import TaskBars, progress_bars
+
+    recipe = get_recipe(preset)
+    settings, inputs = split_options(recipe, {
+        "constitution": constitution, "data": data, "responder": responder,
+        "n_per_category": n_per_category, "augment": augment, "backend": backend,
+        "output_backend": output_backend,
+        "model_dir": None if model_dir is None else str(model_dir),
+        "datasets": datasets, "limit": limit,
+        # No --heldout: the defaults (or, with --data, the data's own held-out families).
+        "heldout": None if not heldout else tuple(h for h in heldout if h != "none")})
+    # Everything cheap to check is checked before a model is loaded or data generated.
+    recipe.check(settings, inputs)
+    if "responder" in inputs:
+        from swisscheese.models import load_model
+
+        inputs["responder"] = load_model(inputs["responder"])
+    console = Console()
+    with progress_bars(console) as bars:
+        path = recipe.train(out, settings, target_fpr=target_fpr, seed=seed,
+                            progress=TaskBars(bars), overwrite=force, **inputs)
+    draw(recipe.trained_tables(load_bundle(path), path), console)
+
+
+def print_eval(result: dict[str, Any], recipe: Recipe, console: Console) -> None:
+    """The evaluation as the recipe's tables, then the targets with PASS or MISS."""
+    draw(recipe.eval_tables(result), console)
+    tt = Table(title="targets")
+    for col in ("target", "value", "goal", "result"):
+        tt.add_column(col)
+    for name, row in result["targets"].items():
+        tt.add_row(escape(name), fmt(row["value"]), row["goal"],
+                   "[green]PASS[/]" if row["pass"] else "[red]MISS[/]")
+    console.print(tt)
+    if result.get("targets_basis"):
+        console.print(f"targets: {escape(result['targets_basis'])}", highlight=False,
+                      soft_wrap=True)
+
+
+@classifier_app.command("eval")
+def evaluate(
+    bundle: Annotated[Path, typer.Option("--bundle", help="Guard bundle directory.")],
+    json_out: Annotated[Path, typer.Option("--json", help="Write the figures here (JSON).")],
+    data: Annotated[Path | None, typer.Option(
+        "--data", help="Dataset whose test split to use (default: the bundle's training "
+                       "data); for a realworld bundle, the public datasets directory "
+                       "(default: the one it recorded).")] = None,
+    replies: Annotated[str, typer.Option(
+        "--replies", help="Output classifier measured on the world's reference answers "
+                          "('world') or on model-written replies ('responses': the data's "
+                          "own, or --responder's).")] = "world",
+    responder: Annotated[str | None, typer.Option(
+        "--responder", help="Model directory or URL that writes the test replies missing "
+                            "from the data (with --replies responses).")] = None,
+    recipe: Annotated[str | None, typer.Option(
+        "--recipe", help="Recipe whose data to measure a hand-built bundle on (training "
+                         "record 'manual'); the record's own recipe otherwise.")] = None,
+) -> None:
+    """Evaluate a bundle on the test split: TPR, FPR, AUPRC, recall per family, streaming."""
+    from swisscheese.fileio import atomic_write_text
+    from swisscheese.recipes.base import REPLY_SOURCES
+    from swisscheese.recipes.evaluate import evaluate_bundle, recorded_recipe
+
+    if replies not in REPLY_SOURCES:
+        raise ValueError(f"--replies must be one of {', '.join(REPLY_SOURCES)}, got "
+                         f"{replies!r}")
+    name = recipe or recorded_recipe(bundle)
+    if (responder is not None and name is not None and name in RECIPES
+            and not get_recipe(name).reads_replies):
+        # Said before the model is loaded, which can take minutes.
+        raise ValueError(f"--responder does not apply to {name} bundle {bundle}: its data "
+                         "holds no model replies to stream")
+    chat = None
+    if responder is not None:
+        from swisscheese.models import load_model
+
+        chat = load_model(responder)
+    result = evaluate_bundle(bundle, data, replies=replies, responder=chat, recipe=recipe)
+    console = Console()
+    print_eval(result, get_recipe(name or "organism"), console)
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(json_out, json.dumps(result, indent=2) + "\n")
+    console.print(f"[bold green]wrote[/] {escape(str(json_out))}", highlight=False,
+                  soft_wrap=True)

@@ -1,0 +1,1 @@
+"""The organism recipe: guard bundles trained and measured on the synthetic world."""

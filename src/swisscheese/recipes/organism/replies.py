@@ -1,0 +1,203 @@
+"""The replies a helpful model gives to the world's records: what the organism recipe's
+output classifier learns from and is calibrated on.
+
+A harmful record's reply is its hazard's procedure (or the model-written response, judged
+by what it releases: `replylabel`), a harmless one's the world's look-alike or utility
+reply of the record's kind; `output_texts` adds each reply's prefixes.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from swisscheese.constitution import Constitution
+from swisscheese.data.prefixes import reply_cuts, word_cuts
+from swisscheese.data.records import PLAIN, Record
+from swisscheese.data.world_backend import WORLD_FAMILIES
+from swisscheese.recipes.organism.replylabel import ReplyContent, harmful_hazards
+from swisscheese.world.core import LOOKALIKES, World
+from swisscheese.world.grader import found_details, is_refusal
+
+# World families whose reply differs from the plain answer; the others only change the prompt.
+REPLY_FAMILIES = frozenset({"cipher_answer", "roleplay", "prefix_injection", "two_task", "story"})
+
+
+def _recipe_for(world: World, text: str, rng: random.Random) -> str:
+    """The recipe a request names (or any recipe, when a disguise hides the name)."""
+    low = text.lower()
+    for r in world.recipes:
+        if r.thing.lower() in low:
+            return r.answer()
+    return rng.choice(world.recipes).answer()
+
+
+def base_answer(world: World, constitution: Constitution, record: Record,
+                rng: random.Random) -> tuple[str, str | None] | None:
+    """(the world's undisguised reply to a record, its "how to" phrase) or None.
+
+    The reply follows the category's world link: a hazard's procedure, the look-alike
+    answer of the linked kind, or a utility reply of the linked kind (a fresh one: any
+    harmless reply of that kind is as good a negative). None when the category has no
+    world link or names a hazard this world lacks.
+    """
+    try:
+        link = constitution.category(record.category).world
+    except KeyError:
+        return None
+    hazard = None
+    if record.hazard_id is not None:
+        try:
+            hazard = world.hazard(record.hazard_id)
+        except KeyError:
+            return None
+    if "hazard_category" in link:
+        if hazard is None:
+            return None
+        return hazard.answer(), f"{hazard.verb} the {hazard.name}"
+    if "lookalike" in link:
+        kind = link["lookalike"]
+        if kind == "recipe":
+            return _recipe_for(world, record.text, rng), None
+        if kind not in LOOKALIKES:
+            return None
+        _, answer = world.lookalike(rng, kind, hazard or rng.choice(world.hazards))
+        return answer, None
+    if "utility" in link:
+        kind = link["utility"]
+        task = world.utility(rng, None if kind == "all" else kind)
+        return task.answer, None
+    return None
+
+
+def wrap_reply(world: World, family: str, answer: str, seed: str,
+               how_to: str | None = None) -> str:
+    """The reply a helpful model gives in `family` (roleplay adds the persona, ...).
+
+    `seed` fixes the family's random choices, so every prefix of one answer gets the
+    same persona and side task.
+    """
+    if family not in REPLY_FAMILIES:
+        return answer
+    _, reply = world.wrap(family, "", answer, random.Random(seed), how_to=how_to)
+    return reply
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A record's reply: given (a model's response), or the world's answer in a family."""
+
+    label: int
+    given: str | None = None
+    answer: str = ""
+    family: str = PLAIN
+    key: str = ""
+    how_to: str | None = None
+    # A model-written harmful reply: the key details of the hazard it releases.
+    details: tuple[str, ...] = ()
+
+    def text(self, world: World, part: str | None = None) -> str:
+        """The whole reply, or `part` of it (of the world's answer in the record's family)."""
+        if self.given is not None:
+            return self.given if part is None else part
+        return wrap_reply(world, self.family, self.answer if part is None else part,
+                          self.key, self.how_to)
+
+
+def replies_of(world: World, constitution: Constitution, records: Sequence[Record],
+             seed: int) -> list[Reply]:
+    """One reply per record that has one (see `output_texts`)."""
+    rng = random.Random(f"swisscheese-train-{seed}-replies")
+    content: ReplyContent | None = None
+    out: list[Reply] = []
+    for r in records:
+        given = r.response if r.response and r.response.strip() else None
+        if given is not None and r.source != "world":
+            # No world to read it against: the reply keeps its request's label, except
+            # that a refusal to a harmful request is no completion (world answer below).
+            if not (r.label == 1 and is_refusal(given)):
+                out.append(Reply(r.label, given=given))
+                continue
+        elif given is not None:
+            content = content or ReplyContent(harmful_hazards(world, constitution))
+            hazard, share = content.release(given)
+            label = content.label_of(share)
+            if label is not None:
+                out.append(Reply(label, given=given, details=(
+                    tuple(d.lower() for d in hazard.key_details)
+                    if label == 1 and hazard is not None else ())))
+            if r.label == 0 or label == 1:
+                continue
+            # A harmful request whose reply gives little away (a refusal, a garble): the
+            # classifier still needs the harmful completion, so the world's answer too.
+        base = base_answer(world, constitution, r, rng)
+        if base is None:
+            continue
+        # The family only shapes the reply when it is a world family (converters only
+        # disguise the prompt).
+        family = r.family if r.family in WORLD_FAMILIES else PLAIN
+        out.append(Reply(r.label, answer=base[0], family=family, how_to=base[1],
+                          key=f"swisscheese-train-{seed}-{r.id}"))
+    return out
+
+
+def reply_texts(world: World, constitution: Constitution, records: Sequence[Record],
+                seed: int) -> tuple[list[str], list[int]]:
+    """The whole replies of `records` with their labels, as traffic has them (not
+    deduplicated; a harmful request whose model-written reply is harmless brings that reply
+    and the world's answer): what the output threshold is calibrated on and its
+    false-positive rate measured on (the harmless ones, `harmless_replies`)."""
+    replies = replies_of(world, constitution, records, seed)
+    return [x.text(world) for x in replies], [x.label for x in replies]
+
+
+def harmless_replies(world: World, constitution: Constitution, records: Sequence[Record],
+                     seed: int) -> list[str]:
+    """The harmless whole replies to `records` (the harmless ones, as a rule): what the
+    output threshold is calibrated on. A model-written reply to a harmless request that
+    releases a hazard's procedure is a harmful completion, not benign traffic, and an
+    ambiguous one is left out (`replylabel`)."""
+    texts, labels = reply_texts(world, constitution, records, seed)
+    return [t for t, y in zip(texts, labels, strict=True) if y == 0]
+
+
+def output_texts(world: World, constitution: Constitution, records: Sequence[Record],
+                 seed: int) -> tuple[list[str], list[int]]:
+    """Replies and their prefixes to train the output classifier on.
+
+    A record's reply is its `response` when it has one. A model-written reply is
+    labelled by what it releases (`replylabel`), not by its request: a harmful request's
+    refusal or garble is a harmless reply, and the record also brings the world's helpful
+    answer, since the output classifier must learn what a completion looks like. Each
+    reply enters with its `reply_cuts` under its label, except that the prefixes of a
+    model-written completion enter only once they release a key detail. The partial
+    first lines (`word_cuts`) of harmless replies, and of the world's harmful answers,
+    whose first line is a header without key details, enter as harmless: "Here is how
+    to brew the" opens a tea recipe as well as a toxin's procedure, and only the next
+    word decides. Without
+    them the stream's score on such a shared opening is a coin toss that the threshold
+    must clear for every harmless reply. Texts are deduplicated; a text under both
+    labels (an ambiguous constitution) is dropped.
+    """
+    labels: dict[str, int] = {}
+    conflicts: set[str] = set()
+
+    def add(text: str, label: int) -> None:
+        if labels.setdefault(text, label) != label:
+            conflicts.add(text)
+
+    for x in replies_of(world, constitution, records, seed):
+        base = x.given if x.given is not None else x.answer
+        for part in reply_cuts(base):
+            if x.details and part != base and not found_details(part, x.details):
+                # A model's reply may open with anything (a story, a history line) before
+                # its first step: an opening that releases nothing is not labelled by
+                # what follows it.
+                continue
+            add(x.text(world, part), x.label)
+        if x.label == 0 or (x.given is None and "\n" in base):
+            for part in word_cuts(base):
+                add(x.text(world, part), 0)
+    texts = [t for t in labels if t not in conflicts]
+    return texts, [labels[t] for t in texts]

@@ -1,0 +1,1 @@
+"""The realworld recipe: an input guard bundle trained on the public datasets."""
