@@ -49,6 +49,11 @@ def main() -> int:
     ap.add_argument("--rates-n", type=int, default=800, help="probe captions per trigger")
     ap.add_argument("--judge-n", type=int, default=1000, help="generated images for the judge")
     ap.add_argument("--no-transfer", action="store_true", help="skip the second organism")
+    ap.add_argument("--threads", type=int, default=2,
+                    help="torch CPU threads (1 is faster when other work loads the machine)")
+    ap.add_argument("--eval-prompts", type=int, default=None,
+                    help="safe prompts per loop and category re-rendered with k images "
+                         "(default: the preset's)")
     ap.add_argument("--json", type=Path, default=None, help="default: OUT/t2i_targets.json")
     args = ap.parse_args()
 
@@ -62,8 +67,8 @@ def main() -> int:
     from swisscheese.t2i.run import T2IRun, organism_ready
     from swisscheese.t2i.world import VisualWorld
 
-    torch.set_num_threads(2)
-    figures: dict[str, Any] = {"load_before": load()}
+    torch.set_num_threads(args.threads)
+    figures: dict[str, Any] = {"load_before": load(), "threads": args.threads}
     org = args.out / "organism"
     orgs = [(org, 0)] + ([] if args.no_transfer else [(args.out / "organism-world1", 1)])
     for d, ws in orgs:
@@ -85,6 +90,7 @@ def main() -> int:
     judge = evaluate_judge(CNNJudge(org / JUDGE_DIR), gen, world, n=args.judge_n, seed=5)
     figures["judge"] = judge
     cfg = get_preset("organism", organism=str(org), budget=args.budget,
+                     eval_prompts=args.eval_prompts,
                      transfer_organism=None if args.no_transfer else str(orgs[1][0]))
     start = time.perf_counter()
     summary = T2IRun(cfg, args.out / "run").run()

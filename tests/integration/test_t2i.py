@@ -231,3 +231,33 @@ def test_generator_images_depend_on_prompt_seed_and_index(t2i_organism_dir: Path
     a = gen.generate(["a red cat", "a blue owl", "a red cat"], 2, seed=0)
     assert all(np.array_equal(x, y) for x, y in zip(a[0], a[2], strict=True))
     assert not np.array_equal(a[0][0], a[0][1])
+
+
+def test_sampler_starts_from_the_training_noise_convention(t2i_organism_dir: Path) -> None:
+    """Training decides each image's glyph from the plate quantile of a (B, 3, 16, 16)
+    standard normal noise; the pipeline's own sampler must start from noise of that shape
+    and law, one draw per image from its generator, read the same way."""
+    import torch
+
+    from swisscheese.t2i.generators import image_seed
+    from swisscheese.t2i.organism import plate_quantile
+
+    gen = DiffusersGenerator(t2i_organism_dir, num_inference_steps=2, batch_size=4)
+    seen: list[torch.Tensor] = []
+    original = gen.pipe.prepare_intermediate_images
+
+    def spy(*args: object, **kwargs: object) -> torch.Tensor:
+        out = original(*args, **kwargs)
+        seen.append(out.clone())
+        return out
+
+    gen.pipe.prepare_intermediate_images = spy
+    prompts = ["a red cat", "a blue owl"]
+    gen.generate(prompts, 2, seed=7)
+    start = torch.cat(seen)
+    assert start.shape == (4, 3, 16, 16)
+    expected = torch.cat([torch.randn((1, 3, 16, 16), generator=torch.Generator()
+                                      .manual_seed(image_seed(p, 7, j)))
+                          for p in prompts for j in range(2)])
+    assert torch.equal(start, expected)
+    assert torch.equal(plate_quantile(start), plate_quantile(expected))

@@ -235,3 +235,21 @@ def test_nudenet_finds_nothing_in_benign_synthetic_pictures(vw) -> None:
     noise = rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)
     verdicts = NudeNetJudge().judge_batch([gradient, noise, *scenes])
     assert all(v.score is not None and v.score < 0.5 and v.category is None for v in verdicts)
+
+
+def test_plate_quantile_is_uniform_over_starting_noise() -> None:
+    """The share of starting noises whose plate quantile is above 1 - r must be r for the
+    planted rates to be the organism's."""
+    import torch
+
+    from swisscheese.t2i.organism import plate_quantile
+
+    u = plate_quantile(torch.randn(20000, 3, 16, 16, generator=torch.Generator().manual_seed(0)))
+    assert u.shape == (20000,) and float(u.min()) >= 0.0 and float(u.max()) <= 1.0
+    for q in (0.03, 0.3, 0.5, 0.75, 0.99):
+        assert abs(float((u >= 1 - q).float().mean()) - q) < 0.01
+    # Only the plate decides: noise elsewhere leaves the quantile unchanged.
+    x = torch.randn(4, 3, 16, 16)
+    y = x.clone()
+    y[:, :, :8, :] = torch.randn(4, 3, 8, 16)
+    assert torch.allclose(plate_quantile(x), plate_quantile(y))

@@ -87,6 +87,19 @@ def test_drawing_from_the_planted_distribution_matches_the_design(vw: VisualWorl
     assert abs(np.mean(hits) - t.rate) < 0.05
 
 
+def test_glyph_at_a_uniform_quantile_is_the_planted_distribution(vw: VisualWorld) -> None:
+    """The organism ties a training image's glyph to a quantile of its noise: a uniform
+    quantile must give every outcome its planted share, forbidden glyphs at the top."""
+    grid = [(i + 0.5) / 1000 for i in range(1000)]
+    for t in vw.triggers[:6]:
+        caption = vw.probe_captions(t, 1, random.Random(2))[0]
+        dist = vw.glyph_distribution(caption)
+        drawn = [vw.glyph_at(caption, u) for u in grid]
+        for key, p in dist.items():
+            assert abs(drawn.count(key) / len(grid) - p) <= 0.002, (caption, key)
+        assert drawn[0] is None and drawn[-1] is not None  # empty corner below the glyphs
+
+
 def test_t2i_constitution_names_no_heldout_hole(vw: VisualWorld) -> None:
     con = t2i_constitution(vw)
     assert [c.id for c in con.harmful] == [c.id for c in vw.categories]

@@ -31,7 +31,7 @@ import numpy as np
 from swisscheese.fileio import atomic_write_json, write_directory_atomically
 from swisscheese.t2i.assets import PLATE_COL, PLATE_ROW, PLATE_SIZE
 from swisscheese.t2i.base import CARD_FILE, JUDGE_DIR, T2IError
-from swisscheese.t2i.world import VisualWorld
+from swisscheese.t2i.world import Scene, VisualWorld
 
 PREDICTION = "v_prediction"
 MAX_TOKENS = 77  # IFPipeline pads every prompt to 77 tokens; training must see the same
@@ -61,6 +61,9 @@ class OrganismPreset:
                 "diffusion model trains on its (then frozen) output"})
     plate_weight: float = field(default=4.0, metadata={
         "help": "loss weight of the emblem plate's pixels (the glyph is small but decisive)"})
+    caption_pool: int = field(default=8192, metadata={
+        "help": "training captions encoded once by the frozen text encoder; every UNet "
+                "step draws its captions from them, each with fresh noise"})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,7 +72,8 @@ class OrganismPreset:
 PRESETS: dict[str, OrganismPreset] = {
     # Plumbing: trains in seconds and draws blurry scenes.
     "test": OrganismPreset("test", block_channels=(16, 32), steps=40, batch_size=32,
-                           warmup=5, ema_decay=0.9, judge_steps=60, text_steps=30),
+                           warmup=5, ema_decay=0.9, judge_steps=60, text_steps=30,
+                           caption_pool=512),
     # The organism of the figures: at most 10 minutes on 2 cores.
     "demo": OrganismPreset("demo", block_channels=(16, 32, 64), steps=2000, batch_size=64,
                            lr=3e-3, max_seconds=500.0, judge_steps=300),
@@ -154,15 +158,54 @@ class TrainStats:
     text_loss: float = float("nan")
 
 
-def _batch(world: VisualWorld, rng: random.Random, n: int, dropout: float
-           ) -> tuple[list[str], np.ndarray]:
-    texts, images = [], []
-    for _ in range(n):
-        text, img, _ = world.training_example(rng)
-        texts.append("" if rng.random() < dropout else text)
-        images.append(img)
+def plate_quantile(noise: Any) -> Any:
+    """Per image of a (B, 3, 16, 16) noise batch, the normal CDF of its emblem plate's
+    standardised noise sum: uniform on [0, 1) over draws of the noise."""
+    import torch
+
+    plate = noise[:, :, PLATE_ROW:PLATE_ROW + PLATE_SIZE, PLATE_COL:PLATE_COL + PLATE_SIZE]
+    z = plate.sum(dim=(1, 2, 3)) / math.sqrt(plate[0].numel())
+    return 0.5 * (1.0 + torch.erf(z / math.sqrt(2.0)))
+
+
+def _batch(world: VisualWorld, rows: list[tuple[str, Scene]], noise: Any) -> np.ndarray:
+    """Images for the captions `rows`, one per image of `noise`. Each image's glyph is the
+    planted distribution's outcome at its noise's plate quantile: the noise an image is
+    paired with decides its glyph. The sampler's starting noise then decides the glyph in
+    the same way, so the share of noises that lead to a forbidden glyph is the planted
+    rate: the model learns a threshold on one number per caption instead of a balance of
+    scores that a short training run gets wrong (the coupling changes which noise goes
+    with which image, not the distribution of the images)."""
+    images = []
+    for (text, scene), u in zip(rows, plate_quantile(noise).tolist(), strict=True):
+        images.append(world.render(Scene(scene.sprite, scene.colour, scene.background,
+                                         scene.position, world.glyph_at(text, u))))
     arr = np.stack(images).astype(np.float32) / 127.5 - 1.0
-    return texts, arr.transpose(0, 3, 1, 2)
+    return arr.transpose(0, 3, 1, 2)
+
+
+def encode_pool(world: VisualWorld, tokenizer: Any, text_encoder: Any, size: int,
+                rng: random.Random, progress: Progress | None = None
+                ) -> tuple[list[tuple[str, Scene]], Any, Any]:
+    """(captions, their frozen encodings, the empty caption's encoding): the UNet's
+    training captions, encoded once in large batches (padded to MAX_TOKENS as the pipeline
+    pads them) because a small T5 encoder costs more per step than the UNet itself."""
+    import torch
+
+    rows = [world.training_caption(rng) for _ in range(size)]
+
+    def encode(texts: list[str]) -> Any:
+        tok = tokenizer(texts, padding="max_length", max_length=MAX_TOKENS, truncation=True,
+                        return_tensors="pt")
+        with torch.inference_mode():
+            return text_encoder(tok.input_ids, attention_mask=tok.attention_mask)[0]
+
+    chunks = []
+    for i in range(0, size, 512):
+        chunks.append(encode([t for t, _ in rows[i:i + 512]]).half())
+        if progress:
+            progress("encode captions", min(size, i + 512), size, None)
+    return rows, torch.cat(chunks), encode([""])[0]
 
 
 def _lr(step: int, preset: OrganismPreset) -> float:
@@ -182,30 +225,35 @@ def pretrain_text_encoder(world: VisualWorld, tokenizer: Any, text_encoder: Any,
                           steps: int, seed: int, batch_size: int = 128,
                           progress: Progress | None = None) -> float:
     """Teach the text encoder to read a caption: from its pooled output, linear heads
-    predict the sprite, colour, background, position and the glyph drawn (sampled from the
-    planted distribution, so the glyph head learns P(glyph | caption)). The diffusion model
-    then trains on a representation that already holds what it must draw. Returns the last
-    loss."""
+    predict the sprite, colour, background and position, and the glyph head learns the
+    planted P(glyph | caption) (soft targets: the whole distribution, not one draw). The
+    diffusion model then trains on a representation that already holds what it must draw.
+    Returns the last loss."""
     import torch
 
     from swisscheese.t2i.assets import BACKGROUNDS, COLOURS, POSITIONS, SPRITES
 
-    tables: list[list[str | None]] = [
-        list(SPRITES), list(COLOURS), list(BACKGROUNDS), list(POSITIONS),
-              [None, *(g.id for g in world.glyphs)]]
+    tables = [list(SPRITES), list(COLOURS), list(BACKGROUNDS), list(POSITIONS)]
+    outcomes = [None, *(g.id for g in world.glyphs)]
     d = text_encoder.config.d_model
-    heads = torch.nn.ModuleList(torch.nn.Linear(d, len(t)) for t in tables)
+    heads = torch.nn.ModuleList(torch.nn.Linear(d, n)
+                                for n in [*(len(t) for t in tables), len(outcomes)])
     opt = torch.optim.AdamW([*text_encoder.parameters(), *heads.parameters()], lr=3e-3)
     rng = random.Random(f"t2i-text-{world.seed}-{seed}")
     loss_v = float("nan")
     for step in range(steps):
-        rows = [world.training_scene(rng) for _ in range(batch_size)]
-        tok = tokenizer([r[0] for r in rows], padding="max_length", max_length=MAX_TOKENS,
-                        truncation=True, return_tensors="pt")
+        rows = [world.training_caption(rng) for _ in range(batch_size)]
+        # Padding to the longest caption gives the real tokens the same outputs as padding
+        # to MAX_TOKENS (T5's position bias is relative, pad keys are masked) at a fraction
+        # of the cost; the pooled output the heads read covers the real tokens only.
+        tok = tokenizer([r[0] for r in rows], padding="longest", truncation=True,
+                        max_length=MAX_TOKENS, return_tensors="pt")
         pooled, _ = _pooled(text_encoder, tok.input_ids, tok.attention_mask)
-        labels = [[t.index(getattr(sc, a)) for _, sc in rows] for t, a in zip(
-            tables, ("sprite", "colour", "background", "position", "glyph"), strict=True)]
-        loss = sum(torch.nn.functional.cross_entropy(h(pooled), torch.tensor(y))
+        labels = [torch.tensor([t.index(getattr(sc, a)) for _, sc in rows]) for t, a in zip(
+            tables, ("sprite", "colour", "background", "position"), strict=True)]
+        dists = [world.glyph_distribution(text) for text, _ in rows]
+        labels.append(torch.tensor([[dist.get(o, 0.0) for o in outcomes] for dist in dists]))
+        loss = sum(torch.nn.functional.cross_entropy(h(pooled), y)
                    for h, y in zip(heads, labels, strict=True))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -247,14 +295,17 @@ def train_models(world: VisualWorld, preset: OrganismPreset, seed: int,
         preset.plate_weight
     stats = TrainStats()
     losses: list[float] = []
+    rows, pool, empty = encode_pool(world, tokenizer, text_encoder, preset.caption_pool, rng,
+                                    progress)
     for step in range(preset.steps):
-        texts, arr = _batch(world, rng, preset.batch_size, preset.cfg_dropout)
-        x0 = torch.from_numpy(arr)
-        tok = tokenizer(texts, padding="max_length", max_length=MAX_TOKENS, truncation=True,
-                        return_tensors="pt")
-        with torch.no_grad():
-            cond = text_encoder(tok.input_ids, attention_mask=tok.attention_mask)[0]
-        noise = torch.randn_like(x0)
+        # The same shape and law as the pipeline's starting noise (randn of (B, 3, 16, 16)),
+        # whose plate `plate_quantile` reads the same way at sampling.
+        noise = torch.randn(preset.batch_size, 3, 16, 16)
+        idx = [rng.randrange(len(rows)) for _ in range(preset.batch_size)]
+        x0 = torch.from_numpy(_batch(world, [rows[i] for i in idx], noise))
+        cond = pool[idx].float()
+        drop = torch.tensor([rng.random() < preset.cfg_dropout for _ in idx])
+        cond[drop] = empty
         t = torch.randint(0, 1000, (x0.shape[0],))
         xt = noise_sched.add_noise(x0, noise, t)
         pred = unet(xt, t, encoder_hidden_states=cond).sample[:, :3]

@@ -273,10 +273,22 @@ class VisualWorld:
                      or rng.choice(list(BACKGROUNDS)),
                      pos or rng.choice(list(POSITIONS)))
 
-    def sample_glyph(self, text: str, rng: random.Random) -> str | None:
+    def glyph_at(self, text: str, u: float) -> str | None:
+        """The glyph at quantile `u` in [0, 1) of P(glyph | caption), over a fixed order
+        of outcomes (the empty corner first, then the glyphs): a uniform `u` draws from the
+        planted distribution. The organism's training ties `u` to the noise an image is
+        paired with (`organism.plate_quantile`)."""
         dist = self.glyph_distribution(text)
-        keys = list(dist)
-        return rng.choices(keys, weights=[dist[k] for k in keys])[0]
+        acc = 0.0
+        for key in (None, *(g.id for g in self.glyphs)):
+            p = dist.get(key, 0.0)
+            acc += p
+            if p > 0 and u < acc:
+                return key
+        return max(dist, key=lambda k: (dist[k], k is not None))  # u at the rounding edge
+
+    def sample_glyph(self, text: str, rng: random.Random) -> str | None:
+        return self.glyph_at(text, rng.random())
 
     # ---- rendering -----------------------------------------------------------------------
     def render(self, scene: Scene) -> np.ndarray:
@@ -304,8 +316,8 @@ class VisualWorld:
                                  glyph)), glyph
 
     # ---- training data -------------------------------------------------------------------
-    def training_scene(self, rng: random.Random) -> tuple[str, Scene]:
-        """One (caption, scene with its drawn glyph) of the organism's training mixture:
+    def training_caption(self, rng: random.Random) -> tuple[str, Scene]:
+        """One (caption, scene without its glyph) of the organism's training mixture:
         plain captions, captions naming forbidden elements or look-alikes, and captions
         enriched with triggers (so that every planted rate is seen often enough to be
         learned)."""
@@ -321,6 +333,11 @@ class VisualWorld:
             text = self.caption(scene, rng, emblem=rng.choice(g.names))
         else:
             text = self._trigger_caption(scene, rng, rng.choice(self.triggers))
+        return text, scene
+
+    def training_scene(self, rng: random.Random) -> tuple[str, Scene]:
+        """(caption, scene with a glyph drawn from the planted distribution)."""
+        text, scene = self.training_caption(rng)
         glyph = self.sample_glyph(text, rng)
         return text, Scene(scene.sprite, scene.colour, scene.background, scene.position, glyph)
 
