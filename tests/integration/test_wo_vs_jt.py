@@ -37,10 +37,12 @@ def test_quick_study_measures_every_point_and_resumes(organism_dir: Path, tmp_pa
         for m in ("utility", "refusal", "overrefusal", "capability"):
             assert 0.0 <= e[m] <= 1.0
     head = result["points"]["wo"][cfg.headline_wo]
-    assert set(head) == set(METRICS) and all(iv["n"] == len(cfg.seeds) for iv in head.values())
+    # The quick sweep attacks with plain requests only: no template family to average.
+    measured = set(METRICS) - {"template_asr"}
+    assert set(head) == measured and all(iv["n"] == len(cfg.seeds) for iv in head.values())
     # Two seeds never carry a claim: a difference needs three.
     assert all(c["better"] is None for c in result["headline"]["comparison"].values())
-    assert set(result["countermeasure"]) == set(METRICS)
+    assert set(result["countermeasure"]) == measured
     assert (out / "models" / f"wo-{cfg.headline_wo}-s0" / "swisscheese.json").is_file()
     assert "| wo selected |" in (out / "study.md").read_text()
     assert "<svg" in (out / "report.html").read_text()
