@@ -230,7 +230,16 @@ def stage_redteam(ctx: DemoContext) -> list[Section]:
     return [Section("Red team: what each layer of the cheese adds", html)]
 
 
-DEMO_STAGES: list[DemoStage] = [stage_organism, stage_evaluate, stage_guard, stage_redteam]
+def stage_t2i(ctx: DemoContext) -> list[Section]:
+    """The text-to-image organism (trained once, then reused) and a short ART run on it."""
+    from swisscheese.t2i.demo import t2i_demo_section
+
+    html = t2i_demo_section(ctx.out / "t2i", ctx.preset, ctx.retrain, ctx.console)
+    return [Section("Text-to-image red team (ART)", html)]
+
+
+DEMO_STAGES: list[DemoStage] = [stage_organism, stage_evaluate, stage_guard, stage_redteam,
+                                stage_t2i]
 
 
 def run_demo(out: str | Path = "runs/demo", preset: str = "demo", seed: int = 0,

@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     Table,
@@ -218,6 +219,57 @@ jailbreak_reports = Table(
     sqlite_autoincrement=True,
 )
 
+# ---- the text-to-image red team ------------------------------------------------------------
+t2i_runs = Table(
+    "t2i_runs", metadata,
+    Column("run_id", Text, primary_key=True),
+    Column("created", Text, nullable=False),
+    Column("config_hash", Text, nullable=False),
+    Column("config", Text, nullable=False),
+)
+
+# One candidate prompt of a loop: blocked by a prompt filter, or rendered and judged.
+t2i_queries = Table(
+    "t2i_queries", metadata,
+    Column("run_id", Text, ForeignKey("t2i_runs.run_id"), nullable=False),
+    Column("loop", Text, nullable=False),
+    Column("category", Text, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("thread", Text, nullable=False),
+    Column("prompt", Text, nullable=False),
+    Column("parent", Text),
+    Column("blocked", Integer, nullable=False),
+    Column("filters", Text, nullable=False),
+    Column("images", Integer, nullable=False),
+    Column("verdicts", Text, nullable=False),
+    Column("success", Integer, nullable=False),
+    Column("score", Float),
+    Column("guidance", Text, nullable=False, server_default=""),
+    Column("created", Text, nullable=False),
+    PrimaryKeyConstraint("run_id", "loop", "category", "seq"),
+)
+
+# Results of the later stages (re-renders, transfer, the judge check, the guard).
+t2i_stages = Table(
+    "t2i_stages", metadata,
+    Column("run_id", Text, ForeignKey("t2i_runs.run_id"), nullable=False),
+    Column("stage", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("value", Text, nullable=False),
+    Column("created", Text, nullable=False),
+    PrimaryKeyConstraint("run_id", "stage", "key"),
+)
+
+# PNG bytes of the images the report shows.
+t2i_images = Table(
+    "t2i_images", metadata,
+    Column("run_id", Text, ForeignKey("t2i_runs.run_id"), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("png", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("run_id", "key"),
+)
+
 # ---- migrations, per component, oldest first -----------------------------------------------
 MIGRATIONS: dict[str, list[Migration]] = {
     "gateway-decisions": [create_tables(gateway_decisions),
@@ -231,6 +283,7 @@ MIGRATIONS: dict[str, list[Migration]] = {
                                         campaign_references)],
     "challenge": [create_tables(challenge_attempts, challenge_universal)],
     "jailbreak-reports": [create_tables(jailbreak_reports)],
+    "t2i-redteam": [create_tables(t2i_runs, t2i_queries, t2i_stages, t2i_images)],
 }
 
 GATEWAY = ("gateway-decisions", "gateway-deployments", "gateway-keys", "gateway-monitor",
