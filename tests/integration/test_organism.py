@@ -88,7 +88,8 @@ def test_demo_reuses_checkpoints_and_writes_report(organism_dir, tmp_path):
     html = report.read_text()
     assert "Jailbreak families" in html and "<svg" in html and "helpful-only" in html
     assert "Targets of the foundation" in html
-    assert "Constitutional classifiers" in html and "Red team: what each layer of the cheese adds" in html
+    assert "Constitutional classifiers" in html
+    assert "Red team: what each layer of the cheese adds" in html
     summary = json.loads((out / "redteam" / "summary.json").read_text())
     assert set(summary["targets"]) == {"helpful-only", "aligned", "aligned+input",
                                        "aligned+input+output"}
