@@ -92,7 +92,7 @@ def test_demo_reuses_checkpoints_and_writes_report(organism_dir, tmp_path):
     assert "Red team: what each layer of the cheese adds" in html
     summary = json.loads((out / "redteam" / "summary.json").read_text())
     assert set(summary["targets"]) == {"helpful-only", "aligned", "aligned+input",
-                                       "aligned+input+output"}
+                                       "aligned+output", "aligned+input+output"}
     assert (out / "redteam" / "report.html").is_file()
     assert json.loads((out / "eval" / "guard.json").read_text())["input"]["tpr"] is not None
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
