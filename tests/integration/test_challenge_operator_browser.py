@@ -6,15 +6,17 @@ counts per level and the open report."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.test_challenge_browser import CHROMIUM, CHROMIUM_ARGS, tab_to
+from tests.integration.test_challenge_browser import (
+    CHROMIUM,
+    chromium_page,
+    serve_on_loopback,
+    tab_to,
+)
 
 ADMIN = "operator-key-0123456789"
 
@@ -25,40 +27,18 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, tiny_model_dir, small_bundle_dir) -> Iterator[tuple[str, Path]]:
-    import uvicorn
-
     from swisscheese.serve.challenge import create_challenge_app
 
     store = tmp_path_factory.mktemp("challenge-ops") / "store.sqlite"
     app = create_challenge_app(tiny_model_dir, small_bundle_dir, store, admin_key=ADMIN)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start serving the challenge")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}", store
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serve_on_loopback(app) as url:
+        yield url, store
 
 
 @pytest.fixture(scope="module")
 def page(served):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        pg = context.new_page()
-        pg.set_default_timeout(30_000)
+    with chromium_page() as pg:
         yield pg
-        context.close()
-        browser.close()
 
 
 def test_report_a_reply_then_see_it_in_the_operator_view(page, served) -> None:
