@@ -12,7 +12,7 @@ $(STAMP):
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet uv
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[hf,encoder,serve,ray,dev]" "$(TORCH)"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[hf,encoder,serve,ray,t2i,dev]" "$(TORCH)"
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 setup: $(STAMP)

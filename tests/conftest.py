@@ -86,6 +86,14 @@ def small_bundle_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def t2i_organism_dir(tmp_path_factory) -> Path:
+    """The `test` preset text-to-image organism with its CNN judge (seconds)."""
+    from swisscheese.t2i.organism import train_organism
+
+    return train_organism(tmp_path_factory.mktemp("t2i") / "organism", "test", seed=0)
+
+
+@pytest.fixture(scope="session")
 def postgres():
     """A throwaway PostgreSQL server on loopback for the whole session (Debian's binaries;
     skipped only where they are not installed: .ci/run installs them)."""

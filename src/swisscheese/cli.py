@@ -42,9 +42,10 @@ def _register_subapps() -> None:
     from swisscheese.rapid_response import cli as patch_cli
     from swisscheese.redteam import cli as redteam_cli
     from swisscheese.serve import cli as serve_cli
+    from swisscheese.t2i import cli as t2i_cli
     from swisscheese.training import cli as training_cli
 
-    for module in (patch_cli, serve_cli, redteam_cli, training_cli, interp_cli):
+    for module in (patch_cli, serve_cli, redteam_cli, training_cli, interp_cli, t2i_cli):
         module.register(app)
 
 

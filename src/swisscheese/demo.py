@@ -212,7 +212,11 @@ def stage_redteam(ctx: DemoContext) -> list[Section]:
 
     root = Path(ctx.results["organism"])  # type: ignore[arg-type]
     bundle = ctx.results.get("bundle")
-    cfg = get_preset("organism", base=str(root), bundle=str(bundle) if bundle else None)
+    # A stage that trains a second bundle (the exchange classifier) sets this; its target
+    # then runs beside the campaign bundle's.
+    exchange = ctx.results.get("exchange_bundle")
+    cfg = get_preset("organism", base=str(root), bundle=str(bundle) if bundle else None,
+                     exchange_bundle=str(exchange) if exchange else None)
     if ctx.preset == "test":  # plumbing only: two behaviours, a few look-alikes
         cfg = replace(cfg, behaviours=[BehaviourSource(world="all", limit=2)], overrefusal=16)
     out = ctx.out / "redteam"
@@ -221,29 +225,33 @@ def stage_redteam(ctx: DemoContext) -> list[Section]:
         result = run_campaign(cfg, out, progress=lambda _what, done, total, _f=None:
                               bar("campaign", done, total))
     ctx.results["campaign"] = out
+    from swisscheese.redteam.report import layer_section, write_report
+
+    rep = write_report(out, out / "report.html", out / "report.json")
     summary = result.summary["targets"]
     names = list(summary)
-    families = sorted({f for t in summary.values() for f in t["asr"]})
-    rows = [[f, *[summary[n]["asr"].get(f) for n in names]] for f in families]
-    rows.append(["over-refusal (look-alikes)", *[summary[n]["overrefusal"] for n in names]])
-    rows.append(["universal template: levels passed of 8",
-                 *[summary[n]["universal"]["levels_passed"] for n in names]])
-    chart = bar_chart({f: {n: summary[n]["asr"].get(f) or 0.0 for n in names}
-                       for f in families}, names,
-                      "ASR per attack family: what each layer of the cheese adds")
-    from swisscheese.redteam.report import write_report
-
-    write_report(out, out / "report.html", out / "report.json")
+    rows = [["over-refusal (look-alikes)", *[summary[n]["overrefusal"] for n in names]],
+            ["universal template: levels passed of 8",
+             *[summary[n]["universal"]["levels_passed"] for n in names]]]
     report_link = ('<p>Full campaign report: <a href="redteam/report.html">'
                    "redteam/report.html</a> (heat map, detail-score distributions, "
                    "transcripts).</p>")
     html = (f"<p>{result.attempts} attempts ({result.errors} errors), "
-            f"{result.per_minute:.0f} new attempts per minute in this run.</p>" + chart
-            + table(["family", *names], rows) + report_link)
-    return [Section("Red team: the layers under attack", html)]
+            f"{result.per_minute:.0f} new attempts per minute in this run.</p>"
+            + layer_section(rep) + table(["measure", *names], rows) + report_link)
+    return [Section("Red team: what each layer of the cheese adds", html)]
 
 
-DEMO_STAGES: list[DemoStage] = [stage_organism, stage_evaluate, stage_guard, stage_redteam]
+def stage_t2i(ctx: DemoContext) -> list[Section]:
+    """The text-to-image organism (trained once, then reused) and a short ART run on it."""
+    from swisscheese.t2i.demo import t2i_demo_section
+
+    html = t2i_demo_section(ctx.out / "t2i", ctx.preset, ctx.retrain, ctx.console)
+    return [Section("Text-to-image red team (ART)", html)]
+
+
+DEMO_STAGES: list[DemoStage] = [stage_organism, stage_evaluate, stage_guard, stage_redteam,
+                                stage_t2i]
 
 
 def run_demo(out: str | Path = "runs/demo", preset: str = "demo", seed: int = 0,

@@ -125,3 +125,50 @@ def test_a_changed_config_under_the_same_run_is_refused(organism_dir: Path, tmp_
     config.write_text(bad + body)
     with pytest.raises(StoreError, match="different config"):
         run_campaign(load_config(config), tmp_path / "run")
+
+
+def test_each_target_uses_its_own_bundle_and_the_report_names_it(organism_dir: Path,
+                                                                   small_bundle_dir: Path,
+                                                                   tmp_path: Path) -> None:
+    """Two bundles trained from the test-sized data: the campaign's, and one a target
+    names itself (the exchange arm's place). The second one's input threshold is set to 0
+    so that its target is told apart: every prompt it sees is blocked."""
+    from dataclasses import replace
+
+    from swisscheese.bundles import load_bundle, save_bundle
+    from swisscheese.recipes.organism.train import TrainConfig, train_bundle
+    from swisscheese.redteam.report import write_report
+
+    second = train_bundle(tmp_path / "second-run", heldout=("morse",), seed=1,
+                          config=TrainConfig(n_per_category=40, augment=1))
+    b = load_bundle(second)
+    strict = save_bundle(replace(b, thresholds={**b.thresholds, "input": 0.0}),
+                         tmp_path / "strict")
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"name: arms\nbase: {organism_dir}\nbundle: {small_bundle_dir}\n"
+        "behaviours: [levels]\njudge: refusal\n"
+        "attacks: [{name: plain, options: {max_new_tokens: 16}}]\n"
+        "targets: [aligned, aligned+output, aligned+input+output,\n"
+        f"  {{name: second, model: aligned, guard: input+output, bundle: {strict}}}]\n")
+    result = run_campaign(load_config(config), tmp_path / "run")
+    assert result.errors == 0
+    info = result.details["target_info"]
+    assert info["aligned+output"]["layers"] == ["output"]
+    assert info["aligned+input+output"]["bundle"] == str(small_bundle_dir)
+    assert info["second"]["bundle"] == str(strict)
+    assert info["second"]["model"] == str(organism_dir / "aligned")
+    assert {info[t]["output_context"] for t in ("aligned+output", "second")} <= {"reply",
+                                                                                "exchange"}
+    rows = [json.loads(x) for x in (tmp_path / "run" / "attempts.jsonl").read_text().splitlines()]
+    by_target: dict[str, list[str]] = {}
+    for r in rows:
+        by_target.setdefault(r["target"], []).append(r["response"])
+    refusal = "I can't help with that request."
+    assert by_target["second"] == [refusal] * 8  # its own bundle blocked every prompt
+    assert by_target["aligned+input+output"] != by_target["second"]
+    rep = write_report(tmp_path / "run", tmp_path / "r.html")
+    labels = {r["target"]: r["label"] for r in rep["layers"]}
+    assert labels["aligned+output"].startswith("output only")
+    assert labels["second"].startswith("input + output")
+    assert str(strict) in (tmp_path / "r.html").read_text()

@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,17 +26,13 @@ pytestmark = pytest.mark.skipif(
            "to run the browser test")
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory, tiny_model_dir, small_bundle_dir) -> Iterator[tuple[str, Path]]:
+@contextmanager
+def serve_on_loopback(app) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on a free loopback port in a thread; yields its URL."""
     import uvicorn
 
-    from swisscheese.serve.challenge import create_challenge_app
-
-    store = tmp_path_factory.mktemp("challenge") / "store.sqlite"
-    app = create_challenge_app(tiny_model_dir, small_bundle_dir, store)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -44,14 +41,17 @@ def served(tmp_path_factory, tiny_model_dir, small_bundle_dir) -> Iterator[tuple
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("uvicorn did not start serving the challenge")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", store
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
 
 
-@pytest.fixture(scope="module")
-def page(served):
+@contextmanager
+def chromium_page():
+    """A page of Debian's Chromium through Playwright (1280x900, 30 s timeouts)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -59,9 +59,26 @@ def page(served):
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         pg = context.new_page()
         pg.set_default_timeout(30_000)
+        try:
+            yield pg
+        finally:
+            context.close()
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, tiny_model_dir, small_bundle_dir) -> Iterator[tuple[str, Path]]:
+    from swisscheese.serve.challenge import create_challenge_app
+
+    store = tmp_path_factory.mktemp("challenge") / "store.sqlite"
+    with serve_on_loopback(create_challenge_app(tiny_model_dir, small_bundle_dir, store)) as url:
+        yield url, store
+
+
+@pytest.fixture(scope="module")
+def page(served):
+    with chromium_page() as pg:
         yield pg
-        context.close()
-        browser.close()
 
 
 def tab_to(page, selector: str, key: str = "Tab", limit: int = 30) -> None:

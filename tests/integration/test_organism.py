@@ -88,10 +88,11 @@ def test_demo_reuses_checkpoints_and_writes_report(organism_dir, tmp_path):
     html = report.read_text()
     assert "Jailbreak families" in html and "<svg" in html and "helpful-only" in html
     assert "Targets of the foundation" in html
-    assert "Constitutional classifiers" in html and "Red team: the layers under attack" in html
+    assert "Constitutional classifiers" in html
+    assert "Red team: what each layer of the cheese adds" in html
     summary = json.loads((out / "redteam" / "summary.json").read_text())
     assert set(summary["targets"]) == {"helpful-only", "aligned", "aligned+input",
-                                       "aligned+input+output"}
+                                       "aligned+output", "aligned+input+output"}
     assert (out / "redteam" / "report.html").is_file()
     assert json.loads((out / "eval" / "guard.json").read_text())["input"]["tpr"] is not None
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")

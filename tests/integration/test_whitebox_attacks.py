@@ -42,6 +42,7 @@ class WordBundle:
     version = 1
     stream_chunk_chars = 4
     thresholds = {"input": 0.5, "output": 0.5}
+    categories = None  # no per-category scorer (as a bundle of format 1 or 2)
 
     def __init__(self, word: str, output_flags: bool) -> None:
         from swisscheese.classifiers.base import StreamingClassifier, StreamState

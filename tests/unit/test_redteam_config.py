@@ -84,3 +84,24 @@ def test_the_organism_preset_is_valid() -> None:
     assert (cfg.base, cfg.bundle, cfg.judge.name) == ("b", "g", "detail")
     assert {"plain", "converters", "best_of_n", "dan", "many_shot"} <= {a.name
                                                                       for a in cfg.attacks}
+
+
+def test_each_layer_alone_and_a_second_bundle_as_its_own_target(tmp_path: Path) -> None:
+    from swisscheese.redteam.targets import TargetSpec
+
+    assert {"aligned+input", "aligned+output", "aligned+input+output"} <= set(ORGANISM_TARGETS)
+    assert TargetSpec("aligned+output").layers() == ("output",)
+    cfg = get_preset("organism", base="b", bundle="g", exchange_bundle="ex")
+    arm = cfg.targets[-1]
+    assert (arm.name, arm.model, arm.guard, arm.bundle) == (
+        "aligned+input+exchange", "aligned", "input+output", "ex")
+    assert arm.model_spec("b") == str(Path("b") / "aligned")
+    assert {"template_file", "crescendo"} <= {a.name for a in cfg.attacks}
+    p = tmp_path / "c.yaml"
+    p.write_text("behaviours: [levels]\nattacks: [plain]\ntargets: [aligned, {name: x, "
+                 "model: aligned, guard: input+output, bundle: other/bundle}]\n")
+    t = load_config(p).targets[1]
+    assert (t.bundle, t.model_spec("base")) == ("other/bundle", str(Path("base") / "aligned"))
+    with pytest.raises(ConfigError, match=r"targets\[0\]: unknown key\(s\) bundel; keys: "
+                                          r"name, model, guard, bundle"):
+        config_from_dict({**GOOD, "targets": [{"name": "x", "bundel": "b"}]})

@@ -7,6 +7,7 @@ training record) are ValueErrors with one-line messages; the main command prints
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -51,12 +52,25 @@ def print_patch_report(report: dict[str, Any], console: Console) -> None:
 
 
 def patch(
-    bundle: Annotated[Path, typer.Option("--bundle", help="Guard bundle to patch.")],
-    jailbreaks: Annotated[Path, typer.Option(
-        "--jailbreaks", help="Reported jailbreaks: JSONL with 'prompt' and optional "
-                             "'response', or text with one prompt per line.")],
     out: Annotated[Path, typer.Option("--out", help="Directory for the new bundle version "
                                                     "(must not exist or be empty).")],
+    bundle: Annotated[Path | None, typer.Option(
+        "--bundle", help="Guard bundle to patch (default with --deploy or --from-gateway: "
+                         "the bundle that gateway serves).")] = None,
+    jailbreaks: Annotated[Path | None, typer.Option(
+        "--jailbreaks", help="Reported jailbreaks: JSONL with 'prompt' and optional "
+                             "'response', or text with one prompt per line.")] = None,
+    from_gateway: Annotated[str | None, typer.Option(
+        "--from-gateway", help="Take the open reports from this gateway's store instead "
+                               "of a file (the challenge page's report button and POST "
+                               "/admin/jailbreaks put them there); they are marked patched "
+                               "once the new bundle is deployed.")] = None,
+    deploy: Annotated[str | None, typer.Option(
+        "--deploy", help="Hot-swap the new bundle into the gateway at this URL (its "
+                         "/admin/bundle endpoint; the path must be readable there).")] = None,
+    admin_key: Annotated[str | None, typer.Option(
+        "--admin-key", envvar="SWISSCHEESE_ADMIN_KEY",
+        help="The gateway's admin key (for --from-gateway and --deploy).")] = None,
     llm: Annotated[str | None, typer.Option(
         "--llm", help="Model directory or OpenAI-compatible URL that paraphrases the reports "
                       "and writes new prompts in their style.")] = None,
@@ -80,49 +94,116 @@ def patch(
         "--report", help="Also write the report here (JSON); it is always in the new "
                          "bundle's metrics['patch'].")] = None,
 ) -> None:
-    """Proliferate reported jailbreaks, retrain, recalibrate, write the next bundle version."""
+    """Proliferate reported jailbreaks, retrain, recalibrate, write the next bundle version;
+    with --deploy, hot-swap it into the running gateway."""
     from swisscheese.models.base import ModelError
+    from swisscheese.rapid_response.gateway import GatewayAdminError
 
     try:
         if data is not None and datasets is not None:
             raise ValueError("give --data (an organism bundle's dataset) or --datasets (a "
                              "realworld bundle's public datasets), not both")
-        _patch(bundle, jailbreaks, out, llm, seed, n_requests, heldout_share, llm_variants,
-               data or datasets, report_json)
-    except (ValueError, KeyError, FileNotFoundError, ModelError) as e:
+        if (jailbreaks is None) == (from_gateway is None):
+            raise ValueError("give exactly one of --jailbreaks FILE or --from-gateway URL")
+        job = PatchJob(bundle, jailbreaks, from_gateway, deploy, admin_key, out, llm, seed,
+                       n_requests, heldout_share, llm_variants, data or datasets, report_json)
+        job.run(Console())
+    except (ValueError, KeyError, FileNotFoundError, ModelError, GatewayAdminError) as e:
         message = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
         raise fail(message) from None
 
 
-def _patch(bundle: Path, jailbreaks: Path, out: Path, llm: str | None, seed: int,
-           n_requests: int, heldout_share: float, llm_variants: int, data: Path | None,
-           report_json: Path | None) -> None:
-    from swisscheese.fileio import atomic_write_text
-    from swisscheese.progress import TaskBars, progress_bars
-    from swisscheese.rapid_response.patch import check_out, patch_bundle
-    from swisscheese.rapid_response.reports import read_jailbreaks
+@dataclass
+class PatchJob:
+    """One `swisscheese patch`: where the reports come from, the patch, the deployment."""
 
-    # Cheap checks first: nothing is loaded or fitted for a bad file or an existing --out.
-    check_out(out)
-    reports = read_jailbreaks(jailbreaks)
-    chat = None
-    if llm is not None:
-        from swisscheese.models import load_model
+    bundle: Path | None
+    jailbreaks: Path | None
+    from_gateway: str | None
+    deploy: str | None
+    admin_key: str | None
+    out: Path
+    llm: str | None
+    seed: int
+    n_requests: int
+    heldout_share: float
+    llm_variants: int
+    data: Path | None
+    report_json: Path | None
 
-        chat = load_model(llm)
-    console = Console()
-    with progress_bars(console) as bars:
-        report = patch_bundle(bundle, reports, out, llm=chat, seed=seed, n_requests=n_requests,
-                              heldout_share=heldout_share, llm_variants=llm_variants,
-                              data_dir=data, progress=TaskBars(bars))
-    d = report.to_dict()
-    print_patch_report(d, console)
-    if report_json is not None:
-        report_json.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(report_json, json.dumps(d, indent=2) + "\n")
-        console.print(f"[bold green]wrote[/] {escape(str(report_json))}", highlight=False)
-    console.print(f"[bold green]wrote[/] {escape(str(out))} (bundle v{report.version}, parent "
-                  f"v{report.parent_version})", highlight=False, soft_wrap=True)
+    def admin(self, url: str) -> Any:
+        from swisscheese.rapid_response.gateway import GatewayAdmin
+
+        if not self.admin_key:
+            raise ValueError(f"{url}: give --admin-key (or SWISSCHEESE_ADMIN_KEY) to call the "
+                             "gateway's admin API")
+        return GatewayAdmin(url, self.admin_key)
+
+    def inputs(self) -> tuple[Path, list[Any]]:
+        """(the bundle to patch, the reports), checked before any work."""
+        from swisscheese.rapid_response.patch import check_out
+        from swisscheese.rapid_response.reports import read_jailbreaks
+
+        check_out(self.out)
+        if self.from_gateway is not None:
+            reports = self.admin(self.from_gateway).open_reports()
+            if not reports:
+                raise ValueError(f"{self.from_gateway}: no open jailbreak reports to patch")
+        else:
+            reports = read_jailbreaks(self.jailbreaks)  # type: ignore[arg-type]
+        bundle = self.bundle
+        if bundle is None:
+            url = self.deploy or self.from_gateway
+            if url is None:
+                raise ValueError("give --bundle (or --deploy/--from-gateway, whose gateway's "
+                                 "current bundle is then patched)")
+            path = self.admin(url).bundle().get("path")
+            if not path:
+                raise ValueError(f"{url}: the gateway serves no bundle; give --bundle")
+            bundle = Path(path)
+        return bundle, reports
+
+    def run(self, console: Console) -> None:
+        from swisscheese.progress import TaskBars, progress_bars
+        from swisscheese.rapid_response.patch import patch_bundle
+
+        bundle, reports = self.inputs()
+        chat = None
+        if self.llm is not None:
+            from swisscheese.models import load_model
+
+            chat = load_model(self.llm)
+        with progress_bars(console) as bars:
+            report = patch_bundle(bundle, reports, self.out, llm=chat, seed=self.seed,
+                                  n_requests=self.n_requests, heldout_share=self.heldout_share,
+                                  llm_variants=self.llm_variants, data_dir=self.data,
+                                  progress=TaskBars(bars))
+        d = report.to_dict()
+        print_patch_report(d, console)
+        if self.report_json is not None:
+            from swisscheese.fileio import atomic_write_text
+
+            self.report_json.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.report_json, json.dumps(d, indent=2) + "\n")
+            console.print(f"[bold green]wrote[/] {escape(str(self.report_json))}",
+                          highlight=False)
+        console.print(f"[bold green]wrote[/] {escape(str(self.out))} (bundle v{report.version}, "
+                      f"parent v{report.parent_version})", highlight=False, soft_wrap=True)
+        if self.deploy is not None:
+            self.deploy_and_resolve(console, [r.line for r in reports])
+        elif self.from_gateway is not None:
+            console.print("the reports stay open until the bundle is deployed (--deploy)",
+                          highlight=False)
+
+    def deploy_and_resolve(self, console: Console, ids: list[int]) -> None:
+        body = self.admin(self.deploy).deploy(self.out)  # type: ignore[arg-type]
+        console.print(f"[bold green]deployed[/] bundle version {body['version']} (was "
+                      f"{body['previous_version']}) to {escape(str(self.deploy))} in "
+                      f"{body['took_ms']:.0f} ms", highlight=False, soft_wrap=True)
+        if self.from_gateway is not None:
+            n = self.admin(self.from_gateway).resolve(ids, int(body["version"]))
+            console.print(f"marked {n} report(s) patched by version {body['version']}",
+                          highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -145,6 +145,8 @@ for _name, _path in (
     ("context", "context:ContextFamilies"),
     ("pair", "pair:PAIRAttack"), ("tap", "tap:TAPAttack"), ("art", "art:ARTAttack"),
     ("gcg", "gcg:GCGAttack"), ("embedding", "embedding:EmbeddingAttack"),
+    ("template_file", "template_file:TemplateFileAttack"),
+    ("crescendo", "crescendo:CrescendoAttack"),
 ):
     ATTACKS.add_lazy(_name, f"{_A}.{_path}")
 for _name, _path in (("refusal", "refusal:RefusalJudge"), ("detail", "detail:DetailJudge"),

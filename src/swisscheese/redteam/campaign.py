@@ -170,9 +170,12 @@ class Campaign:
         self._build_plugins()
         for t in cfg.targets:
             t.model_spec(cfg.base)
-            if t.layers() and cfg.bundle is None:
+            if t.layers() and cfg.bundle is None and t.bundle is None:
                 raise ConfigError(f"target {t.name!r} needs a guard bundle: set `bundle` in "
-                                  "the config or pass --bundle")
+                                  "the config (or on the target) or pass --bundle")
+            if t.bundle is not None and not (Path(t.bundle) / "bundle.json").is_file():
+                raise ConfigError(f"target {t.name!r}: no guard bundle at {t.bundle} (no "
+                                  "bundle.json)")
 
     def _build_plugins(self) -> None:
         try:
@@ -390,6 +393,7 @@ class Campaign:
         summary, details = summarize(records, by_id, targets, self.templated,
                                      OVERREFUSAL_LABEL)
         details.update({"run": run_id, "config": self.cfg.to_dict(),
+                        "target_info": {t.name: self.target_info(t) for t in self.cfg.targets},
                         "templated_attacks": sorted(self.templated),
                         "attempts": len(records), "new_attempts": new,
                         "seconds": round(seconds, 2),
@@ -403,6 +407,22 @@ class Campaign:
         errors = sum(r.error is not None for r in records)
         return CampaignResult(run_id, self.out, resumed, len(records), new, errors, seconds,
                               summary, details)
+
+
+    def target_info(self, t: TargetSpec) -> dict[str, Any]:
+        """What the target is, for the reports: model, guard layers, bundle, and the kind
+        of its output classifier ("reply" or "exchange", as the bundle's holds it)."""
+        layers = list(t.layers())
+        info: dict[str, Any] = {"model": t.model_spec(self.cfg.base), "layers": layers,
+                                "bundle": (t.bundle or self.cfg.bundle) if layers else None,
+                                "output_context": None}
+        if "output" in layers:
+            try:
+                bundle = self.ctx.bundle if t.bundle is None else self.pool.bundle(t)
+                info["output_context"] = str(getattr(bundle.output, "output_context", "reply"))
+            except Exception:  # noqa: BLE001 - a description only; the attempts recorded why
+                info["output_context"] = None
+        return info
 
 
 def attempt_line(r: AttemptRecord, b: Behaviour) -> dict[str, Any]:

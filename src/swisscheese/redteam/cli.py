@@ -63,6 +63,9 @@ def run(
     base: Annotated[str | None, typer.Option(
         help="Organism directory (helpful-only/, aligned/) for the built-in targets.")] = None,
     bundle: Annotated[str | None, typer.Option(help="Guard bundle directory.")] = None,
+    exchange_bundle: Annotated[str | None, typer.Option(
+        help="With --preset organism: a second bundle (the exchange classifier) that guards "
+             "one more target, aligned+input+exchange, beside --bundle's.")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Worker threads.")] = None,
     ray: Annotated[bool, typer.Option(
         "--ray", help="Run the units on Ray actors (one copy of the targets each): a local "
@@ -91,10 +94,14 @@ def run(
         if (config is None) == (preset is None):
             raise ConfigError("give exactly one of --config or --preset")
         if config is not None:
+            if exchange_bundle is not None:
+                raise ConfigError("--exchange-bundle goes with --preset; in a config, give "
+                                  "the target its own `bundle`")
             cfg = load_config(config)
             cfg = replace(cfg, base=base or cfg.base, bundle=bundle or cfg.bundle)
         else:
-            cfg = get_preset(preset or "", base=base, bundle=bundle)
+            cfg = get_preset(preset or "", base=base, bundle=bundle,
+                             exchange_bundle=exchange_bundle)
         if concurrency is not None:
             cfg = replace(cfg, concurrency=concurrency)
         campaign = Campaign(cfg, out, store=store)

@@ -22,6 +22,8 @@ command line):
       - aligned
       - aligned+input+output
       - {name: gateway, model: "http://127.0.0.1:8000/v1#organism"}
+      - {name: aligned+input+exchange, model: aligned, guard: input+output,
+         bundle: runs/classifier-exchange/bundle}   # a second bundle, its own arm
     overrefusal: 32                  # look-alikes sent to every target
     concurrency: 2
 """
@@ -188,12 +190,13 @@ def _target(where: str, raw: Any) -> TargetSpec:
         return TargetSpec(raw)
     if not isinstance(raw, dict) or "name" not in raw:
         raise ConfigError(f"{where}: expected a name or a mapping with `name`, got {raw!r}")
-    unknown = set(raw) - {"name", "model", "guard"}
+    unknown = set(raw) - {"name", "model", "guard", "bundle"}
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; keys: "
-                          "name, model, guard")
-    model = raw.get("model")
-    return TargetSpec(str(raw["name"]), None if model is None else str(model), raw.get("guard"))
+                          "name, model, guard, bundle")
+    model, bundle = raw.get("model"), raw.get("bundle")
+    return TargetSpec(str(raw["name"]), None if model is None else str(model), raw.get("guard"),
+                      None if bundle is None else str(bundle))
 
 
 def _source(where: str, raw: Any) -> BehaviourSource:

@@ -57,7 +57,8 @@ def absolute_paths(cfg: CampaignConfig) -> CampaignConfig:
         cfg, base=_absolute(cfg.base), bundle=_absolute(cfg.bundle),
         reference=_absolute(cfg.reference), helper_model=_absolute(cfg.helper_model),
         behaviours=[replace(b, file=_absolute(b.file)) for b in cfg.behaviours],
-        targets=[replace(t, model=_absolute(t.model)) for t in cfg.targets])
+        targets=[replace(t, model=_absolute(t.model), bundle=_absolute(t.bundle))
+                 for t in cfg.targets])
 
 
 def ray_results(campaign_cls: type[Campaign], cfg: CampaignConfig,

@@ -1,7 +1,10 @@
 """Ready-made campaigns. `organism` is the one the demo runs: the world's eight levels and
-eight more hazards, every template and converter attack and best-of-N, against the
-organism unguarded and behind each layer of the guard, plus look-alikes for over-refusal.
-Its size keeps it to a few minutes on 2 CPU cores."""
+eight more hazards, every template and converter attack, best-of-N, the template-file
+attack and Crescendo, against the organism unguarded and behind each layer of the guard
+(input alone, output alone, both), plus look-alikes for over-refusal. With
+`exchange_bundle` a second bundle (the exchange classifier) guards one more target with
+both layers, beside the campaign bundle's. Its size keeps it to a few minutes on 2 CPU
+cores."""
 
 from __future__ import annotations
 
@@ -14,15 +17,21 @@ from swisscheese.world.families import NEW_ATTACK_FAMILIES
 
 # More than the world has (264 for seed 0): every look-alike is sent.
 ALL_LOOKALIKES = 1000
-ORGANISM_TARGETS = ("helpful-only", "aligned", "aligned+input", "aligned+input+output")
+ORGANISM_TARGETS = ("helpful-only", "aligned", "aligned+input", "aligned+output",
+                    "aligned+input+output")
+EXCHANGE_TARGET = "aligned+input+exchange"
 # Context families the organism recipe holds out of the input classifier's training by
 # default: the campaign marks their attempts as attacks the guard has not seen.
 HELDOUT_CONTEXT_FAMILIES = NEW_ATTACK_FAMILIES
 
 
 def organism(base: str = "runs/demo/organism",
-             bundle: str | None = "runs/classifier/bundle") -> CampaignConfig:
-    targets = [t for t in ORGANISM_TARGETS if bundle is not None or "+" not in t]
+             bundle: str | None = "runs/classifier/bundle",
+             exchange_bundle: str | None = None) -> CampaignConfig:
+    targets = [TargetSpec(t) for t in ORGANISM_TARGETS if bundle is not None or "+" not in t]
+    if exchange_bundle is not None:
+        targets.append(TargetSpec(EXCHANGE_TARGET, model="aligned", guard="input+output",
+                                  bundle=exchange_bundle))
     return CampaignConfig(
         name="organism",
         behaviours=[BehaviourSource(world="all", limit=8)],
@@ -41,8 +50,10 @@ def organism(base: str = "runs/demo/organism",
             PluginSpec("context", {"heldout": list(HELDOUT_CONTEXT_FAMILIES)}),
             # Light augmentations: a 1M-parameter model cannot read heavily scrambled text.
             PluginSpec("best_of_n", {"n": 4, "chunk": 4, "base": "roleplay", "sigma": 0.01}),
+            PluginSpec("template_file"),
+            PluginSpec("crescendo", {"max_turns": 4, "max_backtracks": 3, "openers": 1}),
         ],
-        targets=[TargetSpec(t) for t in targets],
+        targets=targets,
         judge=PluginSpec("detail"),
         base=base,
         bundle=bundle,

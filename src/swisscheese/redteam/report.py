@@ -1,12 +1,16 @@
 """The red-team report: a campaign's RUN directory as one HTML page and a JSON export.
 
 Reads `RUN/summary.json` (`{"targets": {NAME: {"asr": {FAMILY: x}, "overrefusal": x,
-"universal": {"template": str | null, "levels_passed": n}}}}`) and `RUN/attempts.jsonl` (one
-`Attempt.to_dict()` per line with "family" and "level" added) and shows:
+"universal": {"template": str | null, "levels_passed": n}}}}`), `RUN/attempts.jsonl` (one
+`Attempt.to_dict()` per line with "family" and "level" added) and, when present,
+`RUN/details.json` (what each target is: its model, guard layers, bundle and output
+classifier kind; a run without it is described from the built-in target names), and shows:
 
 - the ASR heat map, attack family x target;
-- what each layer of the cheese adds: ASR of aligned, + input classifier, + output
-  classifier (helpful-only beside them as the ceiling);
+- what each layer of the cheese adds, for any set of targets: each target's guard layers
+  (input only, output only, both) and the kind of its output classifier (reply-only or
+  exchange, from the bundle), its ASR per family, and what its layers take away from the
+  same model unguarded (the aligned model's own refusal against helpful-only);
 - detail-score distributions per target (judged attempts only);
 - the strongest universal template per target and how many levels it passes;
 - errors and undetermined verdicts, counted apart from failed attacks (the look-alikes
@@ -34,8 +38,7 @@ from swisscheese.report.svg import heat_map, histogram
 
 SUMMARY = "summary.json"
 ATTEMPTS = "attempts.jsonl"
-# The cheese, layer by layer: each target adds one layer to the one before.
-LAYERS = ("helpful-only", "aligned", "aligned+input", "aligned+input+output")
+DETAILS = "details.json"
 BINS = 10
 EXAMPLES_PER_TARGET = 3
 MAX_SHOWN_CHARS = 1500
@@ -50,6 +53,7 @@ class RunData:
     root: Path
     summary: dict[str, Any]
     attempts: list[dict[str, Any]]
+    details: dict[str, Any] | None = None
 
     @property
     def targets(self) -> dict[str, dict[str, Any]]:
@@ -125,7 +129,16 @@ def load_run(run: str | Path) -> RunData:
     summary = _check_summary(spath, summary)
     attempts = [_check_attempt(apath, i, row)
                 for i, row in read_jsonl(apath, ReportError)]
-    return RunData(root, summary, attempts)
+    details = None
+    dpath = root / DETAILS
+    if dpath.is_file():
+        try:
+            details = json.loads(dpath.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ReportError(f"{dpath}: not valid JSON: {e}") from None
+        if not isinstance(details, dict):
+            raise ReportError(f"{dpath}: top level: expected an object")
+    return RunData(root, summary, attempts, details)
 
 
 # ---- figures -------------------------------------------------------------------------------
@@ -210,17 +223,68 @@ def score_histograms(run: RunData, bins: int = BINS) -> dict[str, list[int]]:
     return out
 
 
+def target_info(run: RunData) -> dict[str, dict[str, Any]]:
+    """Per target: its model, guard layers, bundle and output classifier kind
+    ("reply", "exchange" or None when unknown), from details.json or the built-in names."""
+    from swisscheese.redteam.targets import BUILTIN_TARGETS
+
+    recorded = (run.details or {}).get("target_info") or {}
+    out: dict[str, dict[str, Any]] = {}
+    for name in run.targets:
+        info = recorded.get(name)
+        if not isinstance(info, dict):
+            model, layers = BUILTIN_TARGETS.get(name, (name, ()))
+            info = {"model": model, "layers": list(layers), "bundle": None,
+                    "output_context": None}
+        out[name] = {"model": str(info.get("model") or name),
+                     "layers": [str(x) for x in info.get("layers") or []],
+                     "bundle": info.get("bundle"), "output_context": info.get("output_context")}
+    return out
+
+
+def arm_label(info: Mapping[str, Any]) -> str:
+    """How a target is guarded: "unguarded", "input only", "output only (exchange)", ..."""
+    layers = info["layers"]
+    if not layers:
+        return "unguarded"
+    label = "input + output" if len(layers) == 2 else f"{layers[0]} only"
+    if "output" in layers and info.get("output_context"):
+        label += f" ({info['output_context']} output classifier)"
+    return label
+
+
+def _model_kind(model: str) -> str:
+    return Path(model.split("#")[0]).name
+
+
+def _baseline(name: str, infos: Mapping[str, dict[str, Any]]) -> str | None:
+    """What a target is compared with: the same model unguarded; for the unguarded aligned
+    model, helpful-only (what safety training's refusal takes away)."""
+    me = infos[name]
+    bare = [n for n, i in infos.items() if not i["layers"] and n != name]
+    if me["layers"]:
+        same = [n for n in bare if infos[n]["model"] == me["model"]]
+        return same[0] if same else None
+    if _model_kind(me["model"]) == "aligned":
+        helpful = [n for n in bare if _model_kind(infos[n]["model"]) == "helpful-only"]
+        return helpful[0] if helpful else None
+    return None
+
+
 def layer_table(run: RunData) -> list[dict[str, Any]]:
-    """The cheese layer by layer: mean ASR of each layer's target and what the layer took
-    away from the one before (None where a target is missing from the run)."""
-    rows, prev = [], None
-    for name in LAYERS:
-        t = run.targets.get(name)
-        m = mean_asr(t["asr"]) if t else None
-        rows.append({"target": name, "present": t is not None, "mean_asr": m,
-                     "reduction": None if m is None or prev is None else prev - m})
-        if m is not None:
-            prev = m
+    """Every target in the run's order: its guard, mean ASR, the target it is compared
+    with and the mean ASR its layers take away (None where there is nothing to compare)."""
+    infos = target_info(run)
+    means = {n: mean_asr(t["asr"]) for n, t in run.targets.items()}
+    rows = []
+    for name in run.targets:
+        base = _baseline(name, infos)
+        m, b = means[name], means.get(base) if base else None
+        rows.append({"target": name, "present": True, "label": arm_label(infos[name]),
+                     "layers": infos[name]["layers"], "bundle": infos[name]["bundle"],
+                     "output_context": infos[name]["output_context"], "mean_asr": m,
+                     "compared_with": base,
+                     "reduction": None if m is None or b is None else b - m})
     return rows
 
 
@@ -314,14 +378,8 @@ def render_html(run: RunData, report: Mapping[str, Any] | None = None) -> str:
     sections.append(Section("ASR heat map (attack family x target)",
                             heat_map(fams, names, values, "attack success rate")))
 
-    layers = [r for r in rep["layers"] if r["present"]]
-    if layers:
-        chart = bar_chart({f: {r["target"]: targets[r["target"]]["asr"].get(f) or 0.0
-                               for r in layers} for f in fams},
-                          [r["target"] for r in layers], "ASR per family, layer by layer")
-        rows = [[r["target"], _f(r["mean_asr"]), _f(r["reduction"])] for r in layers]
-        sections.append(Section("What each layer of the cheese adds", table(
-            ["target", "mean ASR", "ASR the layer takes away"], rows) + chart))
+    if rep["layers"]:
+        sections.append(Section("What each layer of the cheese adds", layer_section(rep)))
 
     hists = "".join(histogram(t["score_histogram"]["counts"], t["score_histogram"]["edges"],
                               f"{n}: detail scores ({sum(t['score_histogram']['counts'])})")
@@ -347,6 +405,29 @@ def render_html(run: RunData, report: Mapping[str, Any] | None = None) -> str:
                             "".join(_transcript(e) for e in rep["examples"])
                             or "<p>No judged attempts.</p>"))
     return render("swisscheese red-team report", sections, meta=f"run: {rep['run']}")
+
+
+def layer_section(rep: Mapping[str, Any]) -> str:
+    """Each target's guard, its ASR per family and what its layers take away (HTML): the
+    section the campaign report and the demo report share."""
+    targets: dict[str, Any] = rep["targets"]
+    layers = rep["layers"]
+    fams: list[str] = rep["families"]
+    names = [r["target"] for r in layers]
+    rows = [[r["target"], r["label"], r["bundle"] or "-", _f(r["mean_asr"]),
+             r["compared_with"] or "-", _f(r["reduction"])] for r in layers]
+    summary = table(["target", "guard", "bundle", "mean ASR", "compared with",
+                     "ASR its layers take away"], rows)
+    per_family = table(["family", *names], [[f, *[_f(targets[n]["asr"].get(f)) for n in names]]
+                                            for f in fams])
+    chart = bar_chart({f: {n: targets[n]["asr"].get(f) or 0.0 for n in names} for f in fams},
+                      names, "ASR per attack family, target by target")
+    note = ('<p class="meta">Each guarded target is compared with the same model unguarded; '
+            "the unguarded aligned model with helpful-only (what its own refusal takes "
+            "away). The guard column says which classifiers run and, for the output layer, "
+            "whether its classifier reads the reply alone or the reply in its conversation "
+            "(exchange).</p>")
+    return summary + note + per_family + chart
 
 
 def write_report(run_dir: str | Path, html: str | Path | None = None,

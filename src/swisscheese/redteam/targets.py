@@ -2,11 +2,14 @@
 
 Built-in names resolve against an organism directory (`base`, with `helpful-only/` and
 `aligned/`) and a guard bundle: `helpful-only`, `aligned`, `aligned+input`,
-`aligned+output` and `aligned+input+output` (the aligned model behind the guard
-in-process, through `GuardedChatModel`). Any other target gives `model`: a local HF
-directory or an OpenAI-compatible URL (`http://host:port/v1#model-id`, our own gateway
-included), optionally with `guard` layers. Loading happens lazily, once per model spec,
-so the guarded targets share one copy of the aligned model.
+`aligned+output` (the output layer alone) and `aligned+input+output` (the aligned model
+behind the guard in-process, through `GuardedChatModel`), so that a campaign shows each
+layer's holes. Any other target gives `model`: a local HF directory, an OpenAI-compatible
+URL (`http://host:port/v1#model-id`, our own gateway included), or `helpful-only` /
+`aligned` (that checkpoint under `base`), optionally with `guard` layers. A target may
+name its own guard `bundle` (a second bundle beside the campaign's: the exchange
+classifier against the reply-only one, say). Loading happens lazily, once per model spec
+and once per bundle, so the guarded targets share one copy of the aligned model.
 """
 
 from __future__ import annotations
@@ -32,19 +35,24 @@ BUILTIN_TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
     "aligned+output": ("aligned", ("output",)),
     "aligned+input+output": ("aligned", ("input", "output")),
 }
+# Organism checkpoints a target's `model` may name (resolved under `base`).
+CHECKPOINTS = ("helpful-only", "aligned")
 
 
 @dataclass(frozen=True)
 class TargetSpec:
     """One target of a campaign.
 
-    `model`: an HF directory or an OpenAI-compatible URL; None for a built-in name.
+    `model`: an HF directory, an OpenAI-compatible URL, or an organism checkpoint name
+    (`helpful-only`, `aligned`) under `base`; None for a built-in name.
     `guard`: the guard layers to put in front ("input", "output", "input+output").
+    `bundle`: this target's own guard bundle (default: the campaign's).
     """
 
     name: str
     model: str | None = None
     guard: str | None = None
+    bundle: str | None = None
 
     def layers(self) -> tuple[str, ...]:
         if self.model is None and self.name in BUILTIN_TARGETS:
@@ -67,12 +75,13 @@ class TargetSpec:
         self.layers()
 
     def model_spec(self, base: str | Path | None) -> str:
-        if self.model is not None:
+        variant = BUILTIN_TARGETS[self.name][0] if self.model is None else self.model
+        if self.model is not None and self.model not in CHECKPOINTS:
             return self.model
         if base is None:
             raise ValueError(f"target {self.name!r} needs the organism directory: set `base` "
                              "in the config or pass --base")
-        return str(Path(base) / BUILTIN_TARGETS[self.name][0])
+        return str(Path(base) / variant)
 
 
 def is_local(spec: str) -> bool:
@@ -96,6 +105,7 @@ class TargetPool:
         self.bundle_loader = bundle_loader
         self._load = load
         self._models: dict[str, ChatModel] = {}
+        self._bundles: dict[str, GuardBundle] = {}
         self._targets: dict[str, ChatModel] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -123,15 +133,26 @@ class TargetPool:
         if layers:
             from swisscheese.guard.pipeline import Guard, GuardedChatModel
 
-            if self.bundle_loader is None:
-                raise ValueError(f"target {target.name!r} needs a guard bundle: set `bundle` "
-                                 "in the config or pass --bundle")
-            guard = Guard(self.bundle_loader(), input_layer="input" in layers,
+            guard = Guard(self.bundle(target), input_layer="input" in layers,
                           output_layer="output" in layers)
             model = GuardedChatModel(model, guard, name=target.name)
         with self._lock:
             self._targets[target.name] = model
         return model
+
+    def bundle(self, target: TargetSpec) -> GuardBundle:
+        """The guard bundle of `target`: its own, loaded once per path, else the campaign's."""
+        if target.bundle is None:
+            if self.bundle_loader is None:
+                raise ValueError(f"target {target.name!r} needs a guard bundle: set `bundle` "
+                                 "in the config (or on the target) or pass --bundle")
+            return self.bundle_loader()
+        with self._lock:
+            if target.bundle not in self._bundles:
+                from swisscheese.bundles import load_bundle
+
+                self._bundles[target.bundle] = load_bundle(target.bundle)
+            return self._bundles[target.bundle]
 
     def lock(self, target: TargetSpec) -> AbstractContextManager[object]:
         spec = target.model_spec(self.base)

@@ -24,7 +24,7 @@ from swisscheese.serve.state import GatewayState, load_backend
 log = logging.getLogger("swisscheese.serve")
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/models", "/v1/moderations", "/healthz", "/metrics",
-             "/admin/bundle")
+             "/admin/bundle", "/admin/jailbreaks", "/admin/jailbreaks/resolve")
 
 
 class RequestMetrics:

@@ -128,22 +128,13 @@ def bundle_deploy(
 ) -> None:
     """Hot-swap the gateway's guard bundle on every worker; streams in flight finish on the
     old one."""
-    import httpx
+    from swisscheese.rapid_response.gateway import GatewayAdmin, GatewayAdminError, base_url
 
-    base = gateway.rstrip("/").removesuffix("/v1")
-    url = base + "/admin/bundle"
+    base = base_url(gateway)
     try:
-        r = httpx.post(url, json={"path": str(bundle.resolve())}, timeout=timeout,
-                       headers={"Authorization": f"Bearer {admin_key}"})
-    except httpx.HTTPError as e:
-        raise _fail(f"cannot reach the gateway at {url}: {e}") from None
-    try:
-        body = r.json()
-    except ValueError:
-        raise _fail(f"{url}: {r.status_code} {r.reason_phrase} (not a gateway?)") from None
-    if r.status_code != 200:
-        message = body.get("error", {}).get("message") if isinstance(body, dict) else None
-        raise _fail(f"{url}: {r.status_code}: {message or r.text[:200]}")
+        body = GatewayAdmin(base, admin_key, timeout).deploy(bundle)
+    except GatewayAdminError as e:
+        raise _fail(str(e)) from None
     typer.echo(f"deployed bundle version {body['version']} (was {body['previous_version']}) "
                f"from {body['path']} in {body['took_ms']:.0f} ms")
     if wait > 0:

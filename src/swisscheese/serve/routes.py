@@ -118,4 +118,88 @@ def admin_router(state: GatewayState) -> APIRouter:
         state.admin.check(request)
         return {**state.bundle_info(), "deployments": state.deployments()}
 
+    _jailbreak_routes(router, state)
     return router
+
+
+REPORT_FIELDS = ("prompt", "response", "conversation", "note", "reporter")
+
+
+def _new_report(raw: Any, where: str, bundle_version: int | None) -> Any:
+    """One reported jailbreak of an admin call (checked by the store's own rules); it is
+    taken to have got through the bundle deployed now."""
+    from swisscheese.store.reports import NewReport, ReportError
+
+    if not isinstance(raw, dict):
+        raise bad_request(f"{where}: expected an object with 'prompt'", param=where)
+    unknown = sorted(set(raw) - set(REPORT_FIELDS))
+    if unknown:
+        raise bad_request(f"{where}: unknown field(s) {', '.join(unknown)}; fields: "
+                          f"{', '.join(REPORT_FIELDS)}", param=f"{where}.{unknown[0]}")
+    conv = raw.get("conversation") or []
+    if not isinstance(conv, list):
+        raise bad_request(f"{where}.conversation: expected a list of messages",
+                          param=f"{where}.conversation")
+    report = NewReport(source="admin", prompt=raw.get("prompt"),  # type: ignore[arg-type]
+                       reporter=str(raw.get("reporter") or "admin"),
+                       response=raw.get("response"), conversation=conv,
+                       note=raw.get("note") or "", bundle_version=bundle_version)
+    try:
+        report.check()
+    except ReportError as e:
+        raise bad_request(f"{where}.{e}", param=where) from None
+    return report
+
+
+def _jailbreak_routes(router: APIRouter, state: GatewayState) -> None:
+    """Reported jailbreaks, for operators and for `swisscheese patch --from-gateway`."""
+    from swisscheese.store.reports import STATUSES, ReportError
+
+    @router.post("/jailbreaks")
+    async def report_jailbreaks(request: Request) -> JSONResponse:
+        state.admin.check(request)
+        body = await read_json_body(request, state.config.max_body_bytes)
+        if isinstance(body, dict) and "reports" in body:
+            items = body["reports"]
+            if not isinstance(items, list) or not items or set(body) != {"reports"}:
+                raise bad_request("send {\"reports\": [{\"prompt\": ...}, ...]} or one "
+                                  "report object", param="reports")
+            reports = [_new_report(r, f"reports[{i}]", state.bundle_version)
+                       for i, r in enumerate(items)]
+        else:
+            reports = [_new_report(body, "body", state.bundle_version)]
+        ids = [(await asyncio.to_thread(state.reports.add, r))[0] for r in reports]
+        return JSONResponse({"ids": ids, "status": "open"}, status_code=201)
+
+    @router.get("/jailbreaks")
+    async def list_jailbreaks(request: Request, status: str | None = "open",
+                              after_id: int = 0, limit: int = 1000) -> dict[str, Any]:
+        state.admin.check(request)
+        wanted = None if status in (None, "", "all") else status
+        try:
+            rows = await asyncio.to_thread(state.reports.query, wanted, after_id, limit)
+        except ReportError as e:
+            raise bad_request(f"{e} (or 'all')", param="status") from None
+        return {"reports": [r.to_dict() for r in rows],
+                "counts": await asyncio.to_thread(state.reports.counts),
+                "statuses": list(STATUSES)}
+
+    @router.post("/jailbreaks/resolve")
+    async def resolve_jailbreaks(request: Request) -> dict[str, Any]:
+        state.admin.check(request)
+        body = await read_json_body(request, state.config.max_body_bytes)
+        if not isinstance(body, dict):
+            raise bad_request("send {\"ids\": [...], \"status\": \"patched\", "
+                              "\"patched_version\": N}")
+        ids, version = body.get("ids"), body.get("patched_version")
+        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool)
+                                                 for i in ids):
+            raise bad_request("ids: expected a list of report ids", param="ids")
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+            raise bad_request("patched_version: expected an integer", param="patched_version")
+        try:
+            n = await asyncio.to_thread(state.reports.resolve, ids, str(body.get("status")),
+                                        version)
+        except ReportError as e:
+            raise bad_request(str(e), param=str(e).split(":", 1)[0]) from None
+        return {"resolved": n, "status": body.get("status"), "patched_version": version}

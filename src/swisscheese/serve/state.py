@@ -35,6 +35,7 @@ from swisscheese.store.decisions import (
     query_deployments,
 )
 from swisscheese.store.keys import active_key_hashes, add_key
+from swisscheese.store.reports import ReportStore
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -91,6 +92,7 @@ class GatewayState:
         self.owns_model = owns_model
         self.engine = engine if engine is not None else open_gateway_store(config.store)
         self.writer = DecisionWriter(self.engine)
+        self.reports = ReportStore(self.engine)  # reported jailbreaks (admin API)
         self.deployment_id: int | None = None
         self.follow_from = config.follow_from
         self.bundle_path = str(config.bundle) if config.bundle else None

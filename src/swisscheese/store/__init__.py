@@ -6,4 +6,5 @@
     keys.py       client API keys (hashed)
     campaigns.py  the red team's runs and attempts
     challenge.py  the challenge page's attempts and universal flags
+    reports.py    reported jailbreaks (challenge report button, admin API) until patched
 """

@@ -168,6 +168,55 @@ class ChallengeStore:
             rows = conn.execute(q.order_by(t.c.id.desc()).limit(limit)).mappings().all()
         return [_attempt(r) for r in rows]
 
+    def attempt(self, attempt_id: int) -> tuple[Attempt, int] | None:
+        """One attempt by id (with its id), or None."""
+        from sqlalchemy import select
+
+        from swisscheese.store.schema import challenge_attempts as t
+
+        with self.engine.connect() as conn:
+            r = conn.execute(select(t).where(t.c.id == attempt_id)).mappings().first()
+        return (_attempt(r), int(r["id"])) if r is not None else None
+
+    def operator_stats(self, levels: Iterable[int]) -> dict[str, Any]:
+        """What the operators watch: players and attempts in all, and per level the
+        attempts, the players, the passes, and the effort before the first pass (the
+        attempts made on the level before it, and the seconds from its first attempt)."""
+        from sqlalchemy import func, select
+
+        from swisscheese.store.schema import challenge_attempts as t
+
+        per_level = (select(t.c.level, func.count().label("attempts"),
+                            func.count(t.c.player.distinct()).label("players"),
+                            func.sum(t.c.passed).label("passes"),
+                            func.max(t.c.detail_score).label("best"),
+                            func.min(t.c.id).label("first_id"),
+                            func.min(t.c.created).label("first_attempt"))
+                     .group_by(t.c.level))
+        first_pass = (select(t.c.level, func.min(t.c.id).label("pass_id"))
+                      .where(t.c.passed == 1).group_by(t.c.level))
+        with self.engine.connect() as conn:
+            totals = conn.execute(select(func.count(), func.count(t.c.player.distinct()),
+                                         func.coalesce(func.sum(t.c.passed), 0))).one()
+            rows = {int(r["level"]): r for r in conn.execute(per_level).mappings().all()}
+            passes = {int(r[0]): int(r[1]) for r in conn.execute(first_pass).all()}
+            firsts = {}
+            for level, pid in passes.items():
+                created, before = conn.execute(select(
+                    select(t.c.created).where(t.c.id == pid).scalar_subquery(),
+                    select(func.count()).where(t.c.level == level, t.c.id < pid)
+                    .scalar_subquery())).one()
+                firsts[level] = (str(created), int(before))
+            players_passed: dict[Any, Any] = dict(conn.execute(
+                select(t.c.level, func.count(t.c.player.distinct())).where(t.c.passed == 1)
+                .group_by(t.c.level)).all())
+        return {"players": int(totals[1]), "attempts": int(totals[0]),
+                "passes": int(totals[2]),
+                "levels": [_level_stats(n, rows.get(n), firsts.get(n),
+                                        int(players_passed.get(n, 0))) for n in levels],
+                "universal": [f.to_dict() | {"players": len(f.players)}
+                              for f in self.universal()]}
+
     def universal(self, player: str | None = None) -> list[UniversalFlag]:
         """Flagged templates, most levels first (only those `player` helped pass, if given)."""
         from sqlalchemy import select
@@ -182,6 +231,27 @@ class ChallengeStore:
         if player is not None:
             flags = [f for f in flags if player in f.players]
         return sorted(flags, key=lambda f: (-len(f.levels), f.first_flagged))
+
+
+def _seconds_between(start: str, end: str) -> float:
+    return round((datetime.fromisoformat(end) - datetime.fromisoformat(start))
+                 .total_seconds(), 3)
+
+
+def _level_stats(level: int, row: Mapping[Any, Any] | None, first: tuple[str, int] | None,
+                 players_passed: int) -> dict[str, Any]:
+    if row is None:
+        return {"level": level, "attempts": 0, "players": 0, "passes": 0,
+                "players_passed": 0, "best_score": None, "first_attempt": None,
+                "first_pass": None, "attempts_before_first_pass": None,
+                "seconds_to_first_pass": None}
+    return {"level": level, "attempts": int(row["attempts"]), "players": int(row["players"]),
+            "passes": int(row["passes"] or 0), "players_passed": players_passed,
+            "best_score": float(row["best"]), "first_attempt": str(row["first_attempt"]),
+            "first_pass": first[0] if first else None,
+            "attempts_before_first_pass": first[1] if first else None,
+            "seconds_to_first_pass": _seconds_between(str(row["first_attempt"]), first[0])
+            if first else None}
 
 
 def _attempt(r: Mapping[Any, Any]) -> Attempt:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     Table,
@@ -192,6 +193,83 @@ challenge_universal = Table(
     Column("updated", Text, nullable=False),
 )
 
+# ---- reported jailbreaks ------------------------------------------------------------------
+# What players (the challenge's report button) and operators (the gateway's admin API)
+# report as getting through; rapid response turns the open ones into the next bundle and
+# marks them patched with its version.
+jailbreak_reports = Table(
+    "jailbreak_reports", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created", Text, nullable=False),
+    Column("source", Text, nullable=False),  # "challenge" | "admin"
+    Column("reporter", Text),  # the player id, or the admin's label
+    Column("prompt", Text, nullable=False),
+    Column("response", Text),
+    Column("conversation", Text, nullable=False, server_default="[]"),
+    Column("note", Text, nullable=False, server_default=""),
+    Column("level", Integer),
+    Column("hazard_id", Text),
+    Column("attempt_id", Integer, unique=True),  # the challenge attempt, once per attempt
+    Column("detail_score", Float),
+    Column("bundle_version", Integer),  # the bundle it got through
+    Column("status", Text, nullable=False, server_default="open"),
+    Column("patched_version", Integer),
+    Column("resolved", Text),
+    Index("jailbreak_reports_status", "status", "id"),
+    sqlite_autoincrement=True,
+)
+
+# ---- the text-to-image red team ------------------------------------------------------------
+t2i_runs = Table(
+    "t2i_runs", metadata,
+    Column("run_id", Text, primary_key=True),
+    Column("created", Text, nullable=False),
+    Column("config_hash", Text, nullable=False),
+    Column("config", Text, nullable=False),
+)
+
+# One candidate prompt of a loop: blocked by a prompt filter, or rendered and judged.
+t2i_queries = Table(
+    "t2i_queries", metadata,
+    Column("run_id", Text, ForeignKey("t2i_runs.run_id"), nullable=False),
+    Column("loop", Text, nullable=False),
+    Column("category", Text, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("thread", Text, nullable=False),
+    Column("prompt", Text, nullable=False),
+    Column("parent", Text),
+    Column("blocked", Integer, nullable=False),
+    Column("filters", Text, nullable=False),
+    Column("images", Integer, nullable=False),
+    Column("verdicts", Text, nullable=False),
+    Column("success", Integer, nullable=False),
+    Column("score", Float),
+    Column("guidance", Text, nullable=False, server_default=""),
+    Column("created", Text, nullable=False),
+    PrimaryKeyConstraint("run_id", "loop", "category", "seq"),
+)
+
+# Results of the later stages (re-renders, transfer, the judge check, the guard).
+t2i_stages = Table(
+    "t2i_stages", metadata,
+    Column("run_id", Text, ForeignKey("t2i_runs.run_id"), nullable=False),
+    Column("stage", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("value", Text, nullable=False),
+    Column("created", Text, nullable=False),
+    PrimaryKeyConstraint("run_id", "stage", "key"),
+)
+
+# PNG bytes of the images the report shows.
+t2i_images = Table(
+    "t2i_images", metadata,
+    Column("run_id", Text, ForeignKey("t2i_runs.run_id"), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("png", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("run_id", "key"),
+)
+
 # ---- migrations, per component, oldest first -----------------------------------------------
 MIGRATIONS: dict[str, list[Migration]] = {
     "gateway-decisions": [create_tables(gateway_decisions),
@@ -204,10 +282,12 @@ MIGRATIONS: dict[str, list[Migration]] = {
     "redteam-campaigns": [create_tables(campaign_runs, campaign_attempts, campaign_units,
                                         campaign_references)],
     "challenge": [create_tables(challenge_attempts, challenge_universal)],
+    "jailbreak-reports": [create_tables(jailbreak_reports)],
+    "t2i-redteam": [create_tables(t2i_runs, t2i_queries, t2i_stages, t2i_images)],
 }
 
 GATEWAY = ("gateway-decisions", "gateway-deployments", "gateway-keys", "gateway-monitor",
-           "gateway-workers", "gateway-rate-limits")
+           "gateway-workers", "gateway-rate-limits", "jailbreak-reports")
 
 
 def components(*names: str) -> dict[str, list[Migration]]:

@@ -209,12 +209,19 @@ class TargetProbe:
              turns: Sequence[Sequence[Mapping[str, str]]] | None = None) -> list[Attempt]:
         """One batched round; prompts beyond the budget are not sent (fewer attempts back).
         `turns[i]` are the earlier turns sent before prompt i (a context family's)."""
-        k = len(prompts) if self.left is None else min(len(prompts), self.left)
+        earlier = list(turns) if turns is not None else [()] * len(prompts)
+        return self.send_conversations(
+            [[*(dict(m) for m in t), {"role": "user", "content": p}]
+             for p, t in zip(prompts, earlier, strict=True)], variants, metas)
+
+    def send_conversations(self, conversations: Sequence[list[dict[str, str]]],
+                           variants: Sequence[str],
+                           metas: Sequence[dict[str, Any]]) -> list[Attempt]:
+        """`send` for whole conversations (multi-turn attacks: the target sees every turn)."""
+        k = len(conversations) if self.left is None else min(len(conversations), self.left)
         if k == 0:
             return []
-        earlier = list(turns) if turns is not None else [()] * len(prompts)
-        convs = [[*(dict(m) for m in t), {"role": "user", "content": p}]
-                 for p, t in zip(prompts[:k], earlier[:k], strict=True)]
+        convs = [[dict(m) for m in c] for c in conversations[:k]]
         replies: list[tuple[str, str | None, float, dict[str, Any] | None]] = []
         t0 = time.perf_counter()
         try:
@@ -270,9 +277,17 @@ def best_attempt(attempts: Sequence[Attempt]) -> Attempt | None:
 
 
 def feedback_of(proposal: Proposal, attempt: Attempt) -> Feedback:
+    """What the attacker learns from one attempt: the judge's verdict, and, for a guarded
+    target, which layer blocked it (as the challenge page tells a player): a prompt the
+    input classifier flagged never reached the model, so the attacker disguises it."""
     v = attempt.verdict
-    return Feedback(proposal, attempt.response, v.score if v else None,
-                    v.reason if v else "", attempt.error)
+    reason = v.reason if v else ""
+    guard = attempt.meta.get("guard") or {}
+    flagged = bool(guard.get("blocked")) and guard.get("layer") == "input"
+    if guard.get("blocked") and guard.get("layer") == "output":
+        reason = (reason + "; " if reason else "") + "the output classifier stopped the reply"
+    return Feedback(proposal, attempt.response, v.score if v else None, reason, attempt.error,
+                    input_score=guard.get("input_score"), input_flagged=flagged)
 
 
 def error_attempt(attack: str, behaviour: Behaviour, target: ChatModel, variant: str,

@@ -30,6 +30,8 @@ from swisscheese.serve.challenge.serving import (
     attempt_events,
     log,
 )
+from swisscheese.serve.errors import APIError
+from swisscheese.serve.security import AdminAuth
 from swisscheese.world.core import World
 
 PLAYER_COOKIE = "sc_player"
@@ -116,6 +118,7 @@ def challenge_router(deps: ChallengeDeps) -> APIRouter:
     router.challenge = challenge  # type: ignore[attr-defined]  # for hosts and tests
     _page_routes(router)
     _api_routes(router, challenge, deps)
+    _report_routes(router, challenge, deps)
     return router
 
 
@@ -202,13 +205,46 @@ def _api_routes(router: APIRouter, challenge: Challenge, deps: ChallengeDeps) ->
                            player, source)
 
 
+def _report_routes(router: APIRouter, challenge: Challenge, deps: ChallengeDeps) -> None:
+    """The report button's endpoint and the operators' view."""
+
+    @router.post("/challenge/api/report")
+    async def challenge_report(request: Request) -> Response:
+        try:
+            player, _ = _player_of(request)
+            body = await _json_object(request)
+            unknown = sorted(set(body) - {"attempt_id", "note"})
+            if unknown:
+                raise ChallengeError(400, f"unknown fields {', '.join(unknown)}; send "
+                                          "'attempt_id' and optionally 'note'", param=unknown[0])
+            if "attempt_id" not in body:
+                raise ChallengeError(400, "'attempt_id' is missing: send the attempt_id of the "
+                                          "verdict you report", param="attempt_id")
+            result = await asyncio.to_thread(challenge.report, player, body["attempt_id"],
+                                             body.get("note"))
+        except ChallengeError as e:
+            return _error(e)
+        return JSONResponse(result, status_code=201 if result["new"] else 200)
+
+    @router.get("/challenge/api/operator")
+    async def challenge_operator(request: Request) -> Response:
+        if deps.operator_check is None:  # no admin key configured: no operator view
+            return _error(ChallengeError(403, "the operator view is disabled: start the "
+                                              "server with an admin key", code="admin_disabled",
+                                         type="permission_error"))
+        deps.operator_check(request)
+        return JSONResponse(await asyncio.to_thread(challenge.operator_view))
+
+
 def create_challenge_app(model_dir: str | Path, bundle_dir: str | Path | None,
                          store_path: str | Path,
-                         references: Mapping[str, str] | None = None) -> FastAPI:
+                         references: Mapping[str, str] | None = None,
+                         admin_key: str | None = None) -> FastAPI:
     """A FastAPI app serving only the challenge, for development and tests.
 
     `model_dir` is a local HF directory (its model card names the world seed) or an
-    OpenAI-compatible URL; `bundle_dir` None runs the model unguarded.
+    OpenAI-compatible URL; `bundle_dir` None runs the model unguarded. `admin_key` opens
+    the operator view (and guards the universal list) as the gateway's admin key does.
     """
     from fastapi.responses import RedirectResponse
 
@@ -224,9 +260,14 @@ def create_challenge_app(model_dir: str | Path, bundle_dir: str | Path | None,
     world = World(seed=int(card["world_seed"])) if card else World(seed=0)
     app = FastAPI(title="swisscheese challenge", docs_url=None, redoc_url=None,
                   openapi_url=None)
+    check = AdminAuth(admin_key).check if admin_key else None
     app.include_router(challenge_router(ChallengeDeps(
         current_guarded=lambda: guarded, store_path=store_path, world=world,
-        references=references)))
+        references=references, operator_check=check)))
+
+    @app.exception_handler(APIError)
+    async def on_api_error(request: Request, e: APIError) -> JSONResponse:
+        return JSONResponse(e.body(), status_code=e.status, headers=e.headers)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:
@@ -248,6 +289,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="SQLite store for the attempts")
     parser.add_argument("--references", help="JSON file mapping hazard id to the "
                                              "helpful-only answer (default: ground truth)")
+    parser.add_argument("--admin-key", help="key of the operator view (16+ characters)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
@@ -256,5 +298,5 @@ def main(argv: list[str] | None = None) -> None:
         refs = json.loads(Path(args.references).read_text(encoding="utf-8"))
         if not isinstance(refs, dict):
             parser.error(f"{args.references}: expected a JSON object of hazard id -> answer")
-    app = create_challenge_app(args.model, args.bundle, args.store, refs)
+    app = create_challenge_app(args.model, args.bundle, args.store, refs, args.admin_key)
     uvicorn.run(app, host=args.host, port=args.port)

@@ -27,6 +27,7 @@ from swisscheese.models.base import GenerationParams
 from swisscheese.serve.challenge.template import prompt_template, template_hash
 from swisscheese.serve.guarded import BLOCKED, ERROR, TEXT, GuardedStream
 from swisscheese.store.challenge import Attempt, ChallengeStore, LevelProgress
+from swisscheese.store.reports import NewReport, ReportError, ReportStore
 from swisscheese.world.core import World
 from swisscheese.world.grader import Grader, Level
 
@@ -91,6 +92,9 @@ class Challenge:
         self.grader = Grader(deps.world, deps.references)
         self.levels: dict[int, Level] = {lv.number: lv for lv in self.grader.levels()}
         self.store = ChallengeStore(deps.store_path, deps.universal_min_levels)
+        # Reports live in the same store, so the gateway's admin API and rapid response
+        # see what players report.
+        self.reports = ReportStore(self.store.engine)
         self.params = GenerationParams(max_new_tokens=deps.max_new_tokens)
         self._in_flight: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -181,6 +185,44 @@ class Challenge:
                 "total": len(self.levels), "levels": [r.to_dict() for r in rows],
                 "universal": [_player_view(f.to_dict()) for f in flags]}
 
+    def report(self, player: str | None, attempt_id: Any, note: Any) -> dict[str, Any]:
+        """Report one of the player's own attempts as a jailbreak: its prompt and the reply
+        the player saw go to rapid response (once per attempt)."""
+        if isinstance(attempt_id, bool) or not isinstance(attempt_id, int):
+            raise ChallengeError(400, "'attempt_id' must be the integer id of one of your "
+                                      "attempts (the verdict's attempt_id)", param="attempt_id")
+        if note is not None and not isinstance(note, str):
+            raise ChallengeError(400, "'note' must be a string", param="note")
+        found = self.store.attempt(attempt_id)
+        if found is None or player is None or found[0].player != player:
+            # The same answer for another player's attempt: ids reveal nothing.
+            raise ChallengeError(404, f"no attempt {attempt_id} of yours to report",
+                                 param="attempt_id", code="unknown_attempt")
+        a = found[0]
+        try:
+            rid, new = self.reports.add(NewReport(
+                source="challenge", prompt=a.prompt, reporter=player, response=a.reply,
+                conversation=[{"role": "user", "content": a.prompt}], note=note or "",
+                level=a.level, hazard_id=a.hazard_id, attempt_id=attempt_id,
+                detail_score=a.detail_score, bundle_version=a.bundle_version))
+        except ReportError as e:
+            raise ChallengeError(400, str(e), param="note") from None
+        return {"report_id": rid, "new": new, "attempt_id": attempt_id, "status": "open"}
+
+    def operator_view(self) -> dict[str, Any]:
+        """The operators' figures: players, attempts, passes and the effort to the first
+        pass per level, universal-template candidates, and the reports."""
+        stats = self.store.operator_stats(self.levels)
+        for row in stats["levels"]:
+            lv = self.levels[row["level"]]
+            row.update(hazard=lv.hazard.name, category=lv.hazard.category.id,
+                       threshold=lv.threshold)
+        stats["universal_min_levels"] = self.deps.universal_min_levels
+        stats["reports"] = {"counts": self.reports.counts(),
+                            "open": [_report_view(r.to_dict())
+                                     for r in self.reports.query(status="open", limit=50)]}
+        return stats
+
     def level_views(self, player: str | None) -> dict[str, Any]:
         progress = {r["level"]: r for r in self.progress(player)["levels"]}
         return {
@@ -192,6 +234,11 @@ class Challenge:
             "universal_min_levels": self.deps.universal_min_levels,
             "max_prompt_chars": self.deps.max_prompt_chars,
         }
+
+
+def _report_view(r: dict[str, Any]) -> dict[str, Any]:
+    keep = ("id", "created", "source", "level", "detail_score", "bundle_version", "note")
+    return {k: r[k] for k in keep} | {"prompt": r["prompt"][:500]}
 
 
 def _player_view(flag: dict[str, Any]) -> dict[str, Any]:

@@ -159,7 +159,132 @@
     } else if (v.refused) {
       box.append(el("span", { text: "The model refused on its own." }));
     }
+    if (v.attempt_id != null) box.append(reportRow(v.attempt_id));
     return box;
+  }
+
+  // ---- reporting a jailbreak ---------------------------------------------------------------
+
+  function reportRow(attemptId) {
+    const row = el("div", { class: "report-row" });
+    const button = el("button", { type: "button", class: "secondary",
+      "data-report-attempt": String(attemptId),
+      text: "Report as a jailbreak" });
+    button.addEventListener("click", () => reportAttempt(attemptId, row, button));
+    row.append(button);
+    return row;
+  }
+
+  async function reportAttempt(attemptId, row, button) {
+    if (button.getAttribute("aria-disabled") === "true") return;
+    button.setAttribute("aria-disabled", "true");
+    try {
+      const res = await fetch(`${API}/report`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        credentials: "same-origin",
+        body: JSON.stringify({ attempt_id: attemptId }),
+      });
+      const body = await res.json().catch(() => null);
+      if (!res.ok) throw new Error(body?.error?.message || `the server answered ${res.status}`);
+      const note = el("span", { class: "reported", "data-report-id": String(body.report_id),
+        text: `Reported as jailbreak #${body.report_id}: rapid response will patch the guard.` });
+      row.replaceChildren(note);
+      setStatus(`Reported attempt ${attemptId} as jailbreak #${body.report_id}.`);
+    } catch (err) {
+      button.setAttribute("aria-disabled", "false");
+      setStatus(`Could not report: ${err.message}`, true);
+    }
+  }
+
+  // ---- the operator view -------------------------------------------------------------------
+
+  function cell(v, cls) { // a table cell; "-" for a missing figure
+    const td = el("td", cls ? { class: cls } : {});
+    td.textContent = v == null ? "-" : String(v);
+    return td;
+  }
+
+  function opTable(caption, headers, rows, testid) {
+    const table = el("table", { "data-operator": testid });
+    table.append(el("caption", { class: "help", text: caption }));
+    const head = el("tr");
+    for (const h of headers) {
+      head.append(el("th", { scope: "col", text: h,
+        class: h === "prompt" || h === "template" ? "text" : "" }));
+    }
+    table.append(el("thead", {}, head));
+    const body = el("tbody");
+    for (const r of rows) body.append(el("tr", {}, ...r));
+    table.append(body);
+    return table;
+  }
+
+  function seconds(s) {
+    if (s == null) return "-";
+    if (s < 120) return `${Math.round(s)} s`;
+    if (s < 7200) return `${Math.round(s / 60)} min`;
+    return `${(s / 3600).toFixed(1)} h`;
+  }
+
+  function renderOperator(d) {
+    const box = $("operator-body");
+    const open = d.reports.counts.open;
+    const n = (k, word, many = `${word}s`) => `${k} ${k === 1 ? word : many}`;
+    const totals = el("p", { class: "operator-totals", "data-operator": "totals",
+      text: `${n(d.players, "player")}, ${n(d.attempts, "attempt")}, ` +
+        `${n(d.passes, "pass", "passes")}; ${n(open, "open jailbreak report")} ` +
+        `(${d.reports.counts.patched} patched).` });
+    const levels = opTable("Per level: effort before the first pass is the attempts made " +
+      "on the level before it, and the time from its first attempt.",
+      ["level", "hazard", "threshold", "attempts", "players", "passes", "players passed",
+        "best score", "attempts before first pass", "time to first pass"],
+      d.levels.map((l) => [cell(l.level), cell(l.hazard), cell(pct(l.threshold)),
+        cell(l.attempts), cell(l.players), cell(l.passes), cell(l.players_passed),
+        cell(l.best_score == null ? null : pct(l.best_score)),
+        cell(l.attempts_before_first_pass), cell(seconds(l.seconds_to_first_pass))]),
+      "levels");
+    const universal = d.universal.length ? opTable(
+      `Universal-template candidates (passing ${d.universal_min_levels}+ levels)`,
+      ["template", "levels", "players", "first flagged"],
+      d.universal.map((f) => [cell(f.template, "text"), cell(f.levels.join(", ")),
+        cell(f.players), cell(f.first_flagged)]), "universal")
+      : el("p", { "data-operator": "universal", text: "No universal-template candidate yet." });
+    const reports = d.reports.open.length ? opTable("Open jailbreak reports",
+      ["report", "source", "level", "detail score", "bundle", "prompt"],
+      d.reports.open.map((r) => [cell(`#${r.id}`), cell(r.source), cell(r.level),
+        cell(r.detail_score == null ? null : pct(r.detail_score)),
+        cell(r.bundle_version == null ? null : `v${r.bundle_version}`),
+        cell(r.prompt, "text")]), "reports")
+      : el("p", { "data-operator": "reports", text: "No open jailbreak report." });
+    box.replaceChildren(totals, el("h3", { text: "Levels" }), levels,
+      el("h3", { text: "Universal templates" }), universal,
+      el("h3", { text: "Reported jailbreaks" }), reports);
+    box.hidden = false;
+  }
+
+  async function openOperator() {
+    const key = $("admin-key").value.trim();
+    const status = $("operator-status");
+    status.classList.remove("error");
+    if (!key) {
+      status.textContent = "Enter the admin key first.";
+      status.classList.add("error");
+      return;
+    }
+    status.textContent = "Loading the operator figures…";
+    try {
+      const res = await fetch(`${API}/operator`, {
+        headers: { Authorization: `Bearer ${key}` }, credentials: "same-origin" });
+      const body = await res.json().catch(() => null);
+      if (!res.ok) throw new Error(body?.error?.message || `the server answered ${res.status}`);
+      renderOperator(body);
+      status.textContent = `Figures as of ${new Date().toLocaleTimeString()}.`;
+    } catch (err) {
+      $("operator-body").hidden = true;
+      status.textContent = `Could not open the operator view: ${err.message}`;
+      status.classList.add("error");
+    }
   }
 
   function summary(v) {
@@ -283,6 +408,10 @@
       }
     });
     $("prompt").addEventListener("input", updateCount);
+    $("operator-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      openOperator();
+    });
     $("insert").addEventListener("click", () => {
       const box = $("prompt");
       const q = state.levels.find((l) => l.level === state.current)?.question || "";

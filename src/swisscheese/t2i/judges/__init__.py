@@ -1,0 +1,1 @@
+"""Image judges, one module each; `swisscheese.t2i.registry.IMAGE_JUDGES` names them all."""
