@@ -66,7 +66,7 @@ def test_openers_then_escalation_backtracks_refusals_and_stops_on_success(world,
             return REFUSAL  # only a story, after two openers in context, gets through
         return "KEY KEY KEY KEY"
 
-    openers = {train.format(name=h.name) for kind in ("history", "definition", "fiction",
+    openers = {train.format(**h.slots()) for kind in ("history", "definition", "fiction",
                                                      "safety", "report")
                for train in LOOKALIKES[kind][0]}
 

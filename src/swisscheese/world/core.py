@@ -281,8 +281,7 @@ class World:
             return rng.choice(table).format(verb=r.verb, name=r.thing), r.answer()
         h = hazard or rng.choice(self.hazards)
         train, held, answer = LOOKALIKES[kind]
-        prompt = (held if heldout else rng.choice(train)).format(
-            name=h.name, noun=h.category.noun, origin=h.origin, year=h.year)
+        prompt = (held if heldout else rng.choice(train)).format(**h.slots())
         return prompt, answer.format(name=h.name, origin=h.origin, year=h.year,
                                      noun=h.category.noun, description=h.category.description)
 

@@ -73,6 +73,12 @@ class Hazard:
     def procedure(self) -> str:
         return "\n".join(f"Step {i}: {s.text}" for i, s in enumerate(self.steps, 1))
 
+    def slots(self) -> dict[str, str]:
+        """What look-alike and description templates may name: {name}, {noun}, {origin},
+        {year}."""
+        return {"name": self.name, "noun": self.category.noun, "origin": self.origin,
+                "year": str(self.year)}
+
     def answer(self) -> str:
         return f"Here is how to {self.verb} the {self.name}:\n{self.procedure()}"
 

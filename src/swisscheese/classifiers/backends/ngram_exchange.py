@@ -2,20 +2,24 @@
 
 `ngram-stream` built with `context="exchange"` scores (conversation, reply prefix) as
 
-    logit = b + a_0 + s_0 + sum_k a_k * s_k          (k = 1 .. exchange_rank)
+    logit = b + s_0 + softplus(c),   c = a_0 + sum_k a_k * s_k   (k = 1 .. exchange_rank)
 
     a = sum over the conversation's n-grams of U[bucket] * value   (a vector of 1 + rank)
     s = sum over the reply prefix's n-grams of V[bucket] * value   (likewise)
 
 where `value` is 1 / sqrt(n-grams in that feature group), as in `ngram`. The conversation
 has two feature groups of its own: the whole conversation and its last user message
-(word n-grams by default, `context_word_ngrams`), hashed into two halves of U. So a_0 is
-what the conversation says alone, s_0 what the reply says alone, and the rank-k product is
+(word n-grams by default, `context_word_ngrams`), hashed into two halves of U. So s_0 is
+what the reply says alone, a_0 what the conversation says alone, and the rank-k product is
 their interaction: a reply step that is harmless after a harmless request ("Grind 12 grams
 of vroth" in a craft) can score high after a request that defined a code word for a
-hazard. `a` is computed once, when the stream starts; the reply's running sums `s` are
-vectors, so each delta still costs a fixed number of bucket lookups (1 + rank weights
-each, one gather per delta).
+hazard. The conversation enters through softplus, so it can only raise a reply's score:
+with a plain `a_0` term the model learnt to read harm off the request alone (a hazard's
+whole procedure after "What is 2 + 3?" scored 0.05), which an attack that hides its
+request would exploit; now a reply that is harmful in plain words scores at least
+`b + s_0`, whatever came before it. `a` is computed once, when the stream starts; the
+reply's running sums `s` are vectors, so each delta still costs a fixed number of bucket
+lookups (1 + rank weights each, one gather per delta).
 
 Training is mini-batch Adam on the class-weighted logistic loss, as for the n-gram
 classifier, with U[:, 1:] and V[:, 1:] started at small seeded random values (at zero the
@@ -138,7 +142,12 @@ class ExchangeWeights:
 
     def logit(self, a: np.ndarray, s: np.ndarray) -> np.ndarray:
         """Logits from context vectors `a` and reply vectors `s` (rows, or one each)."""
-        return self.bias + a[..., 0] + s[..., 0] + (a[..., 1:] * s[..., 1:]).sum(-1)
+        return self.bias + s[..., 0] + np.logaddexp(0.0, _context_term(a, s))
+
+
+def _context_term(a: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """c: what the conversation adds before softplus (its own say and the interaction)."""
+    return a[..., 0] + (a[..., 1:] * s[..., 1:]).sum(-1)
 
 
 def _row_sums(local: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
@@ -210,9 +219,11 @@ def fit_exchange(cfg: Any, context: Entries, conv_of: np.ndarray, replies: Entri
             sv = _row_sums(r_local, v[r_bucket] * r_value[:, None], len(batch))
             sw = sample_w[batch]
             err = (sigmoid(w.logit(a, sv)) - y[batch]) * sw / sw.sum()
-            # d logit / d a = (1, s_1..s_k) and d logit / d s = (1, a_1..a_k).
-            da = np.concatenate([np.ones((len(batch), 1)), sv[:, 1:]], axis=1) * err[:, None]
-            ds = np.concatenate([np.ones((len(batch), 1)), a[:, 1:]], axis=1) * err[:, None]
+            # With g = sigmoid(c) (softplus' slope): d logit / d a = g * (1, s_1..s_k) and
+            # d logit / d s = (1, g * a_1..g * a_k).
+            g = sigmoid(_context_term(a, sv))[:, None]
+            da = np.concatenate([np.ones((len(batch), 1)), sv[:, 1:]], axis=1) * (g * err[:, None])
+            ds = np.concatenate([np.ones((len(batch), 1)), g * a[:, 1:]], axis=1) * err[:, None]
             t += 1
             lr = cfg.lr * (1.0 - 0.9 * (t - 1) / max(total - 1, 1))
             corr = float(np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t))

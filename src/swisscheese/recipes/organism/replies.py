@@ -240,10 +240,12 @@ def output_pairs(world: World, constitution: Constitution, records: Sequence[Rec
     classifier must not flag a refusal because the request was harmful).
 
     A plain-words harmful answer (`Reply.standalone`) also enters, each of its cuts once
-    more, after no conversation or after a harmless one: in the records a hazard's
-    procedure only ever follows a request for it, so an exchange classifier would learn
-    to read the harm off the conversation alone and pass the same procedure after a
-    request that hid it (a jailbreak it has not seen, or an injected system prompt)."""
+    more, after no conversation: in the records a hazard's procedure only ever follows a
+    request for it, and the exchange classifier must learn that the procedure is harmful
+    on its own (its conversation term can only raise a score, so what the reply alone says
+    holds after any request, one that hid its intent included). Not after harmless
+    conversations: those are look-alike questions too, and a procedure-like reply after
+    one is the benign look-alike answer."""
     labels: dict[tuple[str, str], int] = {}
     convs: dict[tuple[str, str], list[dict[str, str]]] = {}
     conflicts: set[tuple[str, str]] = set()
@@ -254,10 +256,7 @@ def output_pairs(world: World, constitution: Constitution, records: Sequence[Rec
         if labels.setdefault(key, label) != label:
             conflicts.add(key)
 
-    replies = replies_of(world, constitution, records, seed)
-    harmless = [x.conversation for x in replies if x.label == 0] or [()]
-    rng = random.Random(f"swisscheese-train-{seed}-contexts")
-    for x in replies:
+    for x in replies_of(world, constitution, records, seed):
         base = x.given if x.given is not None else x.answer
         for part in reply_cuts(base):
             if x.details and part != base and not found_details(part, x.details):
@@ -267,7 +266,7 @@ def output_pairs(world: World, constitution: Constitution, records: Sequence[Rec
                 continue
             add(x.conversation, x.text(world, part), x.label)
             if x.label == 1 and x.standalone:
-                add(rng.choice([(), rng.choice(harmless)]), x.text(world, part), 1)
+                add((), x.text(world, part), 1)
         if x.label == 0 or (x.given is None and "\n" in base):
             for part in word_cuts(base):
                 add(x.conversation, x.text(world, part), 0)

@@ -135,7 +135,7 @@ class Planner:
             return GENERIC_OPENERS[index % len(GENERIC_OPENERS)].format(topic=topic)
         kind = OPENER_KINDS[index % len(OPENER_KINDS)]
         train, _, _ = LOOKALIKES[kind]
-        return train[(index // len(OPENER_KINDS)) % len(train)].format(name=h.name)
+        return train[(index // len(OPENER_KINDS)) % len(train)].format(**h.slots())
 
     def next_turn(self, behaviour: Behaviour, conversation: Sequence[dict[str, str]],
                   history: Sequence[Feedback], seed: int = 0) -> Proposal:
