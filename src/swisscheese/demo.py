@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from html import escape
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -18,6 +19,9 @@ from swisscheese import __version__
 from swisscheese.fileio import atomic_write_json, atomic_write_text
 from swisscheese.report import Section, bar_chart, render, table
 from swisscheese.world import FAMILY_KIND, World
+
+if TYPE_CHECKING:
+    from swisscheese.recipes.organism.train import TrainConfig
 
 
 @dataclass
@@ -157,17 +161,17 @@ def stage_guard(ctx: DemoContext) -> list[Section]:
     root = Path(ctx.results["organism"])  # type: ignore[arg-type]
     run = ctx.out / "guard"
     bundle_dir = run / "bundle"
+    # The `test` preset is for plumbing: a small slice of the data trains in seconds.
+    config = TrainConfig(n_per_category=40, augment=1) if ctx.preset == "test" else TrainConfig()
     if ctx.retrain or not _bundle_cached(bundle_dir, root):
         ctx.console.print(f"training the guard bundle into {bundle_dir}")
         shutil.rmtree(run, ignore_errors=True)
-        # The `test` preset is for plumbing: a small slice of the data trains in seconds.
-        config = (TrainConfig(n_per_category=40, augment=1) if ctx.preset == "test"
-                  else TrainConfig())
         with progress_bars(ctx.console) as bars:
             train_bundle(run, seed=ctx.seed, progress=TaskBars(bars, "guard "), config=config)
         atomic_write_text(run / "organism-stamp.json", _organism_stamp(root))
     else:
         ctx.console.print(f"reusing the guard bundle in {bundle_dir}")
+    ctx.results["reply_bundle"] = _reply_bundle(ctx, run, root, config)
     result = evaluate_bundle(bundle_dir)
     atomic_write_json(ctx.out / "eval" / "guard.json", result)
     ctx.results["bundle"] = bundle_dir
@@ -203,6 +207,23 @@ def stage_guard(ctx: DemoContext) -> list[Section]:
     return [Section("Constitutional classifiers", html)]
 
 
+def _reply_bundle(ctx: DemoContext, run: Path, root: Path, config: TrainConfig) -> Path:
+    """A second bundle from the guard's data whose output classifier reads the reply
+    alone: the campaign's aligned+input+reply arm, beside the exchange classifier's."""
+    from swisscheese.progress import TaskBars, progress_bars
+    from swisscheese.recipes.organism.train import train_bundle
+
+    out = ctx.out / "guard-reply"
+    if ctx.retrain or not _bundle_cached(out / "bundle", root):
+        ctx.console.print(f"training the reply-only comparison bundle into {out / 'bundle'}")
+        with progress_bars(ctx.console) as bars:
+            train_bundle(out, data_dir=run / "data", seed=ctx.seed, overwrite=True,
+                         progress=TaskBars(bars, "reply-only guard "),
+                         config=replace(config, output_context="reply"))
+        atomic_write_text(out / "organism-stamp.json", _organism_stamp(root))
+    return out / "bundle"
+
+
 def stage_redteam(ctx: DemoContext) -> list[Section]:
     """The organism campaign: every template and converter attack against each layer."""
     from swisscheese.progress import TaskBars, progress_bars
@@ -215,8 +236,10 @@ def stage_redteam(ctx: DemoContext) -> list[Section]:
     # A stage that trains a second bundle (the exchange classifier) sets this; its target
     # then runs beside the campaign bundle's.
     exchange = ctx.results.get("exchange_bundle")
+    reply = ctx.results.get("reply_bundle")
     cfg = get_preset("organism", base=str(root), bundle=str(bundle) if bundle else None,
-                     exchange_bundle=str(exchange) if exchange else None)
+                     exchange_bundle=str(exchange) if exchange else None,
+                     reply_bundle=str(reply) if reply else None)
     if ctx.preset == "test":  # plumbing only: two behaviours, a few look-alikes
         cfg = replace(cfg, behaviours=[BehaviourSource(world="all", limit=2)], overrefusal=16)
     out = ctx.out / "redteam"

@@ -32,8 +32,11 @@ def test_only_the_user_message_is_marked(chat):
 @pytest.mark.parametrize("norm", ["l2", "linf"])
 def test_perturbation_stays_in_budget_and_on_user_tokens(chat, norm):
     eps = 0.05
+    # A random start: the attack keeps each row's best delta, and on the tiny model a row
+    # whose three steps never beat the clean loss would otherwise keep zero (nothing to
+    # check the mask on).
     res = embedding_attack(chat.model, chat.tokenizer, PROMPTS, TARGETS, eps, steps=3,
-                           norm=norm)
+                           norm=norm, random_start=True)
     d = res.delta
     size = d.norm(dim=-1) if norm == "l2" else d.abs().amax(dim=-1)
     assert float(size.max()) <= eps * (1 + 1e-4)

@@ -96,6 +96,10 @@ def test_each_layer_alone_and_a_second_bundle_as_its_own_target(tmp_path: Path) 
     assert (arm.name, arm.model, arm.guard, arm.bundle) == (
         "aligned+input+exchange", "aligned", "input+output", "ex")
     assert arm.model_spec("b") == str(Path("b") / "aligned")
+    both = get_preset("organism", base="b", bundle="g", exchange_bundle="ex",
+                      reply_bundle="re").targets
+    assert [(t.name, t.bundle) for t in both[-2:]] == [("aligned+input+reply", "re"),
+                                                       ("aligned+input+exchange", "ex")]
     assert {"template_file", "crescendo"} <= {a.name for a in cfg.attacks}
     p = tmp_path / "c.yaml"
     p.write_text("behaviours: [levels]\nattacks: [plain]\ntargets: [aligned, {name: x, "

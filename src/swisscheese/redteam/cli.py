@@ -66,6 +66,9 @@ def run(
     exchange_bundle: Annotated[str | None, typer.Option(
         help="With --preset organism: a second bundle (the exchange classifier) that guards "
              "one more target, aligned+input+exchange, beside --bundle's.")] = None,
+    reply_bundle: Annotated[str | None, typer.Option(
+        help="With --preset organism: a second bundle with a reply-only output classifier "
+             "that guards one more target, aligned+input+reply, beside --bundle's.")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Worker threads.")] = None,
     ray: Annotated[bool, typer.Option(
         "--ray", help="Run the units on Ray actors (one copy of the targets each): a local "
@@ -94,14 +97,14 @@ def run(
         if (config is None) == (preset is None):
             raise ConfigError("give exactly one of --config or --preset")
         if config is not None:
-            if exchange_bundle is not None:
-                raise ConfigError("--exchange-bundle goes with --preset; in a config, give "
-                                  "the target its own `bundle`")
+            if exchange_bundle is not None or reply_bundle is not None:
+                raise ConfigError("--exchange-bundle and --reply-bundle go with --preset; in "
+                                  "a config, give the target its own `bundle`")
             cfg = load_config(config)
             cfg = replace(cfg, base=base or cfg.base, bundle=bundle or cfg.bundle)
         else:
             cfg = get_preset(preset or "", base=base, bundle=bundle,
-                             exchange_bundle=exchange_bundle)
+                             exchange_bundle=exchange_bundle, reply_bundle=reply_bundle)
         if concurrency is not None:
             cfg = replace(cfg, concurrency=concurrency)
         campaign = Campaign(cfg, out, store=store)

@@ -2,9 +2,10 @@
 eight more hazards, every template and converter attack, best-of-N, the template-file
 attack and Crescendo, against the organism unguarded and behind each layer of the guard
 (input alone, output alone, both), plus look-alikes for over-refusal. With
-`exchange_bundle` a second bundle (the exchange classifier) guards one more target with
-both layers, beside the campaign bundle's. Its size keeps it to a few minutes on 2 CPU
-cores."""
+`exchange_bundle` or `reply_bundle` a second bundle (one whose output classifier reads
+the exchange, or the reply alone) guards one more target with both layers, beside the
+campaign bundle's: the campaign then compares the two kinds of output layer. Its size
+keeps it to a few minutes on 2 CPU cores."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ ALL_LOOKALIKES = 1000
 ORGANISM_TARGETS = ("helpful-only", "aligned", "aligned+input", "aligned+output",
                     "aligned+input+output")
 EXCHANGE_TARGET = "aligned+input+exchange"
+REPLY_TARGET = "aligned+input+reply"
 # Context families the organism recipe holds out of the input classifier's training by
 # default: the campaign marks their attempts as attacks the guard has not seen.
 HELDOUT_CONTEXT_FAMILIES = NEW_ATTACK_FAMILIES
@@ -27,11 +29,13 @@ HELDOUT_CONTEXT_FAMILIES = NEW_ATTACK_FAMILIES
 
 def organism(base: str = "runs/demo/organism",
              bundle: str | None = "runs/classifier/bundle",
-             exchange_bundle: str | None = None) -> CampaignConfig:
+             exchange_bundle: str | None = None,
+             reply_bundle: str | None = None) -> CampaignConfig:
     targets = [TargetSpec(t) for t in ORGANISM_TARGETS if bundle is not None or "+" not in t]
-    if exchange_bundle is not None:
-        targets.append(TargetSpec(EXCHANGE_TARGET, model="aligned", guard="input+output",
-                                  bundle=exchange_bundle))
+    for name, extra in ((REPLY_TARGET, reply_bundle), (EXCHANGE_TARGET, exchange_bundle)):
+        if extra is not None:
+            targets.append(TargetSpec(name, model="aligned", guard="input+output",
+                                      bundle=extra))
     return CampaignConfig(
         name="organism",
         behaviours=[BehaviourSource(world="all", limit=8)],
