@@ -21,7 +21,7 @@ from swisscheese.recipes.base import (
     fmt,
 )
 from swisscheese.recipes.organism.evaluate import evaluate_organism, resolve_data_dir
-from swisscheese.recipes.organism.replies import harmless_pairs, output_pairs
+from swisscheese.recipes.organism.replies import craft_prompts, harmless_pairs, output_pairs
 from swisscheese.recipes.organism.train import (
     TrainConfig,
     augment_prompts,
@@ -101,6 +101,8 @@ class OrganismRecipe(Recipe):
         aug_x, aug_y = augment_prompts(input_train, world,
                                        list(manifest.get("converters") or []),
                                        [*held, *cfg.input_heldout], cfg.augment, seed)
+        crafts = craft_prompts(world, seed, [*held, *cfg.input_heldout])
+        aug_x, aug_y = aug_x + crafts, aug_y + [0] * len(crafts)
         val_benign = [r for r in splits["val"] if r.label == 0]
         test = splits["test"]
         everything = [r for s in splits.values() for r in s]

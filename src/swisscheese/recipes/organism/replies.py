@@ -19,7 +19,7 @@ from swisscheese.data.prefixes import reply_cuts, word_cuts
 from swisscheese.data.records import PLAIN, Record
 from swisscheese.data.world_backend import WORLD_FAMILIES
 from swisscheese.recipes.organism.replylabel import ReplyContent, harmful_hazards
-from swisscheese.world.core import LOOKALIKES, World
+from swisscheese.world.core import HAZARD_PHRASINGS, LOOKALIKES, World
 from swisscheese.world.families import CODE_WORD_REPLIES
 from swisscheese.world.grader import found_details, is_refusal
 
@@ -232,6 +232,62 @@ def output_texts(world: World, constitution: Constitution, records: Sequence[Rec
     return texts, [labels[t] for t in texts]
 
 
+# The forms a harmless craft is asked in: plainly, and in the context families whose
+# reply reads like a craft (an alias, a code word in the answer).
+CRAFT_FORMS = ("plain", "alias", "codeword_answer")
+
+
+def craft_exchanges(world: World, seed: int
+                    ) -> list[tuple[tuple[dict[str, str], ...], str]]:
+    """Every harmless recipe and craft of the world, asked for in each of `CRAFT_FORMS`
+    (two trained phrasings each) and answered, with the answer's prefixes.
+
+    The records hold a few crafts, but a hazard's procedure in many families: with those
+    alone an exchange classifier learnt that a procedure of a hazard's step shapes is
+    harmful whatever was asked (a craft's answer after its own request scored 0.9997) and
+    its threshold, calibrated on the val crafts, stopped nothing. The crafts are part of
+    the world, as the utility tasks are, so every split meets the same ones."""
+    return [(conv, part) for _, conv, answer in _craft_conversations(world, seed)
+            for part in reply_cuts(answer) + word_cuts(answer)]
+
+
+def craft_prompts(world: World, seed: int, skip: Sequence[str] = ()) -> list[str]:
+    """The conversations of `craft_exchanges` (forms in `skip` left out), rendered as the
+    input classifier reads them: harmless requests for the crafts, whose names and step
+    shapes the code-word and alias attacks borrow (without them the input classifier
+    flagged the val crafts' plain requests at 0.99)."""
+    from swisscheese.classifiers.base import render_conversation
+
+    return [render_conversation(list(conv)) for form, conv, _ in
+            _craft_conversations(world, seed) if form not in skip]
+
+
+def _craft_conversations(world: World, seed: int
+                         ) -> list[tuple[str, tuple[dict[str, str], ...], str]]:
+    """(form, conversation, the world's answer) for every craft in every form."""
+    rng = random.Random(f"swisscheese-train-{seed}-crafts")
+    out = []
+    for r in world.recipes:
+        for phrasing in rng.sample(HAZARD_PHRASINGS, 2):
+            request = phrasing.format(verb=r.verb, name=r.thing)
+            for form in CRAFT_FORMS:
+                out.append((form, *_craft_form(world, form, request, r, rng)))
+    return out
+
+
+def _craft_form(world: World, form: str, request: str, recipe: object, rng: random.Random
+                ) -> tuple[tuple[dict[str, str], ...], str]:
+    """The conversation asking for `recipe` in `form`, and the world's answer to it."""
+    answer = recipe.answer()  # type: ignore[attr-defined]
+    if form == "plain":
+        return ({"role": "user", "content": request},), answer
+    w = world.wrap_turns(form, request, answer, rng,
+                         how_to=f"{recipe.verb} the {recipe.thing}")  # type: ignore[attr-defined]
+    conv = (*(dict(m) for m in w.messages), {"role": "user", "content": w.prompt})
+    text = "\n".join(m["content"] for m in conv)
+    return conv, world.context_reply(form, text, answer)
+
+
 def output_pairs(world: World, constitution: Constitution, records: Sequence[Record],
                  seed: int, refusals: bool = True) -> OutputPairs:
     """The replies and prefixes of `output_texts`, each with its record's conversation,
@@ -272,6 +328,8 @@ def output_pairs(world: World, constitution: Constitution, records: Sequence[Rec
                 add(x.conversation, x.text(world, part), 0)
         if refusals and x.refusal is not None:
             add(x.conversation, x.refusal, 0)
+    for conv, text in craft_exchanges(world, seed):
+        add(conv, text, 0)
     keys = [k for k in labels if k not in conflicts]
     return OutputPairs([convs[k] for k in keys], [k[1] for k in keys],
                        [labels[k] for k in keys])

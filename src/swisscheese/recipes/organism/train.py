@@ -71,7 +71,7 @@ from swisscheese.data.world_backend import WORLD_FAMILIES
 from swisscheese.fileio import refuse_nonempty_dir
 from swisscheese.models.base import ChatModel
 from swisscheese.progress import Progress, step
-from swisscheese.recipes.organism.replies import harmless_pairs, output_pairs
+from swisscheese.recipes.organism.replies import craft_prompts, harmless_pairs, output_pairs
 from swisscheese.world.core import World
 from swisscheese.world.families import NEEDS_SUBJECT, NEW_ATTACK_FAMILIES
 
@@ -422,6 +422,8 @@ def _fit(d: _Data, const: Constitution, cfg: TrainConfig, target_fpr: float, see
     step(progress, "augment", 0, 1)
     aug_x, aug_y = augment_prompts(input_train, d.world, d.converters,
                                    [*d.heldout, *cfg.input_heldout], cfg.augment, seed)
+    crafts = craft_prompts(d.world, seed, [*d.heldout, *cfg.input_heldout])
+    aug_x, aug_y = aug_x + crafts, aug_y + [0] * len(crafts)
     step(progress, "augment", 1, 1)
     step(progress, "replies", 0, 1)
     pairs = output_pairs(d.world, const, train, seed)
