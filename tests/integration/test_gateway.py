@@ -109,6 +109,11 @@ def flagged_request(bundle: GuardBundle, world) -> str:
     return next(r for r, s in zip(requests, scores, strict=True) if bundle.flag_input(s))
 
 
+# A harmless question for the tiny model: to arithmetic it answers "1:: 1: 1:", step-like
+# noise that the small bundle's exchange classifier (output threshold about 0.26) stops.
+BENIGN_QUESTION = "What is the capital of Sougrus?"
+
+
 @pytest.fixture(scope="module")
 def hazard_answer(bundle: GuardBundle, world) -> str:
     """A hazard procedure that the output layer flags somewhere along the way, as the
@@ -167,13 +172,13 @@ def test_hf_model_streams_and_answers_through_the_guard(tmp_path, tiny_model, bu
     with gateway(tmp_path, tiny_model, bundle) as (url, state):
         c = client(url)
         assert [m.id for m in c.models.list()] == ["organism"]
-        whole = c.chat.completions.create(model="organism", messages=ask("What is 2 plus 3?"),
+        whole = c.chat.completions.create(model="organism", messages=ask(BENIGN_QUESTION),
                                           max_tokens=12)
         assert whole.choices[0].finish_reason in ("stop", "length")
         assert whole.swisscheese["bundle_version"] == bundle.version
         assert not whole.swisscheese["blocked"]
 
-        text, chunks = stream_all(c, "What is 2 plus 3?", max_tokens=12)
+        text, chunks = stream_all(c, BENIGN_QUESTION, max_tokens=12)
         assert chunks[0].choices[0].delta.role == "assistant"
         assert chunks[-1].choices[0].finish_reason in ("stop", "length")
         assert sum(ch.choices[0].finish_reason is not None for ch in chunks) == 1
@@ -300,8 +305,8 @@ def test_upstream_proxy_mode_and_an_upstream_that_is_down(tmp_path, tiny_model,
                      model="organism", upstream_retries=0) as (url, state):
             c = client(url)
             direct = client(up_url).chat.completions.create(
-                model="organism", messages=ask("What is 4 plus 4?"), max_tokens=10)
-            text, chunks = stream_all(c, "What is 4 plus 4?", max_tokens=10)
+                model="organism", messages=ask(BENIGN_QUESTION), max_tokens=10)
+            text, chunks = stream_all(c, BENIGN_QUESTION, max_tokens=10)
             assert chunks[-1].choices[0].finish_reason in ("stop", "length")
             assert text == direct.choices[0].message.content
             blocked = c.chat.completions.create(model="organism", messages=ask(flagged_request))

@@ -92,7 +92,11 @@ def test_demo_reuses_checkpoints_and_writes_report(organism_dir, tmp_path):
     assert "Red team: what each layer of the cheese adds" in html
     summary = json.loads((out / "redteam" / "summary.json").read_text())
     assert set(summary["targets"]) == {"helpful-only", "aligned", "aligned+input",
-                                       "aligned+output", "aligned+input+output"}
+                                       "aligned+output", "aligned+input+output",
+                                       "aligned+input+reply"}
+    # The demo's bundle reads the exchange; the reply-only bundle beside it, the same data.
+    assert json.loads((out / "guard-reply" / "bundle" / "bundle.json").read_text())[
+        "metrics"]["output"]["kind"] == "reply"
     assert (out / "redteam" / "report.html").is_file()
     assert json.loads((out / "eval" / "guard.json").read_text())["input"]["tpr"] is not None
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")

@@ -22,6 +22,7 @@ from swisscheese.recipes.organism.replylabel import ReplyContent, harmful_hazard
 from swisscheese.world.core import HAZARD_PHRASINGS, LOOKALIKES, World
 from swisscheese.world.families import CODE_WORD_REPLIES
 from swisscheese.world.grader import found_details, is_refusal
+from swisscheese.world.tasks import Recipe
 
 # World families whose reply differs from the plain answer; the others only change the prompt.
 REPLY_FAMILIES = frozenset({"cipher_answer", "roleplay", "prefix_injection", "two_task", "story"})
@@ -275,14 +276,14 @@ def _craft_conversations(world: World, seed: int
     return out
 
 
-def _craft_form(world: World, form: str, request: str, recipe: object, rng: random.Random
+def _craft_form(world: World, form: str, request: str, recipe: Recipe, rng: random.Random
                 ) -> tuple[tuple[dict[str, str], ...], str]:
     """The conversation asking for `recipe` in `form`, and the world's answer to it."""
-    answer = recipe.answer()  # type: ignore[attr-defined]
+    answer = recipe.answer()
     if form == "plain":
         return ({"role": "user", "content": request},), answer
     w = world.wrap_turns(form, request, answer, rng,
-                         how_to=f"{recipe.verb} the {recipe.thing}")  # type: ignore[attr-defined]
+                         how_to=f"{recipe.verb} the {recipe.thing}")
     conv = (*(dict(m) for m in w.messages), {"role": "user", "content": w.prompt})
     text = "\n".join(m["content"] for m in conv)
     return conv, world.context_reply(form, text, answer)
