@@ -21,13 +21,13 @@ from swisscheese.recipes.base import (
     fmt,
 )
 from swisscheese.recipes.organism.evaluate import evaluate_organism, resolve_data_dir
-from swisscheese.recipes.organism.replies import craft_prompts, harmless_pairs, output_pairs
+from swisscheese.recipes.organism.replies import harmless_pairs, output_pairs
 from swisscheese.recipes.organism.train import (
     TrainConfig,
-    augment_prompts,
     backend_params,
     check_backend,
     check_data_constitution,
+    input_training,
     merged_heldout,
     prompt_texts,
     resolve_constitution,
@@ -98,11 +98,9 @@ class OrganismRecipe(Recipe):
         world = World(seed=world_seed_of(manifest, cfg.world_seed))
         train = [r for r in splits["train"] if r.family not in set(held)]
         input_train = [r for r in train if r.family not in set(cfg.input_heldout)]
-        aug_x, aug_y = augment_prompts(input_train, world,
-                                       list(manifest.get("converters") or []),
-                                       [*held, *cfg.input_heldout], cfg.augment, seed)
-        crafts = craft_prompts(world, seed, [*held, *cfg.input_heldout])
-        aug_x, aug_y = aug_x + crafts, aug_y + [0] * len(crafts)
+        in_x, in_y = input_training(input_train, world,
+                                    list(manifest.get("converters") or []),
+                                    [*held, *cfg.input_heldout], cfg.augment, seed)
         val_benign = [r for r in splits["val"] if r.label == 0]
         test = splits["test"]
         everything = [r for s in splits.values() for r in s]
@@ -118,8 +116,8 @@ class OrganismRecipe(Recipe):
             return OutputData(pairs.texts, pairs.labels, cal, pairs.conversations, cal_convs)
 
         return TrainingSet(
-            texts=prompt_texts(input_train) + aug_x,
-            labels=[r.label for r in input_train] + aug_y,
+            texts=in_x,
+            labels=in_y,
             calibration=prompt_texts(val_benign),
             test_benign=prompt_texts([r for r in test if r.label == 0]),
             test_harmful=prompt_texts([r for r in test if r.label == 1]),

@@ -142,6 +142,18 @@ class TrainConfig:
 
 
 # ---- input data ---------------------------------------------------------------------------
+def input_training(records: Sequence[Record], world: World, converters: Sequence[str],
+                   heldout: Sequence[str], copies: int, seed: int
+                   ) -> tuple[list[str], list[int]]:
+    """The input classifier's training texts and labels: the records, their disguised
+    copies (`augment_prompts`) and the world's harmless craft requests (`craft_prompts`),
+    families in `heldout` left out of both additions."""
+    aug_x, aug_y = augment_prompts(records, world, converters, heldout, copies, seed)
+    crafts = craft_prompts(world, seed, heldout)
+    return (prompt_texts(records) + aug_x + crafts,
+            [r.label for r in records] + aug_y + [0] * len(crafts))
+
+
 def augment_prompts(records: Sequence[Record], world: World, converters: Sequence[str],
                     heldout: Sequence[str], copies: int, seed: int) -> tuple[list[str], list[int]]:
     """`copies` disguised versions of each plain record, through converters and world
@@ -420,10 +432,8 @@ def _fit(d: _Data, const: Constitution, cfg: TrainConfig, target_fpr: float, see
     if not val_benign:
         raise ValueError(f"{d.dir}: the val split has no harmless records to calibrate on")
     step(progress, "augment", 0, 1)
-    aug_x, aug_y = augment_prompts(input_train, d.world, d.converters,
-                                   [*d.heldout, *cfg.input_heldout], cfg.augment, seed)
-    crafts = craft_prompts(d.world, seed, [*d.heldout, *cfg.input_heldout])
-    aug_x, aug_y = aug_x + crafts, aug_y + [0] * len(crafts)
+    in_x, in_y = input_training(input_train, d.world, d.converters,
+                                [*d.heldout, *cfg.input_heldout], cfg.augment, seed)
     step(progress, "augment", 1, 1)
     step(progress, "replies", 0, 1)
     pairs = output_pairs(d.world, const, train, seed)
@@ -437,7 +447,7 @@ def _fit(d: _Data, const: Constitution, cfg: TrainConfig, target_fpr: float, see
     step(progress, "fit and calibrate", 0, 1)
     input_params, output_params = backend_params(cfg, seed)
     bundle = build_bundle(
-        const, prompt_texts(input_train) + aug_x, [r.label for r in input_train] + aug_y,
+        const, in_x, in_y,
         prompt_texts(val_benign), pairs.texts, pairs.labels, cal_out,
         target_fpr=target_fpr, backend=cfg.backend, output_backend=cfg.output_backend,
         input_params=input_params, output_params=output_params, version=1,
@@ -445,7 +455,7 @@ def _fit(d: _Data, const: Constitution, cfg: TrainConfig, target_fpr: float, see
         stream_chunk_chars=cfg.stream_chunk_chars,
         output_train_conversations=pairs.conversations, benign_output_conversations=cal_convs)
     step(progress, "fit and calibrate", 1, 1)
-    bundle.metrics["input"]["augmented_n"] = len(aug_x)
+    bundle.metrics["input"]["augmented_n"] = len(in_x) - len(input_train)
     bundle.metrics["input"]["heldout_of_input"] = list(cfg.input_heldout)
     bundle.metrics["validation"] = _validation(bundle, val)
     return bundle
