@@ -7,11 +7,11 @@ demo organism, measured side by side in one run.
 Three gateways run in this process on loopback, sharing one loaded model:
 
     unguarded   no bundle: the same gateway code, no classifier layers
-    guarded     the bundle, with the default hold-back window (32 characters)
+    guarded     the bundle with the gateway's defaults: hold-back 32 with calm release
+                below half the output threshold (`--calm-below 0.5`): the window applies
+                once a reply looks suspicious
     guarded-hb0 the bundle, hold-back 0: what the classifier calls alone add
-    guarded-calm the bundle, hold-back 32 with calm release below half the output
-                threshold (`--calm-below 0.5`): the window applies once a reply looks
-                suspicious
+    guarded-strict the bundle, the strict 32-character window (`--calm-below 0`)
 
 For each benign prompt of the world (utility tasks and harmless look-alikes) every arm is
 called once, in rotating order, with the official `openai` client streaming; time to first
@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ARMS = ("unguarded", "guarded", "guarded-hb0", "guarded-calm")
+ARMS = ("unguarded", "guarded", "guarded-hb0", "guarded-strict")
 TARGET_MS = 10.0
 
 
@@ -97,10 +97,10 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="gw-latency-"))
 
     def app(arm: str) -> Any:
+        policy: dict[str, Any] = ({"hold_back": 0} if arm == "guarded-hb0" else
+                                  {"calm_below": None} if arm == "guarded-strict" else {})
         cfg = GatewayConfig(store=tmp / f"{arm}.sqlite", served_name="organism",
-                            rate_per_s=1e6, rate_burst=10**6, challenge=False,
-                            hold_back=0 if arm == "guarded-hb0" else 32,
-                            calm_below=0.5 if arm == "guarded-calm" else None)
+                            rate_per_s=1e6, rate_burst=10**6, challenge=False, **policy)
         return create_app(cfg, model=model, bundle=None if arm == "unguarded" else bundle)
 
     times: dict[str, list[float]] = {a: [] for a in ARMS}
@@ -109,7 +109,7 @@ def main() -> int:
     left_out = 0
     with (serve_in_background(app("unguarded")) as u0, serve_in_background(app("guarded")) as u1,
           serve_in_background(app("guarded-hb0")) as u2,
-          serve_in_background(app("guarded-calm")) as u3):
+          serve_in_background(app("guarded-strict")) as u3):
         clients = {a: openai.OpenAI(base_url=u + "/v1", api_key="none", max_retries=0)
                    for a, u in zip(ARMS, (u0, u1, u2, u3), strict=True)}
         for c in clients.values():  # warm up the model and the connections

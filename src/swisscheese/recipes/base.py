@@ -79,6 +79,10 @@ class EvalOptions:
         "help": "where the recipe's test data is (default: what the record says)"})
     hold_back: int | None = field(default=None, metadata={
         "help": "characters the output guard holds back (default: the record's)"})
+    calm_below: float | None = field(default=None, metadata={
+        "help": "calm release: a fraction of the output threshold below which the reply "
+                "is released at once (the hold-back applies from the first score above "
+                "it); None: the strict window"})
     replies: str = field(default="world", metadata={
         "help": "'world' reference replies or 'responses' written by a model"})
     responder: ChatModel | None = field(default=None, metadata={

@@ -184,6 +184,10 @@ def evaluate(
     recipe: Annotated[str | None, typer.Option(
         "--recipe", help="Recipe whose data to measure a hand-built bundle on (training "
                          "record 'manual'); the record's own recipe otherwise.")] = None,
+    calm_below: Annotated[float | None, typer.Option(
+        "--calm-below", help="Measure the output layer under calm release (as `serve "
+                             "--calm-below`): a fraction of the output threshold below "
+                             "which a reply is released at once.")] = None,
 ) -> None:
     """Evaluate a bundle on the test split: TPR, FPR, AUPRC, recall per family, streaming."""
     from swisscheese.fileio import atomic_write_text
@@ -204,7 +208,8 @@ def evaluate(
         from swisscheese.models import load_model
 
         chat = load_model(responder)
-    result = evaluate_bundle(bundle, data, replies=replies, responder=chat, recipe=recipe)
+    result = evaluate_bundle(bundle, data, replies=replies, responder=chat, recipe=recipe,
+                             calm_below=calm_below)
     console = Console()
     print_eval(result, get_recipe(name or "organism"), console)
     json_out.parent.mkdir(parents=True, exist_ok=True)

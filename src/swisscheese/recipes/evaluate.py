@@ -23,13 +23,15 @@ from swisscheese.recipes.registry import recipe_of
 def evaluate_bundle(bundle_dir: PathLike, data_dir: PathLike | None = None,
                     hold_back: int | None = None, *, replies: str = "world",
                     responder: ChatModel | None = None,
-                    recipe: str | None = None) -> dict[str, Any]:
+                    recipe: str | None = None,
+                    calm_below: float | None = None) -> dict[str, Any]:
     """Every figure of a bundle on the test split of its data, and the targets.
 
     `data_dir` defaults to the data the record names; `hold_back` to the window the
     record holds. `replies` "responses" measures the output classifier on model-written
     replies (`responder` writes missing ones). `recipe` names the recipe for a bundle built
     by hand (training record "manual"); it must not contradict the record otherwise.
+    `calm_below` measures the output layer under calm release (see `EvalOptions`).
     """
     bdir = Path(bundle_dir)
     bundle = load_bundle(bdir)
@@ -38,7 +40,7 @@ def evaluate_bundle(bundle_dir: PathLike, data_dir: PathLike | None = None,
         raise ValueError(f"{bdir / 'bundle.json'}: trained by recipe "
                          f"{trained_by!r}, not {recipe!r}")
     options = EvalOptions(data_dir=data_dir, hold_back=hold_back, replies=replies,
-                          responder=responder)
+                          responder=responder, calm_below=calm_below)
     return recipe_of(bundle, bdir, recipe).evaluate(bundle, bdir, options)
 
 

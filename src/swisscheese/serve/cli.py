@@ -69,8 +69,8 @@ def serve(
                                                 "back.")] = 32,
     calm_below: Annotated[float | None, typer.Option(
         help="Stream without the hold-back window while the reply's output score stays "
-             "below this fraction of the threshold (e.g. 0.5); unset: always hold back.")
-    ] = None,
+             "below this fraction of the threshold (calm release); 0: always hold back.")
+    ] = 0.5,
     classifier_timeout: Annotated[float, typer.Option(
         help="Seconds one classifier call may take before the reply is blocked.")] = 2.0,
     concurrency: Annotated[int, typer.Option(help="Model streams running at once.")] = 8,

@@ -54,8 +54,11 @@ class GatewayConfig:
     output_layer: bool = _f(True, "Run the streaming output classifier.")
     hold_back: int = _f(32, "Characters the output layer holds back before "
                         "release.")
-    calm_below: float | None = _f(None, "Fraction of the output threshold below which a "
-                                  "reply streams without the hold-back window (None: "
+    # Calm release by default: on the organism v2 exchange bundle it keeps the stop rate
+    # before 25% of key details at 1.000 while 98.6% of harmless replies stream without
+    # the window's delay (benchmarks/calm_release.py; issue 13).
+    calm_below: float | None = _f(0.5, "Fraction of the output threshold below which a "
+                                  "reply streams without the hold-back window (0 or None: "
                                   "always hold back).")
     refusal: str = _f("I can't help with that request.", "Text sent in place of a blocked "
                       "reply.")

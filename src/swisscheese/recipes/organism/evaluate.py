@@ -122,7 +122,8 @@ def resolve_data_dir(bundle_dir: Path, bundle: GuardBundle,
                      "--data DIR, a directory written by `swisscheese data generate`")
 
 
-def _world_for(manifest: Mapping[str, Any], bundle: GuardBundle) -> World:
+def world_for(manifest: Mapping[str, Any], bundle: GuardBundle) -> World:
+    """The world the bundle's data was generated from (its manifest's seed, or the record's)."""
     recorded = bundle.training.data.get("world_seed")
     return World(seed=world_seed_of(manifest, recorded if isinstance(recorded, int) else 0))
 
@@ -185,10 +186,14 @@ def evaluate_input(bundle: GuardBundle, test: Sequence[Record],
 # ---- output -------------------------------------------------------------------------------
 def stream_stop(classifier: StreamingClassifier, threshold: float, text: str,
                 details: Sequence[str], chunk_chars: int, hold_back: int,
-                conversation: Conversation = None) -> tuple[bool, int, float]:
+                conversation: Conversation = None, calm_below: float | None = None
+                ) -> tuple[bool, int, float]:
     """Stream `text`, the reply to `conversation`, through a StreamGuard; (blocked,
-    characters released, share of `details` found in the released text)."""
-    guard = StreamGuard(classifier, threshold, hold_back=hold_back, conversation=conversation)
+    characters released, share of `details` found in the released text). `calm_below`,
+    a fraction of `threshold`, releases the reply at once while its score stays below it
+    (the gateway's calm release)."""
+    guard = StreamGuard(classifier, threshold, hold_back=hold_back, conversation=conversation,
+                        calm_below=None if calm_below is None else calm_below * threshold)
     released: list[str] = []
     blocked = False
     for i in range(0, len(text), chunk_chars):
@@ -259,7 +264,8 @@ def _stop_rate(rs: Sequence[tuple[bool, int, float]]) -> float | None:
 
 
 def evaluate_output(bundle: GuardBundle, world: World, hazards: Sequence[Hazard],
-                    test: Sequence[Record], hold_back: int) -> dict[str, Any]:
+                    test: Sequence[Record], hold_back: int,
+                    calm_below: float | None = None) -> dict[str, Any]:
     """The output classifier's figures (see the module docstring)."""
     t = bundle.thresholds["output"]
     chunk = bundle.stream_chunk_chars
@@ -269,10 +275,10 @@ def evaluate_output(bundle: GuardBundle, world: World, hazards: Sequence[Hazard]
         details = tuple(d.lower() for d in h.key_details)
         for variant, (conv, text) in hazard_variants(world, h).items():
             runs[variant].append(stream_stop(bundle.output, t, text, details, chunk, hold_back,
-                                             conv))
+                                             conv, calm_below))
         for fam, (conv, text) in family_exchanges(world, h).items():
             by_family[fam].append(stream_stop(bundle.output, t, text, details, chunk,
-                                              hold_back, conv))
+                                              hold_back, conv, calm_below))
     main = runs.get("answer", [])
     benign = [r for r in test if r.label == 0]
     # A fixed seed, so the regenerated utility replies are the same on every run.
@@ -282,6 +288,7 @@ def evaluate_output(bundle: GuardBundle, world: World, hazards: Sequence[Hazard]
         "kind": bundle.output_kind,
         "threshold": t,
         "hold_back": hold_back,
+        "calm_below": calm_below,
         "stream_chunk_chars": chunk,
         "n_hazards": len(main),
         "stop_rate_25": _stop_rate(main),
@@ -296,7 +303,8 @@ def evaluate_output(bundle: GuardBundle, world: World, hazards: Sequence[Hazard]
 
 
 def evaluate_output_responses(bundle: GuardBundle, world: World, hazards: Sequence[Hazard],
-                              test: Sequence[Record], hold_back: int) -> dict[str, Any]:
+                              test: Sequence[Record], hold_back: int,
+                              calm_below: float | None = None) -> dict[str, Any]:
     """The output classifier's figures on the model-written `response` of test records
     (see the module docstring)."""
     t = bundle.thresholds["output"]
@@ -327,7 +335,7 @@ def evaluate_output_responses(bundle: GuardBundle, world: World, hazards: Sequen
         n_from_harmless += r.label == 0
         details = tuple(d.lower() for d in h.key_details)
         runs[r.family].append(stream_stop(bundle.output, t, r.response, details, chunk,
-                                          hold_back, r.messages))
+                                          hold_back, r.messages, calm_below))
     main = [x for rs in runs.values() for x in rs]
     flags = [bundle.output_score(x, c) >= t for c, x in harmless]
     return {
@@ -335,6 +343,7 @@ def evaluate_output_responses(bundle: GuardBundle, world: World, hazards: Sequen
         "kind": bundle.output_kind,
         "threshold": t,
         "hold_back": hold_back,
+        "calm_below": calm_below,
         "stream_chunk_chars": chunk,
         "n_hazards": len(hazards),
         "n_harmful_replies": n_replies,
@@ -397,7 +406,7 @@ def evaluate_organism(bundle: GuardBundle, bdir: Path, settings: TrainConfig | N
         hold_back = settings.hold_back if settings is not None else DEFAULT_HOLD_BACK
     heldout = merged_heldout(manifest, bundle.training.heldout_families)
     input_held = list(settings.input_heldout) if settings is not None else []
-    world = _world_for(manifest, bundle)
+    world = world_for(manifest, bundle)
     hazards = _test_hazards(world, bundle.constitution, manifest, test)
     result: dict[str, Any] = {
         "bundle": str(bdir),
@@ -409,13 +418,17 @@ def evaluate_organism(bundle: GuardBundle, bdir: Path, settings: TrainConfig | N
         "n_test": len(test),
         "input": evaluate_input(bundle, test, heldout, input_held),
     }
-    reference = evaluate_output(bundle, world, hazards, test, hold_back)
+    calm = options.calm_below
+    if calm is not None and not 0.0 <= calm <= 1.0:
+        raise ValueError(f"calm_below is a fraction of the output threshold in [0, 1], "
+                         f"got {calm}")
+    reference = evaluate_output(bundle, world, hazards, test, hold_back, calm)
     if options.replies == "world":
         result["output"] = reference
     else:
         answered = with_responses(test, options.responder, data)
         result["output"] = evaluate_output_responses(bundle, world, hazards, answered,
-                                                     hold_back)
+                                                     hold_back, calm)
         result["output_reference"] = reference
     result["targets"] = check_targets(result)
     result["passed"] = all(t["pass"] for t in result["targets"].values())

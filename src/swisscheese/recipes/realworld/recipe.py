@@ -70,7 +70,8 @@ class RealWorldRecipe(Recipe):
     def evaluate(self, bundle: GuardBundle, bundle_dir: Path,
                  options: EvalOptions) -> dict[str, Any]:
         given = [name for name, v in (("a responder", options.responder),
-                                      ("hold_back", options.hold_back)) if v is not None]
+                                      ("hold_back", options.hold_back),
+                                      ("calm_below", options.calm_below)) if v is not None]
         if options.replies != "world":
             given.append(f"replies={options.replies!r}")
         if given:
