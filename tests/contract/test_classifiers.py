@@ -50,7 +50,10 @@ def name(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def kwargs(name: str, request: pytest.FixtureRequest) -> dict[str, Any]:
     """Constructor kwargs: none, or the tiny model for a backend that reads one (a tiny
-    random BERT for a backend whose `model_kind` is "encoder")."""
+    random BERT for a backend whose `model_kind` is "encoder"); a composite backend's
+    quick `smoke_params` (members that fit in a blink)."""
+    if getattr(CLASSIFIERS[name], "composite", False):
+        return dict(CLASSIFIERS[name].smoke_params)
     if getattr(CLASSIFIERS[name], "model_kind", "") == "encoder":
         return {"model_dir": str(request.getfixturevalue("tiny_encoder_dir"))}
     if getattr(CLASSIFIERS[name], "needs_model_dir", False):
@@ -165,6 +168,8 @@ def exchange(request: pytest.FixtureRequest) -> StreamingClassifier:
         kwargs["model_dir"] = str(request.getfixturevalue("tiny_model_dir"))
     if name.startswith("ngram"):
         kwargs["epochs"] = 40
+    if getattr(CLASSIFIERS[name], "composite", False):
+        kwargs |= CLASSIFIERS[name].smoke_params
     clf = get_classifier(name, **kwargs)
     assert isinstance(clf, StreamingClassifier)
     return clf.fit_exchanges(*PAIRS)

@@ -44,6 +44,7 @@ from swisscheese.classifiers.base import (
     Classifier,
     Conversation,
     StreamingClassifier,
+    StreamState,
 )
 from swisscheese.classifiers.errors import ClassifierError
 from swisscheese.classifiers.registry import load_category_scorer, load_classifier
@@ -118,9 +119,15 @@ class GuardBundle:
         An exchange bundle needs the conversation the response answers (BundleError
         without it: judging the reply alone would be a silent fallback); pass [] to say
         explicitly that there was none."""
+        return float(self.output_stream(response, conversation).max_score)
+
+    def output_stream(self, response: str, conversation: Conversation = None) -> StreamState:
+        """The output classifier's state after the whole response, fed as `output_score`
+        feeds it (its `max_score` is that score; a cascade's `stage` says which stage
+        scored it)."""
         if conversation is None:
             require_conversation(self, "output_score")
-        return stream_max_score(self.output, response, conversation, self.stream_chunk_chars)
+        return stream_state(self.output, response, conversation, self.stream_chunk_chars)
 
     def category_scores(self, texts: Sequence[str]) -> list[dict[str, float]]:
         """Per text, each harmful category's score ({} per text without a scorer)."""
@@ -167,6 +174,12 @@ def stream_max_score(classifier: StreamingClassifier, text: str,
                      chunk_chars: int = DEFAULT_STREAM_CHUNK) -> float:
     """Feed `text` to a streaming classifier `chunk_chars` characters at a time; return the
     cumulative maximum of the prefix scores (0.0 for an empty text: nothing was said)."""
+    return float(stream_state(classifier, text, conversation, chunk_chars).max_score)
+
+
+def stream_state(classifier: StreamingClassifier, text: str, conversation: Conversation = None,
+                 chunk_chars: int = DEFAULT_STREAM_CHUNK) -> StreamState:
+    """The stream state after `text` fed `chunk_chars` characters at a time (finished)."""
     if chunk_chars < 1:
         raise ValueError(f"chunk_chars must be >= 1, got {chunk_chars}")
     state = classifier.start(conversation)
@@ -174,7 +187,7 @@ def stream_max_score(classifier: StreamingClassifier, text: str,
         state, _ = classifier.update(state, text[i:i + chunk_chars])
     if text:
         state, _ = classifier.finish(state)
-    return float(state.max_score)
+    return state
 
 
 # ---- validation shared by save and load ---------------------------------------------------

@@ -15,6 +15,9 @@ The output has the same format and every original field, plus
                   constitution with its score and whether it is flagged (flagged only
                   when the input is), {"id": {"score": s, "flagged": b}}; in CSV a JSON
                   string
+    stages        only where a classifier of the bundle is a cascade: the stage that
+                  decided each layer, {"input": 1 or 2, "output": 1 or 2}; in CSV a JSON
+                  string
 
 Scores are in [0, 1], rounded to 6 places. Fields of those names already in the input are
 replaced (re-scoring a scored file gives fresh values, not stale ones). The output is
@@ -34,13 +37,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from swisscheese.bundles import GuardBundle, load_bundle
-from swisscheese.classifiers.base import render_conversation
+from swisscheese.classifiers.base import predict_stages, render_conversation
 from swisscheese.data.readers import errors_at, jsonl_objects
 
 JSONL_SUFFIXES = (".jsonl", ".json-lines")
 CSV_SUFFIXES = (".csv",)
 SUPPORTED = (*JSONL_SUFFIXES, *CSV_SUFFIXES)
-ADDED = ("input_score", "output_score", "flagged", "categories")
+ADDED = ("input_score", "output_score", "flagged", "categories", "stages")
 BATCH = 512  # rows scored per call of the input classifier: bounded memory, few calls
 
 
@@ -170,10 +173,11 @@ def _read_csv(reader: csv.DictReader, path: Path) -> Iterator[Row]:
 def _score_batch(bundle: GuardBundle, batch: list[Row], summary: ClassifySummary,
                  csv_out: bool) -> Iterator[dict[str, Any]]:
     prompts = [prompt for _, _, prompt, _, _ in batch]
-    scores = bundle.input_scores(prompts)
+    scores, in_stages = predict_stages(bundle.input, prompts)
     cat_scores = bundle.category_scores(prompts)
-    for (_, row, _prompt, response, convo), s_in, s_cat in zip(batch, scores, cat_scores,
-                                                               strict=True):
+    for i, ((_, row, _prompt, response, convo), s_in, s_cat) in enumerate(
+            zip(batch, scores, cat_scores, strict=True)):
+        stages = {} if in_stages is None else {"input": int(in_stages[i])}
         s_in = float(s_in)
         flag_in = bundle.flag_input(s_in)
         out = dict(row)
@@ -185,12 +189,16 @@ def _score_batch(bundle: GuardBundle, batch: list[Row], summary: ClassifySummary
             if csv_out:
                 out["output_score"] = ""
         else:
-            s_out = bundle.output_score(response, convo)
+            state = bundle.output_stream(response, convo)
+            s_out = float(state.max_score)
+            if state.stage is not None:
+                stages["output"] = state.stage
             flag_out = bundle.flag_output(s_out)
             out["output_score"] = round(s_out, 6)
             summary.responses += 1
             summary.output_score_sum += s_out
             summary.output_flagged += flag_out
+        _put_stages(out, stages, csv_out, cascade=is_cascade(bundle))
         flagged = flag_in or flag_out
         out["flagged"] = ("true" if flagged else "false") if csv_out else flagged
         summary.rows += 1
@@ -198,6 +206,21 @@ def _score_batch(bundle: GuardBundle, batch: list[Row], summary: ClassifySummary
         summary.input_flagged += flag_in
         summary.flagged += flagged
         yield out
+
+
+def is_cascade(bundle: GuardBundle) -> bool:
+    """Whether a classifier of `bundle` is a cascade (its decisions say which stage)."""
+    return any(getattr(c, "staged", False) for c in (bundle.input, bundle.output))
+
+
+def _put_stages(out: dict[str, Any], stages: dict[str, int], csv_out: bool,
+                cascade: bool) -> None:
+    """The row's `stages` field (dropped, or an empty CSV cell, for a bundle of no cascade)."""
+    if not cascade:
+        if out.pop("stages", None) is not None and csv_out:
+            out["stages"] = ""
+        return
+    out["stages"] = json.dumps(stages) if csv_out else stages
 
 
 def _put_categories(out: dict[str, Any], bundle: GuardBundle, scores: dict[str, float],
@@ -329,7 +352,8 @@ def classify_file(bundle: GuardBundle | str | Path, input_path: str | Path,
             else:
                 reader, columns = _csv_reader(fin, src)
                 added = [c for c in ADDED if c not in columns
-                         and (c != "categories" or loaded.categories is not None)]
+                         and (c != "categories" or loaded.categories is not None)
+                         and (c != "stages" or is_cascade(loaded))]
                 writer = csv.DictWriter(fout, [*columns, *added])
                 writer.writeheader()
                 writer.writerows(scored(_batched(_read_csv(reader, src)), summary, True))

@@ -20,7 +20,8 @@ from swisscheese.classifiers.errors import ClassifierError, NotFittedError
 
 __all__ = ["OUTPUT_CONTEXTS", "CategoryScorer", "Classifier", "ClassifierError",
            "Conversation", "NotFittedError", "StreamState", "StreamingClassifier",
-           "check_category_labels", "check_labels", "check_texts", "render_conversation"]
+           "check_category_labels", "check_labels", "check_texts", "predict_stages",
+           "render_conversation"]
 
 # What an output classifier reads: the reply on its own, or the reply in the conversation
 # that produced it (an exchange classifier).
@@ -120,6 +121,20 @@ class StreamState:
     max_score: float = 0.0
     n_chars: int = 0  # raw characters received, context included
     last_score: float = 0.0  # the score of the prefix as last scored
+    # Which stage of a cascade has scored this stream (1, or 2 once escalated); None for
+    # a classifier of one stage. Decision records keep it.
+    stage: int | None = None
+
+
+def predict_stages(classifier: Classifier,
+                   texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
+    """(scores, the stage that decided each text): a cascade says which of its stages
+    scored each text (1 or 2); any other classifier gives None for the stages."""
+    staged = getattr(classifier, "predict_stages", None)
+    if callable(staged):
+        scores, stages = staged(texts)
+        return np.asarray(scores), np.asarray(stages)
+    return classifier.predict_proba(texts), None
 
 
 class StreamingClassifier(ABC):

@@ -35,6 +35,10 @@ for _name, _path in (
     ("decoding", f"{_B}.decoding:DecodingClassifier"),
     ("encoder", f"{_B}.encoder:EncoderClassifier"),
     ("encoder-stream", f"{_B}.encoder:EncoderExchangeClassifier"),
+    ("cascade", f"{_B}.cascade:CascadeClassifier"),
+    ("cascade-stream", f"{_B}.cascade:CascadeStreamingClassifier"),
+    ("ensemble", f"{_B}.ensemble:EnsembleClassifier"),
+    ("ensemble-stream", f"{_B}.ensemble:EnsembleStreamingClassifier"),
 ):
     CLASSIFIERS.add_lazy(_name, _path)
 

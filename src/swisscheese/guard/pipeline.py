@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from swisscheese.bundles import GuardBundle
-from swisscheese.classifiers.base import render_conversation
+from swisscheese.classifiers.base import predict_stages, render_conversation
 from swisscheese.classifiers.streamguard import StreamGuard
 from swisscheese.guard.normalize import normalize_text
 from swisscheese.models.base import (
@@ -60,6 +60,9 @@ class Decision:
     # Per-category input scores (category id -> score) where the bundle has a category
     # scorer; None otherwise.
     categories: dict[str, float] | None = None
+    # Which stage of a cascade decided each layer ("input"/"output" -> 1 or 2), where the
+    # bundle's classifiers are cascades; None otherwise.
+    stages: dict[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,6 +92,10 @@ class GuardSession:
         self.decision.layer = layer
         self.decision.error = error
 
+    def _record_stage(self, layer: str, stage: int | None) -> None:
+        if stage is not None:
+            self.decision.stages = {**(self.decision.stages or {}), layer: stage}
+
     def check_input(self) -> bool:
         """Score the whole conversation; True when the reply may be generated."""
         bundle = self.guard.bundle
@@ -96,8 +103,11 @@ class GuardSession:
         try:
             if bundle is not None and self.guard.input_layer:
                 text = render_conversation(self.messages)
-                score = float(bundle.input_scores([text])[0])
+                scores, stages = predict_stages(bundle.input, [text])
+                score = float(scores[0])
                 self.decision.input_score = score
+                if stages is not None:
+                    self._record_stage("input", int(stages[0]))
                 if bundle.categories is not None:
                     self.decision.categories = bundle.category_scores([text])[0]
                 if bundle.flag_input(score):
@@ -132,6 +142,7 @@ class GuardSession:
         finally:
             self._output_s += time.perf_counter() - t
             self.decision.output_score = self._stream.max_score
+            self._record_stage("output", self._stream.state.stage)
         if blocked:
             self._block("output")
             return ""
@@ -159,6 +170,7 @@ class GuardSession:
         finally:
             self._output_s += time.perf_counter() - t
             self.decision.output_score = stream.max_score
+            self._record_stage("output", stream.state.stage)
         if blocked:
             self._block("output")
             return ""

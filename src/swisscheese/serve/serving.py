@@ -152,7 +152,8 @@ class GuardedRun(GuardedStream):
             produced_chars=sum(map(len, self.produced)),
             released_chars=sum(map(len, self.released)), hold_back=self.guard.hold_back,
             finish_reason=self.finish_reason, latency_ms=latency,
-            reply="".join(self.produced), sent=sent, categories=d.categories))
+            reply="".join(self.produced), sent=sent, categories=d.categories,
+            stages=d.stages))
 
 
 def sse(data: dict[str, Any] | str) -> bytes:

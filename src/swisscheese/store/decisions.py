@@ -62,6 +62,7 @@ class DecisionRecord:
     sent: str = ""
     created: str = field(default_factory=now_iso)
     categories: Mapping[str, float] | None = None  # per-category input scores
+    stages: Mapping[str, int] | None = None  # the cascade stage that decided each layer
 
 
 def open_gateway_store(target: str | Path) -> Engine:
@@ -84,6 +85,7 @@ def _decision_row(r: DecisionRecord) -> dict[str, Any]:
         "conversation": json.dumps([dict(m) for m in r.conversation]),
         "reply": r.reply, "sent": r.sent,
         "categories": None if r.categories is None else json.dumps(dict(r.categories)),
+        "stages": None if r.stages is None else json.dumps(dict(r.stages)),
     }
 
 
@@ -122,6 +124,7 @@ def query_decisions(engine: Engine, since: str | None = None,
         d["latency_ms"] = json.loads(d["latency_ms"])
         d["conversation"] = json.loads(d["conversation"])
         d["categories"] = None if d["categories"] is None else json.loads(d["categories"])
+        d["stages"] = None if d["stages"] is None else json.loads(d["stages"])
         out.append(d)
     return out
 

@@ -55,6 +55,9 @@ gateway_decisions = Table(
     # Per-category scores of the input (JSON object: category id -> score), where the
     # bundle has a category scorer; NULL otherwise and in rows written before.
     Column("categories", Text),
+    # Which stage of a cascade decided each layer (JSON object: "input"/"output" -> 1 or
+    # 2), where the bundle's classifiers are cascades; NULL otherwise and in older rows.
+    Column("stages", Text),
     Index("gateway_decisions_created", "created"),
 )
 
@@ -273,7 +276,8 @@ t2i_images = Table(
 # ---- migrations, per component, oldest first -----------------------------------------------
 MIGRATIONS: dict[str, list[Migration]] = {
     "gateway-decisions": [create_tables(gateway_decisions),
-                          add_columns(gateway_decisions, "categories")],
+                          add_columns(gateway_decisions, "categories"),
+                          add_columns(gateway_decisions, "stages")],
     "gateway-deployments": [create_tables(gateway_deployments)],
     "gateway-keys": [create_tables(gateway_keys)],
     "gateway-monitor": [create_tables(gateway_monitor_scores)],
