@@ -53,6 +53,25 @@ def split_options(recipe: Recipe, given: dict[str, Any]) -> tuple[Any, dict[str,
     return recipe.settings(**overrides), inputs
 
 
+def params_option(given: list[str] | None, option: str) -> dict[str, Any] | None:
+    """Repeatable KEY=VALUE options as constructor kwargs (VALUE read as JSON where it
+    parses, else as a string): `--input-param stage2=transformer --input-param
+    'stage2_params={"epochs": 6}'`. None when none is given."""
+    if not given:
+        return None
+    out: dict[str, Any] = {}
+    for item in given:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ValueError(f"{option} {item!r}: expected KEY=VALUE with KEY a name, e.g. "
+                             f"{option} stage2=transformer")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
 def families_option(given: list[str] | None) -> tuple[str, ...] | None:
     """A repeatable family option as the recipe reads it: None when not given (the
     recipe's defaults, or with --data the data's own held-out families); 'none' drops out,
@@ -117,6 +136,14 @@ def train(
         "--input-heldout", help="World family the input classifier never trains on while the "
                                 "output classifier does (repeatable; default: split_intent, "
                                 "indirect; 'none' for none).")] = None,
+    input_param: Annotated[list[str] | None, typer.Option(
+        "--input-param", help="KEY=VALUE constructor option of the input classifier "
+                              "(repeatable; VALUE as JSON where it parses), e.g. "
+                              "--backend cascade --input-param stage2=transformer.")] = None,
+    output_param: Annotated[list[str] | None, typer.Option(
+        "--output-param", help="KEY=VALUE constructor option of the output classifier "
+                               "(repeatable), e.g. --output-backend cascade-stream "
+                               "--output-param stage2=transformer-stream.")] = None,
 ) -> None:
     """Train input and output classifiers and write a calibrated guard bundle."""
     recipe = get_recipe(preset)
@@ -127,7 +154,9 @@ def train(
         "model_dir": None if model_dir is None else str(model_dir),
         "datasets": datasets, "limit": limit, "output_context": output_context,
         # No --heldout: the defaults (or, with --data, the data's own held-out families).
-        "input_heldout": families_option(input_heldout), "heldout": families_option(heldout)})
+        "input_heldout": families_option(input_heldout), "heldout": families_option(heldout),
+        "input_params": params_option(input_param, "--input-param"),
+        "output_params": params_option(output_param, "--output-param")})
     run_training(recipe, out, settings, inputs, target_fpr=target_fpr, seed=seed,
                  overwrite=force)
 

@@ -61,7 +61,8 @@ class OrganismRecipe(Recipe):
     config_class: ClassVar[type] = TrainConfig
     cli_options: ClassVar[frozenset[str]] = frozenset({
         "constitution", "data", "heldout", "responder", "n_per_category", "augment",
-        "backend", "output_backend", "model_dir", "output_context", "input_heldout"})
+        "backend", "output_backend", "model_dir", "output_context", "input_heldout",
+        "input_params", "output_params"})
     quick: ClassVar[Mapping[str, Any]] = {"n_per_category": 40, "augment": 1}
 
     def check(self, settings: Any, inputs: dict[str, Any]) -> None:
