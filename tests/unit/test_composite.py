@@ -159,3 +159,21 @@ def test_a_swapped_member_is_named(cascade, tmp_path: Path) -> None:  # type: ig
     shutil.rmtree(d / "stage1")
     with pytest.raises(ClassifierError, match="stage1"):
         load_classifier(d)
+
+
+def test_a_probe_and_ngram_ensemble_reads_the_served_model(data, tiny_model_dir: Path,  # type: ignore[no-untyped-def]
+                                                           tmp_path: Path) -> None:
+    from swisscheese.recipes.organism.train import TrainConfig, backend_params, check_backend
+
+    cfg = TrainConfig(backend="ensemble", input_params={"members": ["probe", "ngram"]},
+                      output_backend="ngram-stream", model_dir=str(tiny_model_dir))
+    check_backend(cfg)  # the recipe hands the model directory to the ensemble
+    params, _ = backend_params(cfg, 0)
+    clf = get_classifier("ensemble", **params)
+    assert clf.members["m0"].config.model_dir == str(tiny_model_dir)
+    texts, labels = data
+    clf.fit(texts[:40], labels[:40])
+    want = clf.predict_proba(texts[40:60])
+    assert (clf.weights >= 0).all() and want.shape == (20,)
+    assert np.allclose(load_classifier(clf.save(tmp_path / "e")).predict_proba(texts[40:60]),
+                       want)

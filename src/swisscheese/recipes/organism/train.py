@@ -251,8 +251,12 @@ def check_backend(cfg: TrainConfig) -> None:
 
 
 def _needs_model(name: str | None) -> bool:
-    return bool(name and name in CLASSIFIERS
-                and getattr(CLASSIFIERS.get(name), "needs_model_dir", False))
+    """Whether backend `name` takes a model directory: it reads a model, or it is a
+    composite (cascade, ensemble) that hands the directory to members that do."""
+    if not (name and name in CLASSIFIERS):
+        return False
+    cls = CLASSIFIERS.get(name)
+    return bool(getattr(cls, "needs_model_dir", False) or getattr(cls, "composite", False))
 
 
 def backend_params(cfg: TrainConfig, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
