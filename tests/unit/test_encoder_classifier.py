@@ -3,6 +3,7 @@ chunked streaming, fine-tuning and the per-category scorer (most on a tiny rando
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -179,3 +180,43 @@ def test_category_scorer_fits_saves_and_loads(tiny: str, tmp_path: Path) -> None
         EncoderCategoryScorer(model_dir=tiny).fit(HARM, [[1, 0]] * 4, cats)
     with pytest.raises(ValueError, match=r"\(4, 2\) label matrix"):
         EncoderCategoryScorer(model_dir=tiny).fit(HARM, [[1]] * 4, cats)
+
+
+# ---- the head ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("head", ["mlp", "logistic"])
+def test_either_head_saves_and_loads_to_the_same_scores(tiny: str, tmp_path: Path,
+                                                        head: str) -> None:
+    clf = EncoderClassifier(model_dir=tiny, head=head).fit(HARM + SAFE, [1] * 4 + [0] * 4)
+    loaded = load_classifier(clf.save(tmp_path / head))
+    assert loaded.config.head == head
+    np.testing.assert_array_equal(loaded.predict_proba(HARM + SAFE),
+                                  clf.predict_proba(HARM + SAFE))
+
+
+def test_a_heads_file_of_the_other_kind_is_named(tiny: str, tmp_path: Path) -> None:
+    from swisscheese.classifiers.persist import sha256_file
+
+    fit = dict(texts=HARM + SAFE, labels=[1] * 4 + [0] * 4)
+    mlp = EncoderClassifier(model_dir=tiny).fit(**fit).save(tmp_path / "mlp")
+    lin = EncoderClassifier(model_dir=tiny, head="logistic").fit(**fit).save(tmp_path / "lin")
+    heads = mlp / "heads.safetensors"
+    shutil.copy(lin / "heads.safetensors", heads)
+    meta = json.loads((mlp / "config.json").read_text())
+    meta["files"]["heads.safetensors"] = sha256_file(heads)  # a consistent, wrong save
+    (mlp / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ClassifierError, match=re.escape(str(heads)) + ".*expected tensors w1"):
+        load_classifier(mlp)
+
+
+def test_a_save_from_before_the_mlp_head_loads_as_logistic(tiny: str, tmp_path: Path) -> None:
+    clf = EncoderClassifier(model_dir=tiny, head="logistic").fit(HARM + SAFE, [1] * 4 + [0] * 4)
+    saved = clf.save(tmp_path / "old")
+    meta = json.loads((saved / "config.json").read_text())
+    for key in ("head", "hidden", "head_epochs", "head_noise"):
+        del meta["config"][key]
+    (saved / "config.json").write_text(json.dumps(meta))
+    loaded = load_classifier(saved)
+    assert loaded.config.head == "logistic"
+    np.testing.assert_array_equal(loaded.predict_proba(HARM), clf.predict_proba(HARM))
+    with pytest.raises(ValueError, match="head must be one of mlp, logistic"):
+        EncoderClassifier(model_dir=tiny, head="tree")

@@ -11,11 +11,12 @@ in `heldout` are applied to test requests only (recall per converter, held-out o
 marked).
 
 The backend is the pretrained encoder by default (`backend="encoder"`: the sha256-pinned
-MiniLM with logistic heads); `backend="ngram"` trains the fast hashed n-gram instead. The
-input threshold is calibrated on three benign sources at once (Alpaca, XSTest's safe
-calibration third, clean BIPIA e-mails: the largest of the per-source thresholds at
-`target_fpr`). With the encoder the bundle also gets a per-category scorer: one head per
-harmful category of `realworld_constitution()` (labels: `categories.py`). The output
+MiniLM with an mlp input head, logistic heads for the output and the categories);
+`backend="ngram"` trains the fast hashed n-gram instead. The input threshold is
+calibrated on three benign sources at once (Alpaca, XSTest's safe calibration third,
+clean BIPIA e-mails: the largest of the per-source thresholds at `target_fpr`).
+With the encoder the bundle also gets a per-category scorer: one head per harmful
+category of `realworld_constitution()` (labels: `categories.py`). The output
 classifier is an exchange classifier that learns from exchanges built from the requests
 (`replies.py`: the files hold no model replies). Every figure lands in the bundle's
 `metrics["realworld"]`.
