@@ -140,6 +140,19 @@ class _CascadeBase:
         stages[up] = 2
         return scores, stages
 
+    def predict_stages(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, the stage that decided each text: 1 or 2); a streaming cascade reads
+        the replies alone here."""
+        x = check_texts(texts)
+        self._threshold()
+        if not x:
+            return np.zeros(0), np.zeros(0, dtype=np.int64)
+        s1 = self.stage1.predict_proba(x)
+        return self._combine(s1, lambda up: self.stage2.predict_proba([x[i] for i in up]))
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        return self.predict_stages(texts)[0]
+
     def save(self, directory: str | Path) -> Path:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
@@ -195,17 +208,6 @@ class CascadeClassifier(_CascadeBase, Classifier):
         self.stage2.fit(x, y)
         return self
 
-    def predict_stages(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, the stage that decided each text: 1 or 2)."""
-        x = check_texts(texts)
-        self._threshold()
-        if not x:
-            return np.zeros(0), np.zeros(0, dtype=np.int64)
-        s1 = self.stage1.predict_proba(x)
-        return self._combine(s1, lambda up: self.stage2.predict_proba([x[i] for i in up]))
-
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        return self.predict_stages(texts)[0]
 
 
 @dataclass
@@ -282,18 +284,6 @@ class CascadeStreamingClassifier(_CascadeBase, Classifier, StreamingClassifier):
         if n == len(reply):
             state, _ = self.stage1.finish(state)
         return float(state.max_score)
-
-    def predict_stages(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(whole-reply scores, the stage that decided each), replies read alone."""
-        x = check_texts(texts)
-        self._threshold()
-        if not x:
-            return np.zeros(0), np.zeros(0, dtype=np.int64)
-        s1 = self.stage1.predict_proba(x)
-        return self._combine(s1, lambda up: self.stage2.predict_proba([x[i] for i in up]))
-
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        return self.predict_stages(texts)[0]
 
     def predict_exchange(self, conversations: Sequence[Conversation],
                          replies: Sequence[str]) -> np.ndarray:
