@@ -81,9 +81,13 @@ def test_the_category_scorer_is_saved_and_checked(cat_bundle_dir: Path, tmp_path
 def test_moderations_chat_and_classify_carry_the_categories(cat_bundle_dir: Path,
                                                             tmp_path: Path) -> None:
     bundle = load_bundle(cat_bundle_dir)
+    # A safe prompt the input layer passes: which one depends on the tiny random BERT's
+    # initial weights (they changed with the transformers release), not on the plumbing.
+    passed = [p for p in SAFE if not bundle.flag_input(bundle.input_scores([p])[0])]
+    assert passed, "the input layer should pass some safe prompt at target FPR 0.5"
     with gateway(tmp_path, ScriptedModel("Paris is the capital."), bundle) as (url, state):
         c = client(url)
-        mod = c.moderations.create(input=[WEAPONS[0], SAFE[4]])
+        mod = c.moderations.create(input=[WEAPONS[0], passed[0]])
         r0, r1 = (r.model_dump() for r in mod.results)
         for r in (r0, r1):
             assert {"harmful_request", "harmful_content", "weapons", "cyber"} <= set(
@@ -127,5 +131,6 @@ def test_an_old_decisions_table_gains_the_categories_column(tmp_path: Path) -> N
         cols = [r[1] for r in c.exec_driver_sql("PRAGMA table_info(gateway_decisions)")]
         version = c.exec_driver_sql("SELECT version FROM schema_versions WHERE component = "
                                     "'gateway-decisions'").scalar_one()
-    assert "categories" in cols and version == 2
+    # Every migration of the component ran: categories (2), then stages (3).
+    assert "categories" in cols and "stages" in cols and version == 3
     engine.dispose()
