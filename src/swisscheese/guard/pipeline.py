@@ -142,7 +142,7 @@ class GuardSession:
         finally:
             self._output_s += time.perf_counter() - t
             self.decision.output_score = self._stream.max_score
-            self._record_stage("output", self._stream.state.stage)
+            self._record_stage("output", getattr(self._stream.state, "stage", None))
         if blocked:
             self._block("output")
             return ""
@@ -170,7 +170,7 @@ class GuardSession:
         finally:
             self._output_s += time.perf_counter() - t
             self.decision.output_score = stream.max_score
-            self._record_stage("output", stream.state.stage)
+            self._record_stage("output", getattr(stream.state, "stage", None))
         if blocked:
             self._block("output")
             return ""
