@@ -63,6 +63,9 @@ class WordBundle:
     def input_scores(self, texts):
         return [0.9 if self.word in t else 0.1 for t in texts]
 
+    def input_stages(self, texts):
+        return self.input_scores(texts), None  # not a cascade
+
     def flag_input(self, score: float) -> bool:
         return score >= self.thresholds["input"]
 

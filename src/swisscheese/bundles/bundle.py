@@ -45,6 +45,7 @@ from swisscheese.classifiers.base import (
     Conversation,
     StreamingClassifier,
     StreamState,
+    predict_stages,
 )
 from swisscheese.classifiers.errors import ClassifierError
 from swisscheese.classifiers.registry import load_category_scorer, load_classifier
@@ -106,6 +107,10 @@ class GuardBundle:
     def input_scores(self, texts: Sequence[str]) -> np.ndarray:
         """Input classifier scores of prompts (or rendered conversations)."""
         return self.input.predict_proba(texts)
+
+    def input_stages(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Input scores and, for a cascade, the stage that decided each text (else None)."""
+        return predict_stages(self.input, texts)
 
     @property
     def output_kind(self) -> str:

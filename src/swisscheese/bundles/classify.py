@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from swisscheese.bundles import GuardBundle, load_bundle
-from swisscheese.classifiers.base import predict_stages, render_conversation
+from swisscheese.classifiers.base import render_conversation
 from swisscheese.data.readers import errors_at, jsonl_objects
 
 JSONL_SUFFIXES = (".jsonl", ".json-lines")
@@ -173,7 +173,7 @@ def _read_csv(reader: csv.DictReader, path: Path) -> Iterator[Row]:
 def _score_batch(bundle: GuardBundle, batch: list[Row], summary: ClassifySummary,
                  csv_out: bool) -> Iterator[dict[str, Any]]:
     prompts = [prompt for _, _, prompt, _, _ in batch]
-    scores, in_stages = predict_stages(bundle.input, prompts)
+    scores, in_stages = bundle.input_stages(prompts)
     cat_scores = bundle.category_scores(prompts)
     for i, ((_, row, _prompt, response, convo), s_in, s_cat) in enumerate(
             zip(batch, scores, cat_scores, strict=True)):

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from swisscheese.bundles import GuardBundle
-from swisscheese.classifiers.base import predict_stages, render_conversation
+from swisscheese.classifiers.base import render_conversation
 from swisscheese.classifiers.streamguard import StreamGuard
 from swisscheese.guard.normalize import normalize_text
 from swisscheese.models.base import (
@@ -103,7 +103,7 @@ class GuardSession:
         try:
             if bundle is not None and self.guard.input_layer:
                 text = render_conversation(self.messages)
-                scores, stages = predict_stages(bundle.input, [text])
+                scores, stages = bundle.input_stages([text])
                 score = float(scores[0])
                 self.decision.input_score = score
                 if stages is not None:
