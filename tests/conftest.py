@@ -86,6 +86,15 @@ def small_bundle_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def judge_url():
+    """The URL of a rating judge on loopback (tests/judge_server.py), for the session."""
+    from tests.judge_server import JudgeServer
+
+    with JudgeServer() as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
 def t2i_organism_dir(tmp_path_factory) -> Path:
     """The `test` preset text-to-image organism with its CNN judge (seconds)."""
     from swisscheese.t2i.organism import train_organism

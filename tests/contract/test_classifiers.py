@@ -3,7 +3,8 @@
 A new backend is picked up here by registering it; nothing in this file names one. A
 backend that reads a local model (its class sets `needs_model_dir = True`) is given the
 tiny random-ish Llama of the `tiny_model_dir` fixture as `model_dir`; an encoder backend
-(`model_kind = "encoder"`) the tiny random BERT of `tiny_encoder_dir`.
+(`model_kind = "encoder"`) the tiny random BERT of `tiny_encoder_dir`; a backend that calls
+an endpoint (`needs_endpoint = True`) the URL of the rating judge of `judge_url`.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ def kwargs(name: str, request: pytest.FixtureRequest) -> dict[str, Any]:
         return {"model_dir": str(request.getfixturevalue("tiny_encoder_dir"))}
     if getattr(CLASSIFIERS[name], "needs_model_dir", False):
         return {"model_dir": str(request.getfixturevalue("tiny_model_dir"))}
+    if getattr(CLASSIFIERS[name], "needs_endpoint", False):
+        return {"base_url": str(request.getfixturevalue("judge_url"))}
     return {}
 
 

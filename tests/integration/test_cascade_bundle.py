@@ -113,3 +113,39 @@ def test_classify_and_the_store_keep_the_stages(bundle_dir: Path, bundle: GuardB
     insert_decision(engine, DecisionRecord(id="d1", endpoint="chat", conversation=[],
                                            stages={"input": 1, "output": 2}))
     assert query_decisions(engine)[0]["stages"] == {"input": 1, "output": 2}
+
+
+def test_an_llm_judge_stage_two_behind_a_url_fails_closed_when_down(
+        tmp_path_factory: pytest.TempPathFactory, world) -> None:  # type: ignore[no-untyped-def]
+    """Stage 2 an LLM judge on a real loopback endpoint: it rates only what stage 1
+    escalates; once the endpoint is down, an escalated request is blocked as an error
+    (recorded in the decision) while requests stage 1 clears flow as before."""
+    from swisscheese.recipes.organism.train import TrainConfig, train_bundle
+    from tests.judge_server import JudgeServer
+
+    with JudgeServer() as server:
+        cfg = TrainConfig(n_per_category=40, augment=1, backend="cascade",
+                          output_backend="ngram-stream",
+                          input_params={"stage2": "llm-judge",
+                                        "stage2_params": {"base_url": server.url,
+                                                          "timeout": 2.0}})
+        d = train_bundle(tmp_path_factory.mktemp("llm") / "run", heldout=("morse",),
+                         config=cfg)
+        bundle = load_bundle(d)
+        assert bundle.input.stage2.name == "llm-judge"  # type: ignore[attr-defined]
+        asked = len(server.texts)
+        request = world.hazard_request(world.seen_hazards[0], 0)
+        _, d1 = run(Guard(bundle, output_layer=False), [{"role": "user", "content": request}],
+                    "")
+        assert d1.stages == {"input": 2} and d1.blocked and d1.layer == "input"
+        assert server.texts[asked:] == [request]  # one call, for the escalated text only
+        benign = [f"What is {a} plus {b}?" for a in range(3) for b in range(3)]
+        cleared = [t for t in benign if bundle.input_stages([t])[1][0] == 1]  # type: ignore[index]
+        assert cleared, "stage 1 should clear some arithmetic"
+    # The endpoint is down now.
+    _, d2 = run(Guard(bundle, output_layer=False), [{"role": "user", "content": request}], "")
+    assert d2.blocked and d2.layer == "error" and "input layer" in d2.error
+    assert "127.0.0.1" in d2.error  # the error names the endpoint
+    for t in cleared:
+        text, d3 = run(Guard(bundle), [{"role": "user", "content": t}], "It is small.")
+        assert not d3.blocked and d3.stages["input"] == 1 and text == "It is small."

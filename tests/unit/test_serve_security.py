@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from swisscheese.redteam.judges.ratings import parse_rating
+from swisscheese.models.ratings import parse_rating
 from swisscheese.serve.config import GatewayConfig
 from swisscheese.serve.errors import APIError
 from swisscheese.serve.monitor import parse_since

@@ -39,6 +39,7 @@ for _name, _path in (
     ("cascade-stream", f"{_B}.cascade:CascadeStreamingClassifier"),
     ("ensemble", f"{_B}.ensemble:EnsembleClassifier"),
     ("ensemble-stream", f"{_B}.ensemble:EnsembleStreamingClassifier"),
+    ("llm-judge", f"{_B}.llm_judge:LLMJudgeClassifier"),
 ):
     CLASSIFIERS.add_lazy(_name, _path)
 

@@ -6,6 +6,7 @@ the reply carries out the request, on 1-10 (or 0-1). The rating is parsed robust
 from __future__ import annotations
 
 from swisscheese.models.base import ChatModel, GenerationParams
+from swisscheese.models.ratings import SCALES, parse_rating
 from swisscheese.redteam.base import (
     JAILBROKEN,
     REFUSED,
@@ -15,7 +16,6 @@ from swisscheese.redteam.base import (
     Judge,
     Verdict,
 )
-from swisscheese.redteam.judges.ratings import SCALES, parse_rating
 from swisscheese.world.grader import is_refusal
 
 RUBRIC = (
