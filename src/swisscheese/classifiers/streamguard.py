@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from swisscheese.classifiers.base import Conversation, StreamingClassifier
 
 
@@ -39,6 +41,7 @@ class StreamGuard:
         self.blocked = False
         self._n_released = 0
         self._held = ""  # scored but not yet released, always the newest characters
+        self._unscored = ""  # hidden-state path: text whose states have not come yet
 
     @property
     def max_score(self) -> float:
@@ -53,17 +56,40 @@ class StreamGuard:
         if self.blocked:
             return "", True
         self.state, _ = self.classifier.update(self.state, delta)
-        if self.state.max_score >= self.threshold:
-            self.blocked = True
-            self._held = ""
+        if self._crossed():
             return "", True
         self._held += delta
+        return self._release(self.classifier.pending_chars(self.state))
+
+    def push_hidden(self, delta: str, hidden: Any) -> tuple[str, bool]:
+        """The served model's own states (a probe's `update_hidden`): `hidden` holds the
+        states of the reply tokens read in this generation step, i.e. the text pushed
+        before `delta`, or None; `delta` waits, unscored, for the next step's states.
+        Returns (text newly safe to release, blocked)."""
+        if self.blocked:
+            return "", True
+        if hidden is not None:
+            self.state, _ = self.classifier.update_hidden(self.state, hidden)  # type: ignore[attr-defined]
+            if self._crossed():
+                return "", True
+            self._held += self._unscored
+            self._unscored = ""
+        self._unscored += delta
+        return self._release(0)
+
+    def _crossed(self) -> bool:
+        if self.state.max_score >= self.threshold:
+            self.blocked = True
+            self._held = self._unscored = ""
+        return self.blocked
+
+    def _release(self, unread: int) -> tuple[str, bool]:
         calm = self.calm_below is not None and self.state.max_score < self.calm_below
         # Release only what lies before the newest `hold_back` characters (all of it while
         # the stream is calm), and never text the score has not read yet (a backend that
-        # scores in chunks lags by up to a chunk).
-        unread = self.classifier.pending_chars(self.state)
-        n_out = max(0, len(self._held) - (unread if calm else max(unread, self.hold_back)))
+        # scores in chunks lags by up to a chunk; states come a step after their text).
+        hold = max(0, self.hold_back - len(self._unscored))
+        n_out = max(0, len(self._held) - (unread if calm else max(unread, hold)))
         out, self._held = self._held[:n_out], self._held[n_out:]
         self._n_released += len(out)
         return out, False
@@ -72,11 +98,14 @@ class StreamGuard:
         """End of stream: release the held tail (it has been scored) unless blocked."""
         if self.blocked:
             return "", True
+        if self._unscored:  # a hidden-state stream that ended before its last states came
+            self.blocked = True
+            self._held = self._unscored = ""
+            raise RuntimeError("the stream ended before the hidden states of its last text "
+                               "came; that text was never scored")
         # What a chunked backend has not read yet is scored before it goes out.
         self.state, _ = self.classifier.finish(self.state)
-        if self.state.max_score >= self.threshold:
-            self.blocked = True
-            self._held = ""
+        if self._crossed():
             return "", True
         out, self._held = self._held, ""
         self._n_released += len(out)

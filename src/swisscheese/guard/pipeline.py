@@ -126,6 +126,14 @@ class GuardSession:
 
     def push(self, delta: str) -> str:
         """Score a model delta; returns the text now safe to release ("" once blocked)."""
+        return self._push(delta, lambda stream, d: stream.push(d))
+
+    def push_hidden(self, delta: str, hidden: Any) -> str:
+        """A step of `Guard.model_stream`'s hidden-state path: the output probe reads the
+        served model's states of the text pushed before (`StreamGuard.push_hidden`)."""
+        return self._push(delta, lambda stream, d: stream.push_hidden(d, hidden))
+
+    def _push(self, delta: str, score: Callable[[StreamGuard, str], tuple[str, bool]]) -> str:
         if self.decision.blocked:
             return ""
         if "first_token" not in self.decision.latency_ms:
@@ -135,7 +143,7 @@ class GuardSession:
             return delta
         t = time.perf_counter()
         try:
-            out, blocked = self._stream.push(normalize_text(delta))
+            out, blocked = score(self._stream, normalize_text(delta))
         except Exception as e:  # noqa: BLE001 - fail closed on any classifier failure
             self._block("error", f"output layer: {type(e).__name__}: {e}")
             return ""
@@ -203,6 +211,7 @@ class Guard:
         self.output_layer = output_layer
         self.hold_back = hold_back
         self.refusal = refusal
+        self._hidden: dict[tuple[int, str], int | None] = {}
 
     @property
     def layers(self) -> list[str]:
@@ -214,7 +223,32 @@ class Guard:
     def session(self, conversation: ConversationLike) -> GuardSession:
         return GuardSession(self, conversation)
 
-    def guard_stream(self, session: GuardSession, deltas: Iterator[str]) -> Iterator[str]:
+    def hidden_layer(self, model: Any) -> int | None:
+        """The `hidden_states` index the output layer reads from `model`'s own generation
+        (a probe fitted on that very model, served locally), or None: it reads text."""
+        out = self.bundle.output if self.bundle is not None and self.output_layer else None
+        reads = getattr(out, "reads_states_of", None)
+        path = getattr(model, "path", None)
+        if out is None or not callable(reads) or path is None or not callable(
+                getattr(model, "stream_hidden", None)):
+            return None
+        key = (id(out), str(path))
+        if key not in self._hidden:  # a fingerprint reads the weight files: once per model
+            self._hidden[key] = int(out.hidden_index) if reads(path) else None  # type: ignore[attr-defined]
+        return self._hidden[key]
+
+    def model_stream(self, model: ChatModel, conversation: ConversationLike,
+                     params: GenerationParams | None) -> Iterator[str | tuple[str, Any]]:
+        """The model's reply for `guarded_deltas`: (delta, hidden states) steps where the
+        output layer can read the served model's own states (see `hidden_layer`; not with
+        stop sequences, which cut text the states have read), else text deltas."""
+        layer = self.hidden_layer(model)
+        if layer is None or (params is not None and params.stop):
+            return iter(model.stream(conversation, params))
+        return iter(model.stream_hidden(conversation, params, layer=layer))  # type: ignore[attr-defined]
+
+    def guard_stream(self, session: GuardSession,
+                     deltas: Iterator[str | tuple[str, Any]]) -> Iterator[str]:
         """Released text of a model stream, after `session.check_input()` passed.
 
         Stops pulling from the model as soon as the output layer blocks; closes the model's
@@ -239,7 +273,7 @@ class StreamEvent:
     released: str = ""
 
 
-def guarded_deltas(session: GuardSession, deltas: Iterator[str],
+def guarded_deltas(session: GuardSession, deltas: Iterator[str | tuple[str, Any]],
                    stop: Callable[[], bool] = lambda: False,
                    scoring: Callable[[str], AbstractContextManager[Any]] = lambda _: nullcontext()
                    ) -> Iterator[StreamEvent]:
@@ -255,13 +289,21 @@ def guarded_deltas(session: GuardSession, deltas: Iterator[str],
     the session and raised; the model's stream is closed whatever happens.
     """
     try:
-        for delta in deltas:
+        for item in deltas:
             if stop():
                 return
-            if not delta:
+            if isinstance(item, tuple):  # Guard.model_stream's hidden-state steps
+                delta, hidden = item
+                with scoring("output"):
+                    out = session.push_hidden(delta, hidden)
+                if not (delta or out or session.decision.blocked):
+                    continue
+            elif not item:
                 continue
-            with scoring("output"):
-                out = session.push(delta)
+            else:
+                delta = item
+                with scoring("output"):
+                    out = session.push(delta)
             if session.decision.blocked:
                 session.finish()
                 yield StreamEvent(BLOCKED, delta)
@@ -329,7 +371,8 @@ class GuardedChatModel:
             session.finish()
             yield self.guard.refusal
             return
-        yield from self.guard.guard_stream(session, iter(self.model.stream(conversation, params)))
+        yield from self.guard.guard_stream(
+            session, self.guard.model_stream(self.model, conversation, params))
         if session.decision.blocked:
             yield self.guard.refusal
 

@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from swisscheese.models.base import (
     ConversationLike,
@@ -151,7 +152,23 @@ class HFChatModel:
         params = params or GenerationParams()
         return stop_filtered(self._deltas(conversation, params), params.stop)
 
+    def stream_hidden(self, conversation: ConversationLike, params: GenerationParams | None = None,
+                      layer: int = -1) -> Iterator[tuple[str, Any]]:
+        """Like `stream`, with the hidden states the generation computes anyway: yields
+        (delta, hidden), `hidden` the (1, d) state at `hidden_states[layer]` of the reply
+        token this step read (the token the step before generated; None at the prompt's
+        prefill), so a probe on the served model scores each token for one dot product.
+        A delta is never covered by the hidden state that comes with it, only by the next
+        one: the last item carries the last token's state (the end-of-turn step, or one
+        extra forward pass when max_new_tokens cuts the reply). Deltas may be "" (a
+        character split over tokens). Stop sequences are not applied."""
+        return self._steps(conversation, params or GenerationParams(), layer)
+
     def _deltas(self, conversation: ConversationLike, params: GenerationParams) -> Iterator[str]:
+        return (delta for delta, _ in self._steps(conversation, params, None) if delta)
+
+    def _steps(self, conversation: ConversationLike, params: GenerationParams,
+               layer: int | None) -> Iterator[tuple[str, Any]]:
         import torch
 
         gen = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
@@ -160,21 +177,33 @@ class HFChatModel:
         past = None
         tokens: list[int] = []
         prefix_off = read_off = 0
+        want = layer is not None
+        # With hidden states, one more step reads the last token when max_new_tokens ends it.
         with torch.no_grad():
-            for _ in range(params.max_new_tokens):
-                out = self.model(input_ids=ids, **{self._cache_kw: past}, use_cache=True)
+            for step in range(params.max_new_tokens + want):
+                out = self.model(input_ids=ids, **{self._cache_kw: past}, use_cache=True,
+                                 output_hidden_states=want)
                 past = out.past_key_values
+                hidden = out.hidden_states[layer][0, -1:] if want and step else None
+                if step == params.max_new_tokens:
+                    yield "", hidden
+                    return
                 nxt = self._pick(out.logits[0, -1].float(), params, gen)
                 if nxt in self.eos_ids:
+                    if hidden is not None:
+                        yield "", hidden
                     return
                 tokens.append(nxt)
                 ids = torch.tensor([[nxt]], device=self.device)
                 # Decode a sliding window so multi-byte characters are only sent whole.
                 prev = self.tokenizer.decode(tokens[prefix_off:read_off], skip_special_tokens=True)
                 new = self.tokenizer.decode(tokens[prefix_off:], skip_special_tokens=True)
+                delta = ""
                 if len(new) > len(prev) and not new.endswith("\ufffd"):
                     prefix_off, read_off = read_off, len(tokens)
-                    yield new[len(prev):]
+                    delta = new[len(prev):]
+                if delta or hidden is not None:
+                    yield delta, hidden
 
     @staticmethod
     def _pick(logits, params: GenerationParams, gen) -> int:

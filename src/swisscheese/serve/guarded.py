@@ -86,7 +86,7 @@ class GuardedStream:
                 self.session.finish()
                 put((BLOCKED, None))
                 return
-            deltas = iter(self.model.stream(self.conversation, self.params))
+            deltas = self.guard.model_stream(self.model, self.conversation, self.params)
             for ev in guarded_deltas(self.session, deltas, self._stop.is_set, self._scoring):
                 if ev.kind == DELTA:
                     put((TEXT, (ev.delta, ev.released)))

@@ -83,7 +83,7 @@ class GuardedRun(GuardedStream):
                 if kind == TEXT:
                     delta, out = value
                     self.produced.append(delta)
-                    self.n_deltas += 1
+                    self.n_deltas += bool(delta)  # a hidden-state step may carry no text
                     if out:
                         yield self._released(out)
                 elif kind == BLOCKED:

@@ -460,6 +460,7 @@ class ProbeStreamState(StreamState):
     n_cached: int = 0  # tokens in the cache (the begin token included)
     pending: str = ""
     prefix: list[int] = field(default_factory=list)  # exchange: the conversation's tokens
+    conversation: Conversation = None  # exchange: tokenized into `prefix` on first update
 
 
 class ProbeStreamingClassifier(ProbeClassifier, StreamingClassifier):
@@ -521,7 +522,9 @@ class ProbeStreamingClassifier(ProbeClassifier, StreamingClassifier):
         self._check_fitted()
         state = ProbeStreamState()
         if self.config.context == "exchange":
-            state.prefix = self._prefix_ids(conversation)
+            # Tokenized on the first text update: the hidden-state path never needs it
+            # (nor the probe's own model copy that tokenizing loads).
+            state.conversation = conversation
         return state
 
     def _logit(self, proj_sum: float, proj_last: float, count: int) -> float:
@@ -531,6 +534,14 @@ class ProbeStreamingClassifier(ProbeClassifier, StreamingClassifier):
         return self.intercept_ + pooled
 
     # ---- the generator's own hidden states ---------------------------------------------
+    def reads_states_of(self, model_dir: str | Path) -> bool:
+        """Whether `model_dir` holds the model this probe was fitted on (the same
+        fingerprint), so that its generation's hidden states can go to `update_hidden`."""
+        try:
+            return self.fingerprint == model_fingerprint(model_dir)
+        except ClassifierError:
+            return False
+
     def update_hidden(self, state: ProbeStreamState, hidden: Any
                       ) -> tuple[ProbeStreamState, float]:
         """Feed the hidden state(s) of the newly generated token(s) at `hidden_index`:
@@ -631,6 +642,9 @@ class ProbeStreamingClassifier(ProbeClassifier, StreamingClassifier):
         state.pending = text[cut:]
         if state.cache is None:
             from transformers import DynamicCache
+
+            if state.conversation is not None:
+                state.prefix = self._prefix_ids(state.conversation)
 
             state.cache = DynamicCache(config=lm.config)
             # The begin token and the conversation (exchange) go in once, unpooled.
