@@ -207,7 +207,7 @@ def main() -> int:
     probe = _load_streaming(args.probe, "probe-stream")
     if probe is None:
         probe = ProbeStreamingClassifier(model_dir=args.model).fit(texts, labels)
-    layer = probe.hidden_index
+    layers = probe.hidden_indices
 
     def text_hook(clf: Any, context: bool = False) -> Callable[[str], Callable[[str, Any], None]]:
         def make(prompt: str) -> Callable[[str, Any], None]:
@@ -226,14 +226,17 @@ def main() -> int:
         return make
 
     def hidden_hook(_prompt: str) -> Callable[[str, Any], None]:
+        import torch
+
         state = probe.start()
 
         def hook(_delta: str, hidden: Any) -> None:
-            h = hidden[layer]
             # A step's last position is its input token: after the prompt's prefill that
             # is the reply token the step before generated, so the prefill is skipped.
-            if h.shape[1] == 1:
-                _, score = probe.update_hidden(state, h[0, -1])
+            if hidden[layers[0]].shape[1] == 1:
+                h = hidden[layers[0]][0, -1] if len(layers) == 1 else torch.cat(
+                    [hidden[i][0, -1] for i in layers])
+                _, score = probe.update_hidden(state, h)
                 if score >= NEVER:
                     raise RuntimeError("unreachable: the threshold is above 1")
         return hook
@@ -346,7 +349,7 @@ def main() -> int:
         "classifiers": {"ngram": getattr(ngram, "name", None),
                         "ngram_exchange": repr(getattr(exch, "config", None)),
                         "transformer": repr(getattr(trans, "config", None)),
-                        "probe_layer": layer, "probe_pooling": probe.config.pooling},
+                        "probe_layers": list(layers), "probe_pooling": probe.config.pooling},
         "benchmark": {
             "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
             "rounds": args.rounds, "max_new_tokens": args.tokens, "threads": 1,

@@ -48,7 +48,7 @@ def guard_with(probe: ProbeStreamingClassifier, threshold: float, **kw: object) 
 
 def test_stream_hidden_gives_the_reply_and_the_state_of_each_of_its_tokens(
         served: HFChatModel) -> None:
-    steps = list(served.stream_hidden(CONV, PARAMS, layer=-1))
+    steps = list(served.stream_hidden(CONV, PARAMS, layers=(-1,)))
     text = "".join(d for d, _ in steps)
     assert text == "".join(served.stream(CONV, PARAMS))
     assert steps[0][1] is None  # the prefill reads no reply token
@@ -61,7 +61,7 @@ def test_stream_hidden_gives_the_reply_and_the_state_of_each_of_its_tokens(
     full = torch.tensor([served.prompt_ids(CONV, PARAMS.max_new_tokens) + ids])
     with torch.no_grad():
         want = served.model(input_ids=full, output_hidden_states=True).hidden_states[-1][0]
-    got = torch.cat(states)
+    got = torch.stack(states)
     assert torch.allclose(got, want[-len(ids):], atol=1e-4)
 
 
@@ -70,7 +70,7 @@ def test_the_guard_scores_the_served_models_states_and_never_loads_its_own_copy(
     probe = load_classifier(probe_dir)
     assert isinstance(probe, ProbeStreamingClassifier)
     guard = guard_with(probe, threshold=1.0, hold_back=0)
-    assert guard.hidden_layer(served) == probe.hidden_index
+    assert guard.hidden_layers(served) == probe.hidden_indices
     guarded = GuardedChatModel(served, guard)
     reply = guarded.generate(CONV, PARAMS).content
     d = guarded.last_decision
@@ -114,9 +114,9 @@ def test_another_model_streams_text_through_the_probes_own_copy(
     model = HFChatModel(other)
     probe = load_classifier(probe_dir)
     guard = guard_with(probe, threshold=1.0)
-    assert guard.hidden_layer(model) is None  # fingerprints differ: never its states
+    assert guard.hidden_layers(model) is None  # fingerprints differ: never its states
     assert isinstance(next(guard.model_stream(model, CONV, PARAMS)), str)
     # Stop sequences cut text the states would have read: the text path too.
-    assert guard.hidden_layer(served) is not None
+    assert guard.hidden_layers(served) is not None
     stopped = GenerationParams(max_new_tokens=12, stop=["zz"])
     assert isinstance(next(guard.model_stream(served, CONV, stopped)), str)

@@ -388,3 +388,25 @@ def test_cli_classify(saved: Path, data: Data, tmp_path: Path) -> None:
     result = runner.invoke(app, ["classify", "--bundle", str(tmp_path), "--input", str(src),
                                  "--output", str(dst)])
     assert result.exit_code == 1 and "bundle.json" in result.output
+
+
+def test_build_reports_each_phase_and_samples_the_training_figures(
+        data: Data, monkeypatch: pytest.MonkeyPatch) -> None:
+    import swisscheese.bundles.build as build
+
+    monkeypatch.setattr(build, "TRAIN_FIGURE_N", 5)
+    seen: list[tuple[str, int, int]] = []
+    b = build_bundle(
+        default_constitution(), data.train_texts, data.train_labels, data.cal_texts,
+        data.out_texts, data.out_labels, data.cal_out, target_fpr=TARGET_FPR,
+        input_params={"epochs": 5},
+        progress=lambda phase, done, total, figures=None: seen.append((phase, done, total)))
+    phases = [p for p, _, _ in seen]
+    for phase in ("fit input", "fit output", "calibrate input", "calibrate output",
+                  "training figures"):
+        assert phase in phases
+    ends = {p: (d, t) for p, d, t in seen}
+    assert ends["calibrate output"] == (len(data.cal_out), len(data.cal_out))
+    assert ends["training figures"] == (5, 5)
+    assert b.metrics["input"]["train_tpr_n"] == b.metrics["output"]["train_tpr_n"] == 5
+    assert b.input.progress is None and b.output.progress is None  # not kept after the build

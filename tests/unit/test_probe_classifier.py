@@ -155,3 +155,64 @@ def test_backend_checks_before_any_work(tmp_path: Path, tiny_model_dir: Path) ->
     assert r.exit_code != 0
     assert "--probe-model" in str(r.exception) or "--probe-model" in r.output
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("options", [{"layers": "all", "pooling": "ema", "ema_tokens": 4.0},
+                                     {"layers": [0, -1], "pooling": "mean"}])
+def test_several_layers_and_smoothing_stream_exactly(tiny_model_dir: Path, tmp_path: Path,
+                                                     options: dict[str, object]) -> None:
+    probe = ProbeStreamingClassifier(model_dir=str(tiny_model_dir), **options).fit(
+        TEXTS, LABELS)
+    n_layers = json.loads((tiny_model_dir / "config.json").read_text())["num_hidden_layers"]
+    want_idx = tuple(range(1, n_layers + 1)) if options["layers"] == "all" else (0, n_layers)
+    assert probe.hidden_indices == want_idx
+    assert probe.coef_ is not None and probe.coef_.shape == (len(want_idx) * 32,)
+    # The text path: every prefix scores as the whole-text classifier scores it.
+    state = probe.start()
+    for i in range(0, len(REPLY), 5):
+        state, score = probe.update(state, REPLY[i:i + 5])
+        assert score == pytest.approx(probe.predict_proba([REPLY[:i + 5]])[0], abs=1e-6)
+    # The hidden-state path, fed the concatenated states a generator holds.
+    rows = probe.lm.hidden([probe.lm.ids(REPLY)])[0]
+    state, score = probe.update_hidden(probe.start(), rows)
+    assert score == pytest.approx(probe.predict_proba([REPLY])[0], abs=1e-9)
+    loaded = load_classifier(probe.save(tmp_path / "p"))
+    assert np.array_equal(loaded.predict_proba(TEXTS), probe.predict_proba(TEXTS))
+
+
+def test_ema_pooling_weighs_the_end_of_a_text(tiny_model_dir: Path) -> None:
+    """The smoothed pool of a long text is close to the pool of its last tokens, where
+    the mean is not: a passage after a long start moves it."""
+    from swisscheese.classifiers.backends.probe import ProbeConfig, pool_rows
+
+    rng = np.random.default_rng(0)
+    rows = np.concatenate([rng.normal(0, 1, (200, 3)), np.full((20, 3), 5.0)])
+    ema = pool_rows(rows, ProbeConfig(model_dir="x", pooling="ema", ema_tokens=4.0))
+    mean = pool_rows(rows, ProbeConfig(model_dir="x", pooling="mean"))
+    assert np.allclose(ema, 5.0, atol=0.05) and np.all(mean < 1.0)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"layers": "some"}, "layers must be"), ({"layers": [1.5]}, "layers must be"),
+    ({"ema_tokens": 0.5}, "ema_tokens"), ({"pooling": "max"}, "pooling")])
+def test_bad_layer_and_pooling_options_are_refused(tiny_model_dir: Path,
+                                                   options: dict[str, object],
+                                                   message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ProbeClassifier(model_dir=str(tiny_model_dir), **options)
+
+
+def test_a_layer_out_of_range_names_the_model(tiny_model_dir: Path) -> None:
+    probe = ProbeClassifier(model_dir=str(tiny_model_dir), layers=(0, 40))
+    with pytest.raises(ClassifierError, match="layer 40 is out of range"):
+        probe.fit(TEXTS, LABELS)
+
+
+def test_a_fit_reports_its_steps_to_the_progress_callback(tiny_model_dir: Path) -> None:
+    seen: list[tuple[str, int, int]] = []
+    probe = ProbeClassifier(model_dir=str(tiny_model_dir), batch_size=3)
+    probe.progress = lambda phase, done, total, figures=None: seen.append((phase, done, total))
+    probe.fit(TEXTS, LABELS)
+    steps = [(d, t) for p, d, t in seen if p == "probe: the model reads texts"]
+    assert steps[0] == (0, len(TEXTS)) and steps[-1] == (len(TEXTS), len(TEXTS))
+    assert len(steps) == 4  # three batches of at most 3 texts, then the end

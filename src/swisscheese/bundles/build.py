@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import random
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -24,6 +25,11 @@ from swisscheese.classifiers.base import (
 from swisscheese.classifiers.calibrate import threshold_for_fpr
 from swisscheese.classifiers.registry import CATEGORY_SCORERS, get_classifier, streaming_twin
 from swisscheese.constitution import Constitution
+from swisscheese.progress import Progress, step
+
+# Harmful training texts whose scores give the bundle's training-set figures, at most.
+TRAIN_FIGURE_N = 500
+T = TypeVar("T")
 
 
 def calibrate(scores: np.ndarray, target_fpr: float, which: str) -> float:
@@ -118,15 +124,14 @@ def build_bundle(
     output_backend: str | None = None,
     input_params: Mapping[str, Any] | None = None,
     output_params: Mapping[str, Any] | None = None,
-    version: int = 1,
-    parent_version: int | None = None,
-    notes: str = "",
+    version: int = 1, parent_version: int | None = None, notes: str = "",
     stream_chunk_chars: int = DEFAULT_STREAM_CHUNK,
     training: TrainingRecord | None = None,
     output_train_conversations: Sequence[Conversation] | None = None,
     benign_output_conversations: Sequence[Conversation] | None = None,
     categories: Categories | None = None,
     source_fpr: Mapping[str, float] | None = None,
+    progress: Progress | None = None,
 ) -> GuardBundle:
     """Fit both classifiers, calibrate their thresholds on benign traffic, and bundle them.
 
@@ -140,11 +145,11 @@ def build_bundle(
     streamed after its conversation; a reply-only one reads the replies alone.
     `benign_calibration_texts` may map source names to texts: the input threshold then
     keeps every source at the target, or at its own in `source_fpr` (see
-    `calibrate_sources`). The calibration texts should be held out of training, or the
-    FPR will be optimistic. `categories` adds a per-category scorer fitted on the input
-    training texts. `metrics` records the output kind, the achieved calibration FPRs (per
-    source) and set sizes and the detection rate on the harmful training texts (a
-    training-set figure).
+    `calibrate_sources`). `progress` hears each phase and a backend's steps in its fit.
+    The calibration texts should be held out of training, or the FPR will be optimistic.
+    `categories` adds a per-category scorer fitted on the input training texts. `metrics`
+    records the output kind, the calibration FPRs (per source) and set sizes and the
+    detection rate on (a sample of) the harmful training texts (a training-set figure).
     """
     if not is_prob(target_fpr):
         raise ValueError(f"target_fpr must be in [0, 1], got {target_fpr!r}")
@@ -155,35 +160,58 @@ def build_bundle(
     output_clf = get_classifier(out_name, **dict(output_params or {}))
     if not isinstance(output_clf, StreamingClassifier):
         raise ValueError(f"output backend {out_name!r} is not a streaming classifier")
-    # Checked before anything is fitted.
-    train_convs, cal_convs = _output_pairs(output_clf, out_name, output_train_texts, calib_out,
-                                           output_train_conversations,
-                                           benign_output_conversations)
-    input_clf.fit(train_texts, train_labels)
-    output_clf.fit_exchanges(train_convs, output_train_texts, output_train_labels)
+    train_convs, cal_convs = _output_pairs(  # checked before anything is fitted
+        output_clf, out_name, output_train_texts, calib_out, output_train_conversations,
+        benign_output_conversations)
+    input_clf.progress = output_clf.progress = progress
+    _phase(progress, "fit input", lambda: input_clf.fit(train_texts, train_labels))
+    _phase(progress, "fit output", lambda: output_clf.fit_exchanges(
+        train_convs, output_train_texts, output_train_labels))
     scorer = None if categories is None else _fit_categories(categories, backend,
                                                              input_params, train_texts)
-
-    in_scores = {k: input_clf.predict_proba(v) for k, v in calib_in.items()}
+    in_scores = _phase(progress, "calibrate input", lambda: {
+        k: input_clf.predict_proba(v) for k, v in calib_in.items()})
     t_in, in_fpr = calibrate_sources(in_scores, target_fpr, "input", source_fpr)
-    output_clf.prefetch(calib_out, cal_convs, stream_chunk_chars)
-    out_scores = np.array([stream_max_score(output_clf, t, c, stream_chunk_chars)
-                           for t, c in zip(calib_out, cal_convs, strict=True)])
+    out_scores = stream_scores(output_clf, calib_out, cal_convs, stream_chunk_chars,
+                               progress, "calibrate output")
     t_out = calibrate(out_scores, target_fpr, "output")
     metrics = _train_metrics(input_clf, output_clf, train_texts, train_labels,
                              output_train_texts, output_train_labels, train_convs, t_in,
-                             t_out, stream_chunk_chars)
-    metrics["input"] |= _calibration_metrics(in_scores, t_in)
-    if isinstance(benign_calibration_texts, Mapping):
-        metrics["input"]["calibration_fpr_by_source"] = in_fpr
+                             t_out, stream_chunk_chars, progress)
+    input_clf.progress = output_clf.progress = None
+    metrics["input"] |= _calibration_metrics(in_scores, t_in) | (
+        {"calibration_fpr_by_source": in_fpr}
+        if isinstance(benign_calibration_texts, Mapping) else {})
     metrics["output"] |= _calibration_metrics({"all": out_scores}, t_out)
     return GuardBundle(
         version=version, constitution=constitution, input=input_clf, output=output_clf,
         thresholds={"input": t_in, "output": t_out}, target_fpr=float(target_fpr),
         training=training or TrainingRecord.manual(), metrics=metrics,
         parent_version=parent_version, notes=notes, stream_chunk_chars=stream_chunk_chars,
-        categories=scorer,
-        category_thresholds=dict(categories.thresholds) if categories is not None else {})
+        categories=scorer, category_thresholds=dict(categories.thresholds) if categories else {})
+
+
+def _phase(progress: Progress | None, phase: str, work: Callable[[], T]) -> T:
+    step(progress, phase, 0, 1)
+    out = work()
+    step(progress, phase, 1, 1)
+    return out
+
+
+def stream_scores(clf: StreamingClassifier, replies: Sequence[str],
+                  conversations: Sequence[Conversation], chunk: int,
+                  progress: Progress | None, phase: str) -> np.ndarray:
+    """The cumulative-max streaming score of each reply after its conversation, fed
+    `chunk` characters at a time as the gateway streams."""
+    clf.prefetch(replies, conversations, chunk)
+    out = np.zeros(len(replies))
+    every = max(1, len(replies) // 100)
+    for i, (t, c) in enumerate(zip(replies, conversations, strict=True)):
+        out[i] = stream_max_score(clf, t, c, chunk)
+        if i % every == 0:
+            step(progress, phase, i, len(replies))
+    step(progress, phase, len(replies), len(replies))
+    return out
 
 
 def _calibration_metrics(scores: Mapping[str, np.ndarray], t: float) -> dict[str, Any]:
@@ -198,16 +226,26 @@ def _train_metrics(input_clf: Any, output_clf: StreamingClassifier,
                    output_train_texts: Sequence[str],
                    output_train_labels: Sequence[int] | np.ndarray,
                    train_convs: Sequence[Conversation], t_in: float, t_out: float,
-                   chunk: int) -> dict[str, Any]:
-    """Detection on the harmful training texts: optimistic, but a quick sanity figure."""
-    in_pos = [t for t, y in zip(check_texts(train_texts), np.asarray(train_labels), strict=True)
-              if y == 1]
-    out_pos = [(c, t) for c, t, y in zip(train_convs, check_texts(output_train_texts),
-                                         np.asarray(output_train_labels), strict=True) if y == 1]
+                   chunk: int, progress: Progress | None = None) -> dict[str, Any]:
+    """Detection on (a seeded sample of at most TRAIN_FIGURE_N of) the harmful training
+    texts: optimistic, but a quick sanity figure; streaming every training reply would
+    cost a slow backend as much as its fit."""
+    in_pos = _sample([t for t, y in zip(check_texts(train_texts), np.asarray(train_labels),
+                                        strict=True) if y == 1])
+    out_pos = _sample([(c, t) for c, t, y in zip(train_convs, check_texts(output_train_texts),
+                                                 np.asarray(output_train_labels), strict=True)
+                       if y == 1])
     in_tpr = float(np.mean(input_clf.predict_proba(in_pos) >= t_in))
-    output_clf.prefetch([t for _, t in out_pos], [c for c, _ in out_pos], chunk)
-    out_tpr = float(np.mean([stream_max_score(output_clf, t, c, chunk) >= t_out
-                             for c, t in out_pos]))
-    return {"input": {"train_n": len(train_texts), "train_tpr": in_tpr},
+    out = stream_scores(output_clf, [t for _, t in out_pos], [c for c, _ in out_pos], chunk,
+                        progress, "training figures")
+    return {"input": {"train_n": len(train_texts), "train_tpr": in_tpr,
+                      "train_tpr_n": len(in_pos)},
             "output": {"kind": output_clf.output_context, "train_n": len(output_train_texts),
-                       "train_tpr": out_tpr}}
+                       "train_tpr": float(np.mean(out >= t_out)), "train_tpr_n": len(out_pos)}}
+
+
+def _sample(items: list[Any]) -> list[Any]:
+    if len(items) <= TRAIN_FIGURE_N:
+        return items
+    idx = sorted(random.Random(0).sample(range(len(items)), TRAIN_FIGURE_N))
+    return [items[i] for i in idx]

@@ -84,6 +84,9 @@ class Classifier(ABC):
     """
 
     name: ClassVar[str] = ""
+    # A `swisscheese.progress.Progress` callback that a backend whose fit takes a while
+    # reports its own steps to (the bundle builder sets it for the fit); None: silence.
+    progress: Any = None
 
     @abstractmethod
     def fit(self, texts: Sequence[str], labels: Sequence[int] | np.ndarray) -> Self:

@@ -211,7 +211,7 @@ class Guard:
         self.output_layer = output_layer
         self.hold_back = hold_back
         self.refusal = refusal
-        self._hidden: dict[tuple[int, str], int | None] = {}
+        self._hidden: dict[tuple[int, str], tuple[int, ...] | None] = {}
 
     @property
     def layers(self) -> list[str]:
@@ -223,8 +223,8 @@ class Guard:
     def session(self, conversation: ConversationLike) -> GuardSession:
         return GuardSession(self, conversation)
 
-    def hidden_layer(self, model: Any) -> int | None:
-        """The `hidden_states` index the output layer reads from `model`'s own generation
+    def hidden_layers(self, model: Any) -> tuple[int, ...] | None:
+        """The `hidden_states` indices the output layer reads from `model`'s own generation
         (a probe fitted on that very model, served locally), or None: it reads text."""
         out = self.bundle.output if self.bundle is not None and self.output_layer else None
         reads = getattr(out, "reads_states_of", None)
@@ -234,18 +234,18 @@ class Guard:
             return None
         key = (id(out), str(path))
         if key not in self._hidden:  # a fingerprint reads the weight files: once per model
-            self._hidden[key] = int(out.hidden_index) if reads(path) else None  # type: ignore[attr-defined]
+            self._hidden[key] = tuple(out.hidden_indices) if reads(path) else None  # type: ignore[attr-defined]
         return self._hidden[key]
 
     def model_stream(self, model: ChatModel, conversation: ConversationLike,
                      params: GenerationParams | None) -> Iterator[str | tuple[str, Any]]:
         """The model's reply for `guarded_deltas`: (delta, hidden states) steps where the
-        output layer can read the served model's own states (see `hidden_layer`; not with
+        output layer can read the served model's own states (see `hidden_layers`; not with
         stop sequences, which cut text the states have read), else text deltas."""
-        layer = self.hidden_layer(model)
-        if layer is None or (params is not None and params.stop):
+        layers = self.hidden_layers(model)
+        if layers is None or (params is not None and params.stop):
             return iter(model.stream(conversation, params))
-        return iter(model.stream_hidden(conversation, params, layer=layer))  # type: ignore[attr-defined]
+        return iter(model.stream_hidden(conversation, params, layers=layers))  # type: ignore[attr-defined]
 
     def guard_stream(self, session: GuardSession,
                      deltas: Iterator[str | tuple[str, Any]]) -> Iterator[str]:

@@ -153,22 +153,23 @@ class HFChatModel:
         return stop_filtered(self._deltas(conversation, params), params.stop)
 
     def stream_hidden(self, conversation: ConversationLike, params: GenerationParams | None = None,
-                      layer: int = -1) -> Iterator[tuple[str, Any]]:
+                      layers: Sequence[int] = (-1,)) -> Iterator[tuple[str, Any]]:
         """Like `stream`, with the hidden states the generation computes anyway: yields
-        (delta, hidden), `hidden` the (1, d) state at `hidden_states[layer]` of the reply
-        token this step read (the token the step before generated; None at the prompt's
-        prefill), so a probe on the served model scores each token for one dot product.
+        (delta, hidden), `hidden` the states at `hidden_states[i]` for i in `layers`,
+        concatenated into one vector, of the reply token this step read (the token the
+        step before generated; None at the prompt's prefill), so a probe on the served
+        model scores each token for one dot product.
         A delta is never covered by the hidden state that comes with it, only by the next
         one: the last item carries the last token's state (the end-of-turn step, or one
         extra forward pass when max_new_tokens cuts the reply). Deltas may be "" (a
         character split over tokens). Stop sequences are not applied."""
-        return self._steps(conversation, params or GenerationParams(), layer)
+        return self._steps(conversation, params or GenerationParams(), tuple(layers))
 
     def _deltas(self, conversation: ConversationLike, params: GenerationParams) -> Iterator[str]:
         return (delta for delta, _ in self._steps(conversation, params, None) if delta)
 
     def _steps(self, conversation: ConversationLike, params: GenerationParams,
-               layer: int | None) -> Iterator[tuple[str, Any]]:
+               layers: tuple[int, ...] | None) -> Iterator[tuple[str, Any]]:
         import torch
 
         gen = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
@@ -177,14 +178,16 @@ class HFChatModel:
         past = None
         tokens: list[int] = []
         prefix_off = read_off = 0
-        want = layer is not None
+        want = layers is not None
         # With hidden states, one more step reads the last token when max_new_tokens ends it.
         with torch.no_grad():
             for step in range(params.max_new_tokens + want):
                 out = self.model(input_ids=ids, **{self._cache_kw: past}, use_cache=True,
                                  output_hidden_states=want)
                 past = out.past_key_values
-                hidden = out.hidden_states[layer][0, -1:] if want and step else None
+                hidden = None
+                if layers is not None and step:
+                    hidden = torch.cat([out.hidden_states[i][0, -1] for i in layers])
                 if step == params.max_new_tokens:
                     yield "", hidden
                     return

@@ -5,7 +5,11 @@
 
 Features: the hidden states of layer `layer` (an index into the `hidden_states` tuple a
 Hugging Face model returns with `output_hidden_states=True`: 0 is the embeddings, -1 the
-last, normalised, layer), pooled over the text's tokens ("mean", or "last" token). The
+last, normalised, layer), or of several `layers` concatenated ("all": every layer, as
+Constitutional Classifiers++ probes read), pooled over the text's tokens ("mean", the
+"last" token, or "ema": an exponential moving average with a time constant of
+`ema_tokens`, CC++'s smoothing, so that a harmful passage after a long harmless start
+still moves the score). The
 model reads the text on its own (its tokenizer, no chat template; a begin token when the
 tokenizer has one, not pooled). A logistic regression with an L2 penalty (Newton steps on
 standardised features, in numpy) maps the pooled vector to a probability.
@@ -20,14 +24,16 @@ Streaming (`ProbeStreamingClassifier`, "probe-stream") has two paths:
 
 - `update_hidden(state, hidden)`: for a generator that already has the hidden states. A
   KV-cached generation loop run with `output_hidden_states=True` passes
-  `out.hidden_states[probe.hidden_index][0, -1]` of every decoding step after the
-  prompt's prefill: a step's input is the token the step before generated, so that is
-  the state of each reply token in turn (the step that yields end-of-turn gives the last
-  one). The work is one dot product with the probe's weights: with "mean" pooling the
-  state is one running sum of projections and a count. The near-zero-overhead path.
-  The served model reads the reply after its prompt, so these states are conditioned on
-  the conversation, while `fit` saw replies on their own: train on replies in context if
-  that shift matters.
+  `out.hidden_states[i][0, -1]` for i in `probe.hidden_indices` (concatenated) of every
+  decoding step after the prompt's prefill: a step's input is the token the step before
+  generated, so that is the state of each reply token in turn (the step that yields
+  end-of-turn gives the last one). The work is one dot product with the probe's weights
+  and a few float operations on running pools of the projections (their sum, the last,
+  an exponential moving average). The near-zero-overhead path: the gateway takes it
+  when it serves the probe's own model locally (`HFChatModel.stream_hidden`,
+  `guard.pipeline.Guard.model_stream`). The served model reads the reply after its
+  prompt, so these states are conditioned on the conversation: an exchange probe
+  (`context="exchange"`) was fitted on replies read that way.
 - `update(state, delta)`: for text from anywhere. The probe runs its own copy of the model
   incrementally with a KV cache, one decoding step over the new tokens per delta (never
   the prefix again), and scores exactly what `predict_proba([prefix])` gives. Text is tokenized
@@ -63,10 +69,11 @@ from swisscheese.classifiers.base import (
 from swisscheese.classifiers.configured import ConfiguredClassifier
 from swisscheese.classifiers.errors import ClassifierError, NotFittedError
 from swisscheese.classifiers.logistic import newton_logistic, sigmoid
+from swisscheese.progress import step
 
 FORMAT = "swisscheese.classifiers.probe"
 WEIGHTS_FILE = "probe.safetensors"
-POOLINGS = ("mean", "last")
+POOLINGS = ("mean", "last", "ema")
 DTYPES = ("auto", "float32", "float64", "bfloat16", "float16")
 SMALL_MODEL = 100_000_000  # parameters under which "auto" runs the model in float64
 PENDING_PIECES = 2  # pre-tokens kept pending in a stream
@@ -98,6 +105,58 @@ def model_fingerprint(model_dir: str | Path) -> str:
     return h.hexdigest()
 
 
+def hidden_indices(cfg: ProbeConfig, n_layers: int) -> tuple[int, ...]:
+    """The non-negative `hidden_states` indices `cfg` reads of a model of `n_layers`."""
+    if cfg.layers == "all":
+        return tuple(range(1, n_layers + 1))
+    wanted = cfg.layers or (cfg.layer,)
+    for i in wanted:
+        if not -(n_layers + 1) <= int(i) <= n_layers:
+            raise ClassifierError(f"layer {i} is out of range for {cfg.model_dir}: "
+                                  f"hidden_states has {n_layers + 1} entries")
+    return tuple(int(i) % (n_layers + 1) for i in wanted)
+
+
+def ema_alpha(cfg: ProbeConfig) -> float:
+    return 1.0 - 1.0 / cfg.ema_tokens
+
+
+def pool_rows(rows: np.ndarray, cfg: ProbeConfig) -> np.ndarray:
+    """One text's token states (T, d) pooled as `cfg.pooling` says; linear in the rows, so
+    a stream pools the rows' projections the same way (`fold`)."""
+    if cfg.pooling == "mean":
+        return rows.mean(0)
+    if cfg.pooling == "last":
+        return rows[-1]
+    a = ema_alpha(cfg)
+    weights = (1.0 - a) * a ** np.arange(len(rows) - 1, -1, -1, dtype=np.float64)
+    return weights @ rows / (1.0 - a ** len(rows))
+
+
+@dataclass
+class Pools:
+    """Running pools of a stream's per-token projections w.h (see `fold`)."""
+
+    proj_sum: float = 0.0
+    proj_last: float = 0.0
+    proj_ema: float = 0.0
+    count: int = 0
+
+
+def fold(pools: Any, projs: Sequence[float], cfg: ProbeConfig) -> None:
+    """Fold the projections of the next tokens into `pools` (a `Pools` or a stream state)."""
+    if not projs:
+        return
+    pools.proj_sum += sum(projs)
+    pools.proj_last = projs[-1]
+    pools.count += len(projs)
+    if cfg.pooling == "ema":
+        a, e = ema_alpha(cfg), pools.proj_ema
+        for p in projs:
+            e = a * e + (1.0 - a) * p
+        pools.proj_ema = e
+
+
 @dataclass(frozen=True)
 class ProbeConfig:
     """What the probe reads and how it is fitted (saved in config.json)."""
@@ -106,8 +165,16 @@ class ProbeConfig:
         "help": "local Hugging Face causal-LM directory whose hidden states are read"})
     layer: int = field(default=-1, metadata={
         "help": "index into the model's hidden_states (0 embeddings, -1 the last layer)"})
+    layers: tuple[int, ...] | str = field(default=(), metadata={
+        "help": "several hidden_states indices whose states are concatenated, or 'all' "
+                "(every layer after the embeddings, as CC++'s probes read); () reads "
+                "`layer` alone"})
     pooling: str = field(default="mean", metadata={
-        "help": "'mean' over the text's tokens or the 'last' token's state"})
+        "help": "'mean' over the text's tokens, the 'last' token's state, or 'ema': an "
+                "exponential moving average over tokens (CC++'s smoothing), so a harmful "
+                "passage late in a long reply is not averaged away"})
+    ema_tokens: float = field(default=16.0, metadata={
+        "help": "pooling 'ema': the average's time constant in tokens (>= 1)"})
     l2: float = field(default=1.0, metadata={
         "help": "L2 penalty on the weights of the standardised features"})
     class_weight: str | None = field(default="balanced", metadata={
@@ -133,6 +200,14 @@ class ProbeConfig:
             raise ValueError(f"context must be 'reply' or 'exchange', got {self.context!r}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if isinstance(self.layers, list):  # as JSON gives it (--param layers=[1,2])
+            object.__setattr__(self, "layers", tuple(self.layers))
+        if not (self.layers == "all" or isinstance(self.layers, tuple) and all(
+                isinstance(x, int) and not isinstance(x, bool) for x in self.layers)):
+            raise ValueError(f"layers must be a list of hidden_states indices or 'all', got "
+                             f"{self.layers!r}")
+        if not self.ema_tokens >= 1:
+            raise ValueError(f"ema_tokens must be >= 1, got {self.ema_tokens}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if self.class_weight not in (None, "balanced"):
@@ -177,11 +252,8 @@ class _LM:
         self.device = cfg.device
         self.dtype = next(self.model.parameters()).dtype
         n_layers = int(getattr(model.config, "num_hidden_layers", 0))
-        if not -(n_layers + 1) <= cfg.layer <= n_layers:
-            raise ClassifierError(f"layer {cfg.layer} is out of range for {cfg.model_dir}: "
-                                  f"hidden_states has {n_layers + 1} entries")
-        self.layer = cfg.layer % (n_layers + 1)
-        self.hidden_size = int(model.config.hidden_size)
+        self.layers = hidden_indices(cfg, n_layers)
+        self.hidden_size = int(model.config.hidden_size) * len(self.layers)
         ctx = int(getattr(model.config, "max_position_embeddings", cfg.max_tokens + 1))
         self.bos = self.tokenizer.bos_token_id
         self.max_tokens = max(1, min(cfg.max_tokens, ctx - (self.bos is not None)))
@@ -213,7 +285,8 @@ class _LM:
         with torch.inference_mode():
             out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                              output_hidden_states=True, use_cache=False)
-        return out.hidden_states[self.layer].to(torch.float64).cpu().numpy()
+        return torch.cat([out.hidden_states[i] for i in self.layers], -1).to(
+            torch.float64).cpu().numpy()
 
 
 class ProbeClassifier(ConfiguredClassifier):
@@ -252,17 +325,18 @@ class ProbeClassifier(ConfiguredClassifier):
         return self._lm
 
     @property
-    def hidden_index(self) -> int:
-        """Which entry of the model's `hidden_states` the probe reads (non-negative);
-        from the model's config.json, without loading the model."""
+    def hidden_indices(self) -> tuple[int, ...]:
+        """Which entries of the model's `hidden_states` the probe reads (non-negative, in
+        the order their states are concatenated); from the model's config.json, without
+        loading the model."""
         if self._lm is not None:
-            return self._lm.layer
+            return self._lm.layers
         path = Path(self.config.model_dir) / "config.json"
         try:
             n_layers = int(json.loads(path.read_text())["num_hidden_layers"])
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ClassifierError(f"{path}: cannot read num_hidden_layers ({e})") from e
-        return self.config.layer % (n_layers + 1)
+        return hidden_indices(self.config, n_layers)
 
     # ---- features ----------------------------------------------------------------------
     def _token_ids(self, text: str) -> list[int]:
@@ -308,13 +382,15 @@ class ProbeClassifier(ConfiguredClassifier):
                        key=lambda i: len(seqs[i]) + len(pre[i]))
         skip = 1 if lm.bos is not None else 0
         for s in range(0, len(order), self.config.batch_size):
+            step(self.progress, "probe: the model reads texts", s, len(order))
             idx = order[s:s + self.config.batch_size]
             batch = [([lm.bos] if skip else []) + pre[i] + seqs[i] for i in idx]
             h = lm.hidden(batch)
             for r, i in enumerate(idx):
                 n, lead = len(seqs[i]), skip + len(pre[i])
                 rows = h[r, lead:lead + n]
-                out[i] = rows.mean(0) if self.config.pooling == "mean" else rows[-1]
+                out[i] = pool_rows(rows, self.config)
+        step(self.progress, "probe: the model reads texts", len(order), len(order))
         return out, empty
 
     # ---- fit / score -------------------------------------------------------------------
@@ -453,6 +529,7 @@ class ProbeStreamState(StreamState):
 
     proj_sum: float = 0.0
     proj_last: float = 0.0
+    proj_ema: float = 0.0  # pooling 'ema': the (uncorrected) moving average
     count: int = 0
     mode: str = ""  # "text" or "hidden", fixed by the first update
     coef_t: Any = None  # the weights as a tensor matching this stream's hidden states
@@ -527,11 +604,16 @@ class ProbeStreamingClassifier(ProbeClassifier, StreamingClassifier):
             state.conversation = conversation
         return state
 
-    def _logit(self, proj_sum: float, proj_last: float, count: int) -> float:
+    def _logit(self, proj_sum: float, proj_last: float, proj_ema: float, count: int) -> float:
         if count == 0:
             return self.empty_logit()
-        pooled = proj_sum / count if self.config.pooling == "mean" else proj_last
-        return self.intercept_ + pooled
+        pooling = self.config.pooling
+        if pooling == "mean":
+            return self.intercept_ + proj_sum / count
+        if pooling == "last":
+            return self.intercept_ + proj_last
+        # The average started at zero: dividing by the weight it has gathered removes that.
+        return self.intercept_ + proj_ema / (1.0 - ema_alpha(self.config) ** count)
 
     # ---- the generator's own hidden states ---------------------------------------------
     def reads_states_of(self, model_dir: str | Path) -> bool:
@@ -544,7 +626,7 @@ class ProbeStreamingClassifier(ProbeClassifier, StreamingClassifier):
 
     def update_hidden(self, state: ProbeStreamState, hidden: Any
                       ) -> tuple[ProbeStreamState, float]:
-        """Feed the hidden state(s) of the newly generated token(s) at `hidden_index`:
+        """Feed the hidden state(s) of the newly generated token(s) at `hidden_indices`:
         a vector (d,) or rows (k, d), numpy or torch (any device). Returns (state, score
         of the reply so far); keeps the cumulative maximum like `update`.
 
@@ -554,17 +636,10 @@ class ProbeStreamingClassifier(ProbeClassifier, StreamingClassifier):
         """
         w = state.coef_t
         if w is not None and hidden.ndim == 1:
-            proj = float(hidden @ w)
-            state.proj_sum += proj
-            state.proj_last = proj
-            state.count += 1
+            fold(state, [float(hidden @ w)], self.config)
         else:
             self._feed_hidden(state, hidden)
-        if self.config.pooling == "mean":
-            z = self.intercept_ + state.proj_sum / state.count if state.count else \
-                self.empty_logit()
-        else:
-            z = self.intercept_ + state.proj_last if state.count else self.empty_logit()
+        z = self._logit(state.proj_sum, state.proj_last, state.proj_ema, state.count)
         score = 0.5 * (1.0 + math.tanh(0.5 * z))
         if score > state.max_score:
             state.max_score = score
@@ -584,10 +659,7 @@ class ProbeStreamingClassifier(ProbeClassifier, StreamingClassifier):
         else:
             rows = np.atleast_1d(np.asarray(hidden, dtype=np.float64) @ self._check_fitted())
             rows = rows.reshape(-1).tolist()
-        if rows:
-            state.proj_sum += sum(rows)
-            state.proj_last = rows[-1]
-            state.count += len(rows)
+        fold(state, rows, self.config)
 
     def _torch_coef(self, like: Any) -> Any:
         """The weights as a tensor on `like`'s device and float dtype, kept for reuse."""
@@ -654,26 +726,21 @@ class ProbeStreamingClassifier(ProbeClassifier, StreamingClassifier):
         committed = committed[:room]
         pending = pending[: room - len(committed)]
         new = committed + pending
-        proj_sum, proj_last, count = state.proj_sum, state.proj_last, state.count
+        spec = Pools(state.proj_sum, state.proj_last, state.proj_ema, state.count)
         if new:
             with torch.inference_mode():
                 out = lm.model(input_ids=torch.tensor([new], device=lm.device),
                                **{lm.cache_kw: state.cache}, use_cache=True,
                                output_hidden_states=True)
-            h = out.hidden_states[lm.layer][0].to(torch.float64).cpu().numpy()
+            h = torch.cat([out.hidden_states[i][0] for i in lm.layers], -1).to(
+                torch.float64).cpu().numpy()
             proj = h @ coef
             # Neither the begin token nor the conversation is pooled.
             lead = skip + len(state.prefix) if state.n_cached == 0 else 0
-            c_proj = proj[lead:len(committed)]
-            state.proj_sum += float(c_proj.sum())
-            if len(c_proj):
-                state.proj_last = float(c_proj[-1])
-            state.count += len(c_proj)
+            fold(state, proj[lead:len(committed)].tolist(), self.config)
             state.n_cached += len(committed)
-            all_proj = proj[lead:]
-            proj_sum, count = proj_sum + float(all_proj.sum()), count + len(all_proj)
-            if len(all_proj):
-                proj_last = float(all_proj[-1])
+            fold(spec, proj[lead:].tolist(), self.config)  # the pending tokens too
             if pending:  # read speculatively: drop them from the cache again
                 state.cache.crop(-len(pending))
-        return float(sigmoid(self._logit(proj_sum, proj_last, count)))
+        return float(sigmoid(self._logit(spec.proj_sum, spec.proj_last, spec.proj_ema,
+                                         spec.count)))

@@ -448,7 +448,6 @@ def _fit(d: _Data, const: Constitution, cfg: TrainConfig, target_fpr: float, see
     if not cal_out:
         raise ValueError(f"{d.dir}: no harmless replies in the val split to calibrate on")
     step(progress, "replies", 1, 1)
-    step(progress, "fit and calibrate", 0, 1)
     input_params, output_params = backend_params(cfg, seed)
     bundle = build_bundle(
         const, in_x, in_y,
@@ -457,8 +456,8 @@ def _fit(d: _Data, const: Constitution, cfg: TrainConfig, target_fpr: float, see
         input_params=input_params, output_params=output_params, version=1,
         notes=f"recipe organism: world seed {d.world.seed}, data {d.dir}",
         stream_chunk_chars=cfg.stream_chunk_chars,
-        output_train_conversations=pairs.conversations, benign_output_conversations=cal_convs)
-    step(progress, "fit and calibrate", 1, 1)
+        output_train_conversations=pairs.conversations, benign_output_conversations=cal_convs,
+        progress=progress)
     bundle.metrics["input"]["augmented_n"] = len(in_x) - len(input_train)
     bundle.metrics["input"]["heldout_of_input"] = list(cfg.input_heldout)
     bundle.metrics["validation"] = _validation(bundle, val)
