@@ -120,3 +120,35 @@ def test_another_model_streams_text_through_the_probes_own_copy(
     assert guard.hidden_layers(served) is not None
     stopped = GenerationParams(max_new_tokens=12, stop=["zz"])
     assert isinstance(next(guard.model_stream(served, CONV, stopped)), str)
+
+
+def test_the_gateway_serves_through_the_hidden_state_path(
+        served: HFChatModel, probe_dir: Path, tmp_path: Path) -> None:
+    """The official client against the real gateway on loopback: the reply is the model's
+    own, the probe read the served model's states (its own copy never loaded), and a
+    probe that flags the first state stops the stream with content_filter."""
+    import openai
+
+    from swisscheese.serve.app import create_app
+    from swisscheese.serve.config import GatewayConfig
+    from swisscheese.serve.server import serve_in_background
+
+    key = "sk-test-key-0123456789"
+    for threshold, blocked in ((1.0, False), (1e-9, True)):
+        probe = load_classifier(probe_dir)
+        bundle = guard_with(probe, threshold).bundle
+        cfg = GatewayConfig(store=tmp_path / f"gw{threshold}.sqlite", api_keys=[key],
+                            admin_key="admin-key-0123456789abcdef", served_name="organism",
+                            challenge=False)
+        with serve_in_background(create_app(cfg, model=served, bundle=bundle)) as url:
+            c = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=60)
+            chunks = list(c.chat.completions.create(model="organism", messages=CONV,
+                                                    max_tokens=12, stream=True))
+        text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+        assert probe._lm is None  # type: ignore[attr-defined]
+        if blocked:
+            assert chunks[-1].choices[0].finish_reason == "content_filter"
+            assert text == cfg.refusal
+        else:
+            assert text == served.generate(CONV, PARAMS).content
+            assert chunks[-1].choices[0].finish_reason in ("stop", "length")
