@@ -152,3 +152,25 @@ def test_the_gateway_serves_through_the_hidden_state_path(
         else:
             assert text == served.generate(CONV, PARAMS).content
             assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+
+
+def test_an_ensemble_of_a_probe_and_an_ngram_reads_states_and_text(
+        served: HFChatModel, tiny_model_dir: Path, tmp_path: Path) -> None:
+    ens = get_classifier("ensemble-stream", members=("probe-stream", "ngram-stream"),
+                         model_dir=str(tiny_model_dir), context="exchange",
+                         members_params=[None, {"epochs": 20}])
+    ens.fit_exchanges([CONV] * 8, TEXTS * 2, LABELS * 2)  # type: ignore[attr-defined]
+    loaded = load_classifier(ens.save(tmp_path / "ens"))
+    guard = guard_with(loaded, threshold=1.0)  # type: ignore[arg-type]
+    assert guard.hidden_layers(served) == loaded.hidden_indices  # type: ignore[attr-defined]
+    session = guard.session(CONV)
+    assert session.check_input()
+    reply = "".join(guard.guard_stream(session, guard.model_stream(served, CONV, PARAMS)))
+    assert reply == served.generate(CONV, PARAMS).content
+    probe = next(m for m in loaded.members.values()  # type: ignore[attr-defined]
+                 if m.name == "probe-stream")
+    assert probe._lm is None  # the probe member read the served model's states
+    # Both members read the whole reply: the last score is the ensemble's on it.
+    last = session._stream.state.last_score  # type: ignore[union-attr]
+    want = loaded.predict_exchange([CONV], [reply])[0]  # type: ignore[attr-defined]
+    assert last == pytest.approx(want, abs=1e-3)

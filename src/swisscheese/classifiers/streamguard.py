@@ -64,18 +64,20 @@ class StreamGuard:
     def push_hidden(self, delta: str, hidden: Any) -> tuple[str, bool]:
         """The served model's own states (a probe's `update_hidden`): `hidden` holds the
         states of the reply tokens read in this generation step, i.e. the text pushed
-        before `delta`, or None; `delta` waits, unscored, for the next step's states.
-        Returns (text newly safe to release, blocked)."""
+        before `delta` (passed along, for an ensemble's text members), or None; `delta`
+        waits, unscored, for the next step's states. Returns (text newly safe to
+        release, blocked)."""
         if self.blocked:
             return "", True
         if hidden is not None:
-            self.state, _ = self.classifier.update_hidden(self.state, hidden)  # type: ignore[attr-defined]
+            self.state, _ = self.classifier.update_hidden(  # type: ignore[attr-defined]
+                self.state, hidden, self._unscored)
             if self._crossed():
                 return "", True
             self._held += self._unscored
             self._unscored = ""
         self._unscored += delta
-        return self._release(0)
+        return self._release(self.classifier.pending_chars(self.state))
 
     def _crossed(self) -> bool:
         if self.state.max_score >= self.threshold:

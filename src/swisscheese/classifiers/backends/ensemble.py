@@ -281,6 +281,47 @@ class EnsembleStreamingClassifier(_EnsembleBase, Classifier, StreamingClassifier
             scores.append(sc)
         return float(self.combine(np.array([scores]))[0])
 
+    # ---- the served model's own hidden states (a probe member) --------------------------
+    def _probe(self) -> Any:
+        """The one member that reads hidden states, or None (none, or several)."""
+        probes = [m for m in self.members.values() if callable(getattr(m, "update_hidden",
+                                                                        None))]
+        return probes[0] if len(probes) == 1 else None
+
+    def reads_states_of(self, model_dir: str | Path) -> bool:
+        """Whether the ensemble's one probe member was fitted on `model_dir`'s model, so a
+        stream can feed it that model's generation states (`update_hidden`)."""
+        probe = self._probe()
+        return probe is not None and bool(probe.reads_states_of(model_dir))
+
+    @property
+    def hidden_indices(self) -> tuple[int, ...]:
+        probe = self._probe()
+        if probe is None:
+            raise ClassifierError("this ensemble has no single probe member to read "
+                                  "hidden states")
+        return tuple(probe.hidden_indices)
+
+    def update_hidden(self, state: StreamState, hidden: Any,
+                      text: str = "") -> tuple[StreamState, float]:
+        """The probe member reads `hidden`, the other members `text`, the reply text those
+        states are of (`StreamGuard.push_hidden` passes it), so every member has read the
+        same prefix when their scores are combined."""
+        s = self._state(state)
+        probe = self._probe()
+        scores = []
+        for i, m in enumerate(self.members.values()):
+            if m is probe:
+                s.states[i], sc = m.update_hidden(s.states[i], hidden)
+            else:
+                s.states[i], sc = m.update(s.states[i], text)
+            scores.append(sc)
+        score = float(self.combine(np.array([scores]))[0])
+        s.n_chars += len(text)
+        s.last_score = score
+        s.max_score = max(s.max_score, score)
+        return s, score
+
     def pending_chars(self, state: StreamState) -> int:
         s = self._state(state)
         return max(m.pending_chars(st) for m, st in zip(self.members.values(), s.states,

@@ -624,7 +624,7 @@ class ProbeStreamingClassifier(ProbeClassifier, StreamingClassifier):
         except ClassifierError:
             return False
 
-    def update_hidden(self, state: ProbeStreamState, hidden: Any
+    def update_hidden(self, state: ProbeStreamState, hidden: Any, text: str = ""
                       ) -> tuple[ProbeStreamState, float]:
         """Feed the hidden state(s) of the newly generated token(s) at `hidden_indices`:
         a vector (d,) or rows (k, d), numpy or torch (any device). Returns (state, score
@@ -632,7 +632,8 @@ class ProbeStreamingClassifier(ProbeClassifier, StreamingClassifier):
 
         The first call checks the input and keeps the weights as a tensor of its dtype
         and device in the state; later calls with a torch vector cost one dot product,
-        one read of the result and a few float operations.
+        one read of the result and a few float operations. `text`, the reply text of
+        these states, is not read (the states are that text); composites pass it on.
         """
         w = state.coef_t
         if w is not None and hidden.ndim == 1:
@@ -641,6 +642,7 @@ class ProbeStreamingClassifier(ProbeClassifier, StreamingClassifier):
             self._feed_hidden(state, hidden)
         z = self._logit(state.proj_sum, state.proj_last, state.proj_ema, state.count)
         score = 0.5 * (1.0 + math.tanh(0.5 * z))
+        state.last_score = score  # what finish() reports, as after update()
         if score > state.max_score:
             state.max_score = score
         return state, score
