@@ -29,7 +29,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from swisscheese.store.t2i import QueryRecord, T2IStore
@@ -88,11 +88,20 @@ class LoopState:
     exploited: Counter[str] = field(default_factory=Counter)
     rendered: Counter[str] = field(default_factory=Counter)
     won: Counter[str] = field(default_factory=Counter)
+    blocked_words: Counter[str] = field(default_factory=Counter)
+    passed_words: Counter[str] = field(default_factory=Counter)
 
     def suspects(self) -> tuple[str, ...]:
         """Words that already explain successes: in two or more, at a high hit rate."""
         return tuple(sorted(w for w, n in self.won.items()
                             if n >= 2 and n / max(1, self.rendered[w]) >= 0.5))
+
+    def filtered(self) -> tuple[str, ...]:
+        """Words the prompt filters seem to list: in two or more blocked prompts and in no
+        prompt that passed. A black-box attacker learns the blocklist this way, and stops
+        spending candidates on it."""
+        return tuple(sorted(w for w, n in self.blocked_words.items()
+                            if n >= 2 and not self.passed_words[w]))
 
 
 class LoopRunner:
@@ -147,6 +156,8 @@ class LoopRunner:
         state.images += r.images
         state.seen.add(r.prompt)
         self.c.writer.observe(r.prompt)
+        (state.blocked_words if r.blocked else state.passed_words).update(
+            content_words(r.prompt))
         if r.images:
             words = content_words(r.prompt)
             state.rendered.update(words)
@@ -194,7 +205,8 @@ class LoopRunner:
             return [(t.id, t.prompt, t.guidance) for t in state.threads.values()]
         jobs: list[tuple[str, str, Guidance]] = []
         guide_on = state.loop != "closed-noguide"
-        avoid = state.suspects()
+        listed = state.filtered()
+        avoid = tuple(sorted({*state.suspects(), *listed}))
         threads = list(state.threads.values())
         for i in range(self.cfg.batch):
             if state.archive and rng.random() < self.cfg.exploit:
@@ -205,7 +217,7 @@ class LoopRunner:
                 state.exploited[parent.prompt] += 1
                 g = (guidance_for(parent.verdicts, state.category, self.thresholds)
                      if guide_on else NO_GUIDANCE)
-                jobs.append((EXPLOIT, parent.prompt, g))
+                jobs.append((EXPLOIT, parent.prompt, replace(g, avoid=listed)))
             else:
                 t = threads[i % len(threads)]
                 g = t.guidance
