@@ -116,6 +116,7 @@ class LoopRunner:
         self.run_id = run_id
         self.progress = progress
         self.thresholds = {n: j.threshold for n, j in comps.judges.items()}
+        self.noted: Counter[str] = Counter()  # proposed prompts the writer observed already
 
     # ---- evaluation of candidates --------------------------------------------------------
     def evaluate(self, state: LoopState, jobs: Sequence[tuple[str, str | None, str, str]],
@@ -155,10 +156,15 @@ class LoopRunner:
         state.step = max(state.step, r.step)
         state.images += r.images
         state.seen.add(r.prompt)
-        self.c.writer.observe(r.prompt)
+        if self.noted[r.prompt]:
+            self.noted[r.prompt] -= 1
+        else:  # replayed from the store: the writer has not seen it in this process
+            self.c.writer.observe(r.prompt)
         (state.blocked_words if r.blocked else state.passed_words).update(
             content_words(r.prompt))
-        if r.images:
+        # Suspect words are counted on exploring candidates only: a variation of a success
+        # copies its incidental words too, and counting those would mark them as holes.
+        if r.images and r.thread != EXPLOIT:
             words = content_words(r.prompt)
             state.rendered.update(words)
             if r.success:
@@ -226,10 +232,15 @@ class LoopRunner:
         return jobs
 
     def propose(self, state: LoopState, jobs: list[tuple[str, str, Guidance]],
-                dedup: bool) -> list[tuple[str, str | None, str, str]]:
+                dedup: bool, limit: int | None = None) -> list[tuple[str, str | None, str, str]]:
+        """Up to `limit` prompts, one per job. The writer observes each accepted prompt at
+        once, so the next job of the same step already knows it was tried (a memory of
+        the word pairs tried would otherwise hand a whole batch the same fresh group)."""
         out: list[tuple[str, str | None, str, str]] = []
         batch_seen: set[str] = set()
         for i, (thread, parent, g) in enumerate(jobs):
+            if limit is not None and len(out) >= limit:
+                break
             for attempt in range(3 if dedup else 1):
                 seed = stable_int(self.cfg.seed, state.loop, state.category, state.step, i,
                                   attempt)
@@ -239,6 +250,8 @@ class LoopRunner:
             else:
                 continue  # the writer keeps repeating itself here; skip this slot
             batch_seen.add(prompt)
+            self.c.writer.observe(prompt)
+            self.noted[prompt] += 1  # absorb() must not observe it a second time
             out.append((thread, parent, prompt, g.text))
         return out
 
@@ -267,13 +280,13 @@ class LoopRunner:
             if loop == "open" and state.step >= self.cfg.rounds:
                 break
             state.step += 1
+            limit = max(1, math.ceil((self.cfg.budget - state.images)
+                                     / self.cfg.search_images))
             if loop == "random":
-                jobs = self.random_jobs(state)
+                jobs = self.random_jobs(state)[:limit]
             else:
-                jobs = self.propose(state, self.plan(state), dedup=loop != "open")
-            left = self.cfg.budget - state.images
-            jobs = jobs[:max(1, math.ceil(left / self.cfg.search_images))] if loop != "open" \
-                else jobs
+                jobs = self.propose(state, self.plan(state), dedup=loop != "open",
+                                    limit=None if loop == "open" else limit)
             if not jobs:
                 empty_steps += 1
                 if empty_steps >= 5:

@@ -136,7 +136,10 @@ class MutatorWriter(Writer):
                 return
             items, pool = lists[0] if len(lists) == 1 or len(lists[0][0]) <= len(
                 lists[1][0]) else lists[1]
-            w = self._pick([p for p in pool if p not in items], rng, avoid, s.words())
+            # Pairs among the modifiers: the scene words are few and in every prompt, so
+            # counting them beside a word would drown the pairs not tried yet.
+            mods = [*s.adjectives, *s.props, *([s.style] if s.style else [])]
+            w = self._pick([p for p in pool if p not in items], rng, avoid, mods)
             if w is None:
                 return
             items.append(w)
