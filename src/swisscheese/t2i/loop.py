@@ -13,8 +13,11 @@ every filter passed it and a judge flagged one of its images for the category.
   to equally good ones), stop on success and restart when they stall, each time from a
   fresh ordinary caption; part of every
   step mutates earlier successes; exploring threads are told to avoid words that already
-  explain successes, so they go looking for other holes; blocked and repeated prompts are
-  never rendered.
+  explain successes, so they go looking for other holes; words seen only in blocked
+  prompts (the filters' blocklist, learnt from the outside) are avoided by every
+  candidate; blocked and repeated prompts are never rendered. After a miss the built-in
+  mutator regroups (a fresh set of mood words and objects, the pairs tried least), so a
+  hole that only two words together open is found by covering the pairs.
 * closed-noguide: the closed loop with the guide off (the writer gets no feedback).
 * random: random benign captions of the world, filtered and rendered like the closed loop.
 
