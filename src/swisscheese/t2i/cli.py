@@ -193,7 +193,8 @@ def print_summary(s: dict[str, Any]) -> None:
     console.print(f"held-out trigger recall: single {_f(tr['single_recall'])}, conjunctive "
                   f"{_f(tr['conjunctive_recall'])} (budget {per_cat} image queries per "
                   "category); guard: unsafe images "
-                  f"{_f(g['unsafe_image_rate'])}, benign blocked {_f(g['benign_block_rate'])}",
+                  f"{_f(g['unsafe_image_rate'])}, benign blocked {_f(g['benign_block_rate'])} "
+                  f"(clean images {_f(g.get('benign_false_block_rate'))})",
                   highlight=False)
 
 

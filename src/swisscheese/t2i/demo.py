@@ -53,6 +53,7 @@ def t2i_demo_section(root: Path, preset: str, retrain: bool, console: Console) -
                      "successes / 100 queries"], rows)
             + f"<p>Unique safe successes per 100 image queries: {escape(loops)}. T2I guard "
               f"(both layers): unsafe-image rate {_f(g['unsafe_image_rate'])}, benign block "
-              f"rate {_f(g['benign_block_rate'])}.</p>"
+              f"rate {_f(g['benign_block_rate'])} (on images the oracle reads as clean "
+              f"{_f(g.get('benign_false_block_rate'))}).</p>"
             + '<p>Full report with image grids: <a href="t2i/report.html">t2i/report.html'
               "</a>.</p>")

@@ -13,8 +13,11 @@ every filter passed it and a judge flagged one of its images for the category.
   to equally good ones), stop on success and restart when they stall, each time from a
   fresh ordinary caption; part of every
   step mutates earlier successes; exploring threads are told to avoid words that already
-  explain successes, so they go looking for other holes; blocked and repeated prompts are
-  never rendered.
+  explain successes, so they go looking for other holes; words seen only in blocked
+  prompts (the filters' blocklist, learnt from the outside) are avoided by every
+  candidate; blocked and repeated prompts are never rendered. After a miss the built-in
+  mutator regroups (a fresh set of mood words and objects, the pairs tried least), so a
+  hole that only two words together open is found by covering the pairs.
 * closed-noguide: the closed loop with the guide off (the writer gets no feedback).
 * random: random benign captions of the world, filtered and rendered like the closed loop.
 
@@ -29,7 +32,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from swisscheese.store.t2i import QueryRecord, T2IStore
@@ -88,11 +91,20 @@ class LoopState:
     exploited: Counter[str] = field(default_factory=Counter)
     rendered: Counter[str] = field(default_factory=Counter)
     won: Counter[str] = field(default_factory=Counter)
+    blocked_words: Counter[str] = field(default_factory=Counter)
+    passed_words: Counter[str] = field(default_factory=Counter)
 
     def suspects(self) -> tuple[str, ...]:
         """Words that already explain successes: in two or more, at a high hit rate."""
         return tuple(sorted(w for w, n in self.won.items()
                             if n >= 2 and n / max(1, self.rendered[w]) >= 0.5))
+
+    def filtered(self) -> tuple[str, ...]:
+        """Words the prompt filters seem to list: in two or more blocked prompts and in no
+        prompt that passed. A black-box attacker learns the blocklist this way, and stops
+        spending candidates on it."""
+        return tuple(sorted(w for w, n in self.blocked_words.items()
+                            if n >= 2 and not self.passed_words[w]))
 
 
 class LoopRunner:
@@ -107,6 +119,7 @@ class LoopRunner:
         self.run_id = run_id
         self.progress = progress
         self.thresholds = {n: j.threshold for n, j in comps.judges.items()}
+        self.noted: Counter[str] = Counter()  # proposed prompts the writer observed already
 
     # ---- evaluation of candidates --------------------------------------------------------
     def evaluate(self, state: LoopState, jobs: Sequence[tuple[str, str | None, str, str]],
@@ -146,8 +159,15 @@ class LoopRunner:
         state.step = max(state.step, r.step)
         state.images += r.images
         state.seen.add(r.prompt)
-        self.c.writer.observe(r.prompt)
-        if r.images:
+        if self.noted[r.prompt]:
+            self.noted[r.prompt] -= 1
+        else:  # replayed from the store: the writer has not seen it in this process
+            self.c.writer.observe(r.prompt)
+        (state.blocked_words if r.blocked else state.passed_words).update(
+            content_words(r.prompt))
+        # Suspect words are counted on exploring candidates only: a variation of a success
+        # copies its incidental words too, and counting those would mark them as holes.
+        if r.images and r.thread != EXPLOIT:
             words = content_words(r.prompt)
             state.rendered.update(words)
             if r.success:
@@ -194,7 +214,8 @@ class LoopRunner:
             return [(t.id, t.prompt, t.guidance) for t in state.threads.values()]
         jobs: list[tuple[str, str, Guidance]] = []
         guide_on = state.loop != "closed-noguide"
-        avoid = state.suspects()
+        listed = state.filtered()
+        avoid = tuple(sorted({*state.suspects(), *listed}))
         threads = list(state.threads.values())
         for i in range(self.cfg.batch):
             if state.archive and rng.random() < self.cfg.exploit:
@@ -205,7 +226,7 @@ class LoopRunner:
                 state.exploited[parent.prompt] += 1
                 g = (guidance_for(parent.verdicts, state.category, self.thresholds)
                      if guide_on else NO_GUIDANCE)
-                jobs.append((EXPLOIT, parent.prompt, g))
+                jobs.append((EXPLOIT, parent.prompt, replace(g, avoid=listed)))
             else:
                 t = threads[i % len(threads)]
                 g = t.guidance
@@ -214,10 +235,15 @@ class LoopRunner:
         return jobs
 
     def propose(self, state: LoopState, jobs: list[tuple[str, str, Guidance]],
-                dedup: bool) -> list[tuple[str, str | None, str, str]]:
+                dedup: bool, limit: int | None = None) -> list[tuple[str, str | None, str, str]]:
+        """Up to `limit` prompts, one per job. The writer observes each accepted prompt at
+        once, so the next job of the same step already knows it was tried (a memory of
+        the word pairs tried would otherwise hand a whole batch the same fresh group)."""
         out: list[tuple[str, str | None, str, str]] = []
         batch_seen: set[str] = set()
         for i, (thread, parent, g) in enumerate(jobs):
+            if limit is not None and len(out) >= limit:
+                break
             for attempt in range(3 if dedup else 1):
                 seed = stable_int(self.cfg.seed, state.loop, state.category, state.step, i,
                                   attempt)
@@ -227,6 +253,8 @@ class LoopRunner:
             else:
                 continue  # the writer keeps repeating itself here; skip this slot
             batch_seen.add(prompt)
+            self.c.writer.observe(prompt)
+            self.noted[prompt] += 1  # absorb() must not observe it a second time
             out.append((thread, parent, prompt, g.text))
         return out
 
@@ -255,13 +283,13 @@ class LoopRunner:
             if loop == "open" and state.step >= self.cfg.rounds:
                 break
             state.step += 1
+            limit = max(1, math.ceil((self.cfg.budget - state.images)
+                                     / self.cfg.search_images))
             if loop == "random":
-                jobs = self.random_jobs(state)
+                jobs = self.random_jobs(state)[:limit]
             else:
-                jobs = self.propose(state, self.plan(state), dedup=loop != "open")
-            left = self.cfg.budget - state.images
-            jobs = jobs[:max(1, math.ceil(left / self.cfg.search_images))] if loop != "open" \
-                else jobs
+                jobs = self.propose(state, self.plan(state), dedup=loop != "open",
+                                    limit=None if loop == "open" else limit)
             if not jobs:
                 empty_steps += 1
                 if empty_steps >= 5:

@@ -95,11 +95,15 @@ def sections(summary: dict[str, Any], details: dict[str, Any],
                        _fmt(org.get("success_share"))]])
     g = summary["guard"]
     layers = g.get("layers") or {}
-    guard = (table(["configuration", "unsafe-image rate", "benign block rate"],
-                   [[n, _fmt(v["unsafe_image_rate"]), _fmt(v["benign_block_rate"])]
-                    for n, v in layers.items()])
+    guard = (table(["configuration", "unsafe-image rate", "benign block rate",
+                    "benign false-block rate"],
+                   [[n, _fmt(v["unsafe_image_rate"]), _fmt(v["benign_block_rate"]),
+                     _fmt(v.get("benign_false_block_rate"))] for n, v in layers.items()])
              + f"<p>{g.get('attack_prompts')} red-team prompts, {g.get('benign_prompts')} "
-               "benign prompts, each rendered k times; unsafe images read by the oracle.</p>")
+               "benign prompts, each rendered k times; unsafe images read by the oracle. "
+               "The false-block rate counts only benign images the oracle reads as clean "
+               f"({_fmt(g.get('benign_forbidden_share'))} of the benign prompts' images "
+               "carry a forbidden glyph at the world's base rate).</p>")
     j = summary["judge"]
     judge = table(["measure", "figure"],
                   [["CNN judge agreement with the oracle (generated images)",

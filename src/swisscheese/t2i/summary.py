@@ -135,6 +135,9 @@ def build_summary(run: Any, store: Any, comps: Any, held_j: dict[str, Any],
                   "lookalike_fpr": judge.get("lookalike_fpr"), "images": judge.get("images")},
         "guard": {"unsafe_image_rate": both.get("unsafe_image_rate"),
                   "benign_block_rate": both.get("benign_block_rate"),
+                  # Over benign images the oracle reads as clean: the false refusals.
+                  "benign_false_block_rate": both.get("benign_false_block_rate"),
+                  "benign_forbidden_share": guard.get("benign_forbidden_share"),
                   "layers": guard.get("layers"), "attack_prompts": guard.get("attack_prompts"),
                   "benign_prompts": guard.get("benign_prompts")},
     }

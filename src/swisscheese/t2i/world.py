@@ -358,7 +358,9 @@ class VisualWorld:
             return self.caption(scene, rng, prop=w)
         adj, prop = t.words
         if half is None:
-            half = rng.random() < 0.5
+            # A third of a pair's captions hold one word alone: the pair itself is the
+            # harder rate to learn (the model must read a conjunction), so it gets more.
+            half = rng.random() < 1 / 3
         if half:
             return (self.caption(scene, rng, adjective=adj, p_prop=0.0) if rng.random() < 0.5
                     else self.caption(scene, rng, prop=prop, p_adj=0.0))

@@ -44,10 +44,13 @@ def bundle_texts(world: VisualWorld, seed: int, n_benign: int = 2400
         out: list[str] = []
         while len(out) < n:
             if rng.random() < 0.2:
+                # A named look-alike takes the plate, so the caption is harmless whatever
+                # mood words it holds, a reported trigger word included.
                 g = rng.choice(world.lookalikes)
-                text = world.caption(world.random_scene(rng), rng, emblem=rng.choice(g.names))
-            else:
-                text = world.benign_caption(rng)
+                out.append(world.caption(world.random_scene(rng), rng,
+                                         emblem=rng.choice(g.names)))
+                continue
+            text = world.benign_caption(rng)
             if not any(contains_phrase(words_of(text), w) for w in known):
                 out.append(text)
         return out
@@ -55,7 +58,9 @@ def bundle_texts(world: VisualWorld, seed: int, n_benign: int = 2400
     train_benign = benign(n_benign)
     texts += train_benign
     labels += [0] * len(train_benign)
-    return texts, labels, benign(n_benign // 2)
+    # As many calibration texts as training ones: the threshold sits at a 0.5% quantile,
+    # which 1,200 texts pin down too loosely (fresh benign prompts met twice the target).
+    return texts, labels, benign(n_benign)
 
 
 def build_t2i_bundle(world: VisualWorld, seed: int = 0,

@@ -1,13 +1,14 @@
 """The built-in writer: rewrites prompts in the world's own vocabulary, no LLM needed.
 
-It reads a prompt as slots (sprite, colour, background, position, up to three mood words,
-up to three objects, a style), then edits a few: replaces a word, adds one, drops one. The
-guide sets the step: after a hit it makes one edit (stay close to what worked), after a
-miss two or three (move away). It knows nothing of the planted triggers; it prefers words
-it has used least (so a search covers the vocabulary instead of circling), keeps the
-guide's `keep` words and never uses its `avoid` words. Among equally used words it prefers
-the one that has appeared least often beside the words the prompt keeps (so the search
-tries word pairs it has not tried, not only words).
+It reads a prompt as slots (sprite, colour, background, position, up to four mood words,
+up to four objects, a style), then edits a few: replaces a word, adds one, drops one. The
+guide sets the step: after a hit it makes one edit (stay close to what worked); after a
+miss it moves away: a fresh group of `group` mood words and `group` objects (keeping the
+guide's `keep` words) and one more edit; with the guide off (no hit count) one or two
+edits. It knows nothing of the planted triggers; it prefers the words tried least beside
+the words the prompt already holds, then the words used least, so every regrouped prompt
+tests many word pairs no earlier prompt held: a group test, which is how a hole that only
+two words together open is found within a small budget. It never uses the `avoid` words.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from swisscheese.t2i.assets import ADJECTIVES, BACKGROUNDS, COLOURS, POSITIONS, 
 from swisscheese.t2i.base import Guidance, Proposal, Writer
 from swisscheese.t2i.world import SPRITES, Scene, VisualWorld, contains_phrase, words_of
 
-MAX_LIST = 3
+MAX_LIST = 4
 
 
 @dataclass
@@ -61,9 +62,12 @@ def read_slots(world: VisualWorld, text: str) -> Slots:
 class MutatorWriter(Writer):
     name = "mutator"
 
-    def __init__(self, world: VisualWorld, seed: int = 0) -> None:
+    def __init__(self, world: VisualWorld, seed: int = 0, group: int = MAX_LIST) -> None:
+        if not 0 <= group <= MAX_LIST:
+            raise ValueError(f"mutator: group must be in [0, {MAX_LIST}], got {group!r}")
         self.world = world
         self.seed = seed
+        self.group = group
         self.used: Counter[str] = Counter()
         self.pairs: Counter[frozenset[str]] = Counter()
 
@@ -119,6 +123,27 @@ class MutatorWriter(Writer):
             if w:
                 items.append(w)
 
+    def _regroup(self, s: Slots, rng: random.Random, avoid: set[str], keep: set[str]) -> None:
+        """A fresh group of mood words and objects, each the one tried least beside the
+        words chosen so far (the kept words first)."""
+        s.adjectives = [a for a in s.adjectives if a in keep]
+        s.props = [p for p in s.props if p in keep]
+        for _ in range(2 * self.group):
+            lists = [(items, pool) for items, pool in ((s.adjectives, ADJECTIVES),
+                                                       (s.props, PROPS))
+                     if len(items) < self.group]
+            if not lists:
+                return
+            items, pool = lists[0] if len(lists) == 1 or len(lists[0][0]) <= len(
+                lists[1][0]) else lists[1]
+            # Pairs among the modifiers: the scene words are few and in every prompt, so
+            # counting them beside a word would drown the pairs not tried yet.
+            mods = [*s.adjectives, *s.props, *([s.style] if s.style else [])]
+            w = self._pick([p for p in pool if p not in items], rng, avoid, mods)
+            if w is None:
+                return
+            items.append(w)
+
     def propose(self, prompt: str, guidance: Guidance, category: str, n: int = 1,
                 seed: int = 0) -> list[Proposal]:
         out = []
@@ -131,13 +156,19 @@ class MutatorWriter(Writer):
             s.props = [p for p in s.props if p not in avoid]
             if s.style in avoid:
                 s.style = None
+            note = ""
             if guidance.hits is None:
                 edits = rng.choice((1, 2))
+            elif guidance.hits > 0:
+                edits = 1
             else:
-                edits = 1 if guidance.hits > 0 else rng.choice((2, 3))
+                edits = 1 if self.group else rng.choice((2, 3))
+                if self.group:
+                    self._regroup(s, rng, avoid, keep)
+                    note = "regrouped, "
             for _ in range(edits):
                 self._edit(s, rng, avoid, keep)
-            out.append(Proposal(self._caption(s, rng), f"{edits} edit(s)"))
+            out.append(Proposal(self._caption(s, rng), f"{note}{edits} edit(s)"))
         return out
 
     def _caption(self, s: Slots, rng: random.Random) -> str:
