@@ -4,9 +4,10 @@ by side on the same organism data (issue 13).
     .venv/bin/python benchmarks/guard_cost.py --out runs/bench-cost --n-benign 20000
 
 Trains (or reuses, if OUT/ARM/bundle exists) one organism bundle per arm from the same
-data: `stage1` (the default n-gram), `stage2` (--stage2, default the byte transformer,
-options by --stage2-param KEY=VALUE), `cascade` (n-gram screening, --stage2 on what it
-escalates) and `ensemble` (both, stacked); every arm keeps the default exchange n-gram
+data: `stage1` (the default bundle's input classifier: the n-gram behind the decoders),
+`stage2` (--stage2, default the cascade's default stage 2, options by --stage2-param
+KEY=VALUE), `cascade` (stage 1 screening, --stage2 on what it escalates) and `ensemble`
+(both, stacked); every arm keeps the default exchange n-gram
 output classifier, so the arms differ in the input layer only. Then it draws --n-benign
 organism conversations that are in no split of the data (recipes/organism/benign.py) and
 measures, per arm:
@@ -57,15 +58,18 @@ def rate(flags: np.ndarray) -> dict[str, Any]:
 
 
 def arm_configs(stage2: str, params: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """TrainConfig fields per arm (the output layer is the default in every arm)."""
+    """TrainConfig fields per arm (the output layer is the default in every arm). Stage 1
+    is the default bundle's input backend (`DEFAULT_BACKEND`) wherever it appears."""
+    from swisscheese.recipes.organism.train import DEFAULT_BACKEND
+
     return {
         "stage1": {},
         "stage2": {"backend": stage2, "input_params": params, "output_backend": "ngram-stream"},
         "cascade": {"backend": "cascade", "output_backend": "ngram-stream",
-                    "input_params": {"stage1": "ngram", "stage2": stage2,
+                    "input_params": {"stage1": DEFAULT_BACKEND, "stage2": stage2,
                                      "stage2_params": params}},
         "ensemble": {"backend": "ensemble", "output_backend": "ngram-stream",
-                     "input_params": {"members": ["ngram", stage2],
+                     "input_params": {"members": [DEFAULT_BACKEND, stage2],
                                       "members_params": [{}, params]}},
     }
 
@@ -91,10 +95,23 @@ def train_arms(out: Path, arms: list[str], n_per_category: int, stage2: str,
     return seconds
 
 
+def forget_embeddings(clf: Any) -> None:
+    """Clear the embedding cache of every encoder in `clf` (members, wrapped bases): the
+    process shares one encoder between bundles, so an arm timed after another would
+    otherwise read the embeddings the first one computed."""
+    for child in [*getattr(clf, "members", {}).values(), getattr(clf, "base", None)]:
+        if child is not None:
+            forget_embeddings(child)
+    if hasattr(clf, "is_tuned") and hasattr(clf, "encoder"):
+        clf.encoder.clear_cache()
+
+
 def timed_input(bundle: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarray | None, float]:
-    """(scores, stages, wall seconds) of the input classifier over `texts` in batches."""
+    """(scores, stages, wall seconds) of the input classifier over `texts` in batches, its
+    encoders' caches cleared first."""
     from swisscheese.classifiers.base import predict_stages
 
+    forget_embeddings(bundle.input)
     scores, stages = [], []
     t = time.perf_counter()
     for i in range(0, len(texts), BATCH):

@@ -107,7 +107,7 @@ class _CascadeBase:
         params = (stage1_params, stage2_params)
         self.members: dict[str, Any] = {
             key: build_member(n, p, seed=int(seed), model_dir=model_dir, context=context,
-                              streaming=self.streaming)
+                              streaming=self.streaming, nested_ok=True)
             for key, n, p in zip(STAGES, names, params, strict=True)}
         self.escalate_at: float | None = None
         self.escalation_rate: float | None = None
