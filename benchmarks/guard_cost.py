@@ -57,24 +57,31 @@ def rate(flags: np.ndarray) -> dict[str, Any]:
     return {"rate": k / n if n else None, "k": k, "n": n, "ci95": interval(k, n)}
 
 
-def arm_configs(stage2: str, params: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def arm_configs(stage2: str | None, params: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """TrainConfig fields per arm (the output layer is the default in every arm). Stage 1
-    is the default bundle's input backend (`DEFAULT_BACKEND`) wherever it appears."""
+    is the default bundle's input backend (`DEFAULT_BACKEND`) wherever it appears; stage 2
+    is `stage2` with `params`, or (None) the cascade's default stage 2 (an ensemble)."""
+    from swisscheese.classifiers.backends.cascade import DEFAULT_STAGE2, CascadeClassifier
     from swisscheese.recipes.organism.train import DEFAULT_BACKEND
 
-    return {
+    name = stage2 or CascadeClassifier.defaults[1]
+    s2_params = params if stage2 else {**DEFAULT_STAGE2, **params}
+    cascade = {"stage1": DEFAULT_BACKEND, "stage2": name, "stage2_params": s2_params}
+    arms: dict[str, dict[str, Any]] = {
         "stage1": {},
-        "stage2": {"backend": stage2, "input_params": params, "output_backend": "ngram-stream"},
+        "stage2": {"backend": name, "input_params": s2_params,
+                   "output_backend": "ngram-stream"},
         "cascade": {"backend": "cascade", "output_backend": "ngram-stream",
-                    "input_params": {"stage1": DEFAULT_BACKEND, "stage2": stage2,
-                                     "stage2_params": params}},
-        "ensemble": {"backend": "ensemble", "output_backend": "ngram-stream",
-                     "input_params": {"members": [DEFAULT_BACKEND, stage2],
-                                      "members_params": [{}, params]}},
+                    "input_params": cascade},
     }
+    if name != "ensemble":  # an ensemble holds no ensemble
+        arms["ensemble"] = {"backend": "ensemble", "output_backend": "ngram-stream",
+                            "input_params": {"members": [DEFAULT_BACKEND, name],
+                                             "members_params": [{}, s2_params]}}
+    return arms
 
 
-def train_arms(out: Path, arms: list[str], n_per_category: int, stage2: str,
+def train_arms(out: Path, arms: list[str], n_per_category: int, stage2: str | None,
                params: dict[str, Any]) -> dict[str, float | None]:
     """Train each arm's bundle unless it exists; returns training seconds (None: reused)."""
     from swisscheese.recipes.organism.train import TrainConfig, train_bundle
@@ -85,7 +92,11 @@ def train_arms(out: Path, arms: list[str], n_per_category: int, stage2: str,
         if (out / arm / "bundle" / "bundle.json").is_file():
             seconds[arm] = None
             continue
-        cfg = TrainConfig(n_per_category=n_per_category, **arm_configs(stage2, params)[arm])
+        configs = arm_configs(stage2, params)
+        if arm not in configs:
+            raise SystemExit(f"arm {arm!r}: stage 2 is an ensemble, which an ensemble "
+                             "cannot hold; drop it from --arms or pass --stage2 NAME")
+        cfg = TrainConfig(n_per_category=n_per_category, **configs[arm])
         t = time.perf_counter()
         print(f"training {arm} ...", flush=True)
         train_bundle(out / arm, data_dir=None if arm == "stage1" else data, config=cfg,
@@ -224,9 +235,12 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path("runs/bench-cost"))
     ap.add_argument("--n-benign", type=int, default=20_000)
     ap.add_argument("--n-per-category", type=int, default=400)
-    ap.add_argument("--stage2", default="transformer")
+    ap.add_argument("--stage2", default=None,
+                    help="stage 2 backend (default: the cascade's default stage 2, the "
+                         "ensemble of the decoding n-gram and the MiniLM encoder)")
     ap.add_argument("--stage2-param", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    ap.add_argument("--arms", nargs="+", default=["stage1", "stage2", "cascade"],
+                    choices=ARMS)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     import torch
