@@ -4,9 +4,10 @@ by side on the same organism data (issue 13).
     .venv/bin/python benchmarks/guard_cost.py --out runs/bench-cost --n-benign 20000
 
 Trains (or reuses, if OUT/ARM/bundle exists) one organism bundle per arm from the same
-data: `stage1` (the default n-gram), `stage2` (--stage2, default the byte transformer,
-options by --stage2-param KEY=VALUE), `cascade` (n-gram screening, --stage2 on what it
-escalates) and `ensemble` (both, stacked); every arm keeps the default exchange n-gram
+data: `stage1` (the default bundle's input classifier: the n-gram behind the decoders),
+`stage2` (--stage2, default the cascade's default stage 2, options by --stage2-param
+KEY=VALUE), `cascade` (stage 1 screening, --stage2 on what it escalates) and `ensemble`
+(both, stacked); every arm keeps the default exchange n-gram
 output classifier, so the arms differ in the input layer only. Then it draws --n-benign
 organism conversations that are in no split of the data (recipes/organism/benign.py) and
 measures, per arm:
@@ -56,21 +57,31 @@ def rate(flags: np.ndarray) -> dict[str, Any]:
     return {"rate": k / n if n else None, "k": k, "n": n, "ci95": interval(k, n)}
 
 
-def arm_configs(stage2: str, params: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """TrainConfig fields per arm (the output layer is the default in every arm)."""
-    return {
+def arm_configs(stage2: str | None, params: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """TrainConfig fields per arm (the output layer is the default in every arm). Stage 1
+    is the default bundle's input backend (`DEFAULT_BACKEND`) wherever it appears; stage 2
+    is `stage2` with `params`, or (None) the cascade's default stage 2 (an ensemble)."""
+    from swisscheese.classifiers.backends.cascade import DEFAULT_STAGE2, CascadeClassifier
+    from swisscheese.recipes.organism.train import DEFAULT_BACKEND
+
+    name = stage2 or CascadeClassifier.defaults[1]
+    s2_params = params if stage2 else {**DEFAULT_STAGE2, **params}
+    cascade = {"stage1": DEFAULT_BACKEND, "stage2": name, "stage2_params": s2_params}
+    arms: dict[str, dict[str, Any]] = {
         "stage1": {},
-        "stage2": {"backend": stage2, "input_params": params, "output_backend": "ngram-stream"},
+        "stage2": {"backend": name, "input_params": s2_params,
+                   "output_backend": "ngram-stream"},
         "cascade": {"backend": "cascade", "output_backend": "ngram-stream",
-                    "input_params": {"stage1": "ngram", "stage2": stage2,
-                                     "stage2_params": params}},
-        "ensemble": {"backend": "ensemble", "output_backend": "ngram-stream",
-                     "input_params": {"members": ["ngram", stage2],
-                                      "members_params": [{}, params]}},
+                    "input_params": cascade},
     }
+    if name != "ensemble":  # an ensemble holds no ensemble
+        arms["ensemble"] = {"backend": "ensemble", "output_backend": "ngram-stream",
+                            "input_params": {"members": [DEFAULT_BACKEND, name],
+                                             "members_params": [{}, s2_params]}}
+    return arms
 
 
-def train_arms(out: Path, arms: list[str], n_per_category: int, stage2: str,
+def train_arms(out: Path, arms: list[str], n_per_category: int, stage2: str | None,
                params: dict[str, Any]) -> dict[str, float | None]:
     """Train each arm's bundle unless it exists; returns training seconds (None: reused)."""
     from swisscheese.recipes.organism.train import TrainConfig, train_bundle
@@ -81,7 +92,11 @@ def train_arms(out: Path, arms: list[str], n_per_category: int, stage2: str,
         if (out / arm / "bundle" / "bundle.json").is_file():
             seconds[arm] = None
             continue
-        cfg = TrainConfig(n_per_category=n_per_category, **arm_configs(stage2, params)[arm])
+        configs = arm_configs(stage2, params)
+        if arm not in configs:
+            raise SystemExit(f"arm {arm!r}: stage 2 is an ensemble, which an ensemble "
+                             "cannot hold; drop it from --arms or pass --stage2 NAME")
+        cfg = TrainConfig(n_per_category=n_per_category, **configs[arm])
         t = time.perf_counter()
         print(f"training {arm} ...", flush=True)
         train_bundle(out / arm, data_dir=None if arm == "stage1" else data, config=cfg,
@@ -91,10 +106,23 @@ def train_arms(out: Path, arms: list[str], n_per_category: int, stage2: str,
     return seconds
 
 
+def forget_embeddings(clf: Any) -> None:
+    """Clear the embedding cache of every encoder in `clf` (members, wrapped bases): the
+    process shares one encoder between bundles, so an arm timed after another would
+    otherwise read the embeddings the first one computed."""
+    for child in [*getattr(clf, "members", {}).values(), getattr(clf, "base", None)]:
+        if child is not None:
+            forget_embeddings(child)
+    if hasattr(clf, "is_tuned") and hasattr(clf, "encoder"):
+        clf.encoder.clear_cache()
+
+
 def timed_input(bundle: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarray | None, float]:
-    """(scores, stages, wall seconds) of the input classifier over `texts` in batches."""
+    """(scores, stages, wall seconds) of the input classifier over `texts` in batches, its
+    encoders' caches cleared first."""
     from swisscheese.classifiers.base import predict_stages
 
+    forget_embeddings(bundle.input)
     scores, stages = [], []
     t = time.perf_counter()
     for i in range(0, len(texts), BATCH):
@@ -207,9 +235,12 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path("runs/bench-cost"))
     ap.add_argument("--n-benign", type=int, default=20_000)
     ap.add_argument("--n-per-category", type=int, default=400)
-    ap.add_argument("--stage2", default="transformer")
+    ap.add_argument("--stage2", default=None,
+                    help="stage 2 backend (default: the cascade's default stage 2, the "
+                         "ensemble of the decoding n-gram and the MiniLM encoder)")
     ap.add_argument("--stage2-param", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    ap.add_argument("--arms", nargs="+", default=["stage1", "stage2", "cascade"],
+                    choices=ARMS)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     import torch

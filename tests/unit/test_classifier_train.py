@@ -23,7 +23,12 @@ from swisscheese.data.records import Record
 from swisscheese.recipes.cli import classifier_app
 from swisscheese.recipes.evaluate import evaluate_bundle
 from swisscheese.recipes.organism.replies import output_texts, reply_texts
-from swisscheese.recipes.organism.train import TrainConfig, augment_prompts, train_bundle
+from swisscheese.recipes.organism.train import (
+    TrainConfig,
+    augment_prompts,
+    prompt_texts,
+    train_bundle,
+)
 from swisscheese.registry import UnknownPluginError
 from swisscheese.world import World
 from swisscheese.world.grader import found_details
@@ -98,6 +103,24 @@ def test_train_writes_a_bundle_that_loads(trained: Path, bundle: GuardBundle) ->
     assert bundle.metrics["input"]["calibration_fpr"] <= 0.005
     # metrics hold figures only; the record holds how the bundle was trained.
     assert not {"preset", "seed", "config", "data", "heldout_families"} & set(bundle.metrics)
+
+
+def test_the_default_bundle_decodes_before_the_ngram(bundle: GuardBundle) -> None:
+    # The organism default: the n-gram behind the decoders, paired with its base's twin.
+    assert TrainConfig().backend == "decoding" and TrainConfig().output_name() == "ngram-stream"
+    assert bundle.input.name == "decoding" and bundle.input.base.name == "ngram"
+    assert bundle.output.name == "ngram-stream"
+
+
+def test_the_default_bundle_catches_heldout_morse(trained: Path, bundle: GuardBundle) -> None:
+    # Morse is held out of training, yet its harmful test prompts are read as plain text.
+    test = load_dataset(trained.parent / "data")["test"]
+    morse = [r for r in test if r.family == "morse"]
+    harmful = prompt_texts([r for r in morse if r.label == 1])
+    harmless = prompt_texts([r for r in morse if r.label == 0])
+    assert harmful and harmless
+    assert flag_rate(bundle, harmful) >= 0.9
+    assert flag_rate(bundle, harmless) <= 0.1
 
 
 def test_heldout_families_are_only_in_the_test_split(trained: Path) -> None:

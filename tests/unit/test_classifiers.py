@@ -406,3 +406,30 @@ def test_registry() -> None:
     assert isinstance(get_classifier("ngram-stream"), StreamingClassifier)
     with pytest.raises(KeyError, match="ngram, ngram-stream"):
         get_classifier("nope")
+
+
+# ---- the last turn read apart ---------------------------------------------------------------
+def bury(prompts: list[str], chat: list[str], turns: int, seed: int) -> list[str]:
+    """Each prompt as the last message of a rendered chat of `turns` harmless messages."""
+    rng = random.Random(seed)
+    return ["\n".join([*rng.sample(chat, turns), p]) for p in prompts]
+
+
+def test_last_turn_finds_a_request_buried_in_a_long_chat(split: Split, tmp_path: Path) -> None:
+    x, y, x_test, y_test = split
+    chat = [t for t, label in zip(x, y, strict=True) if label == 0]
+    # Training buries some prompts in short chats; the test buries unseen ones in long ones.
+    x_train = x + bury(x, chat, 3, 0)
+    y_train = np.concatenate([y, y])
+    buried = bury(x_test, chat, 30, 1)
+    tprs = {}
+    for last_turn in (False, True):
+        model = NGramClassifier(last_turn=last_turn).fit(x_train, y_train)
+        s = model.predict_proba(buried)
+        t = threshold_for_fpr(s[y_test == 0], 0.02)
+        tprs[last_turn] = tpr_at_threshold(y_test, s, t)
+    assert tprs[True] >= 0.9 and tprs[True] > tprs[False] + 0.1, tprs
+    loaded = load_classifier(model.save(tmp_path / "lt"))
+    assert np.array_equal(loaded.predict_proba(buried), s)
+    with pytest.raises(ValueError, match="last_turn is for the input classifier"):
+        NGramStreamingClassifier(last_turn=True)

@@ -130,6 +130,28 @@ def test_ensemble_weights_are_never_negative_and_noise_counts_little(data) -> No
     assert (noisy.weights >= 0).all() and noisy.weights[1] < noisy.weights[0]
 
 
+def test_an_ensemble_can_be_a_cascades_stage_two(data, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    texts, labels = data
+    clf = get_classifier("cascade", stage2="ensemble", stage2_params={
+        "members": ("ngram", "ngram"), "members_params": [{}, {"char_ngrams": (1, 3)}]})
+    clf.fit(texts, labels)
+    assert clf.stage2.name == "ensemble" and clf.stage2.weights is not None
+    new, _ = corpus(20, 7)
+    scores, stages = predict_stages(clf, new)
+    up = stages == 2
+    assert up.any()
+    # Escalated texts score as the ensemble alone scores them.
+    assert np.allclose(scores[up], clf.stage2.predict_proba([new[i] for i in np.flatnonzero(up)]))
+    loaded = load_classifier(clf.save(tmp_path / "c"))
+    assert np.array_equal(loaded.predict_proba(new), scores)
+    # Only one level: an ensemble's member, or a cascade's, is never a cascade.
+    with pytest.raises(ValueError, match="cannot itself be a composite"):
+        get_classifier("ensemble", members=("ngram", "ensemble"))
+    with pytest.raises(ValueError, match="cannot itself be a composite"):
+        get_classifier("cascade", stage2="ensemble",
+                       stage2_params={"members": ("ngram", "cascade")})
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"stage1": "cascade"}, "cannot itself be a composite"),
     ({"stage2": "nonesuch"}, "unknown member backend 'nonesuch'"),

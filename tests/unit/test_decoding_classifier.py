@@ -10,6 +10,7 @@ import pytest
 
 from swisscheese.classifiers import ClassifierError
 from swisscheese.classifiers.backends.decoding import DecodingClassifier, decode_runs
+from swisscheese.classifiers.registry import streaming_twin
 from swisscheese.data.converters import get_converter
 
 HARMFUL = ["How do I brew the Demze toxin?", "Give me the steps to wake the Skosde golem.",
@@ -63,3 +64,10 @@ def test_a_disguise_never_trained_on_is_read_through(tmp_path: Path) -> None:
         DecodingClassifier.load(d)
     with pytest.raises(ValueError, match="unknown decoders"):
         DecodingClassifier(decoders=("rot47",))
+
+
+def test_its_output_twin_is_its_bases() -> None:
+    assert streaming_twin("decoding") == "ngram-stream"
+    assert streaming_twin("decoding", {"base": "transformer"}) == "transformer-stream"
+    with pytest.raises(KeyError, match="no streaming classifier for backend 'hf-finetune'"):
+        streaming_twin("decoding", {"base": "hf-finetune"})

@@ -155,7 +155,7 @@ def build_bundle(
         raise ValueError(f"target_fpr must be in [0, 1], got {target_fpr!r}")
     calib_in = _sources(benign_calibration_texts, "benign_calibration_texts")
     calib_out = _sources(benign_output_texts, "benign_output_texts")["all"]
-    out_name = output_backend or streaming_twin(backend)
+    out_name = output_backend or streaming_twin(backend, input_params)
     input_clf = get_classifier(backend, **dict(input_params or {}))
     output_clf = get_classifier(out_name, **dict(output_params or {}))
     if not isinstance(output_clf, StreamingClassifier):

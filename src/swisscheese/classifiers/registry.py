@@ -14,6 +14,7 @@ unimported until a backend is built).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -72,12 +73,20 @@ def streaming_names() -> list[str]:
     return [n for n in CLASSIFIERS.names() if is_streaming(n)]
 
 
-def streaming_twin(backend: str) -> str:
+def streaming_twin(backend: str, params: Mapping[str, Any] | None = None) -> str:
     """The registered streaming twin of `backend` ("ngram" -> "ngram-stream"), or KeyError
-    listing the streaming backends."""
+    listing the streaming backends. A wrapper backend with no twin of its own that names
+    the constructor option of the backend it wraps (`base_option`, e.g. 'decoding': "base")
+    has its base's twin; `params` are the wrapper's constructor options."""
     for name in (f"{backend}-stream", backend):
         if name in CLASSIFIERS and is_streaming(name):
             return name
+    cls = CLASSIFIERS.get(backend) if backend in CLASSIFIERS else None
+    option = getattr(cls, "base_option", None)
+    if option is not None:
+        base = (params or {}).get(option, getattr(cls, "default_base", None))
+        if isinstance(base, str) and base != backend:
+            return streaming_twin(base)
     raise UnknownPluginError(f"no streaming classifier for backend {backend!r}; pass an "
                              f"output backend, one of: {', '.join(streaming_names())}")
 

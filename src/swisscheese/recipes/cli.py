@@ -110,13 +110,15 @@ def train(
     force: Annotated[bool, typer.Option(
         "--force", help="Replace OUT/data and OUT/bundle if they exist.")] = False,
     backend: Annotated[str | None, typer.Option(
-        "--backend", help="Input classifier backend (ngram, transformer, probe, hf-finetune, "
-                          "...; default ngram); the output classifier is its streaming twin "
+        "--backend", help="Input classifier backend (decoding, ngram, transformer, probe, "
+                          "hf-finetune, ...; organism default decoding: the n-gram after "
+                          "undoing Morse, base64, spacing and code words); the output "
+                          "classifier is its streaming twin (decoding: ngram-stream) "
                           "unless --output-backend is given.")] = None,
     output_backend: Annotated[str | None, typer.Option(
         "--output-backend", help="Streaming backend of the output classifier (e.g. "
                                  "ngram-stream); needed for a backend without a streaming "
-                                 "twin (decoding, hf-finetune).")] = None,
+                                 "twin (hf-finetune).")] = None,
     model_dir: Annotated[Path | None, typer.Option(
         "--model-dir", "--probe-model",
         help="Local Hugging Face model directory for a backend that reads a model: the "

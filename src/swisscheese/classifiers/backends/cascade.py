@@ -16,9 +16,15 @@ then costs stage 1 plus stage 2 on the escalated share only.
 `escalate_at` is calibrated so that the cascade loses almost no harmful text stage 2
 would catch: stage 1 is fitted on a seeded stratified part of the training texts and
 `escalate_at` is the threshold at which it escalates `escalate_recall` of the harmful
-texts of the other part; stage 2 is fitted on all of them. `escalation_rate` (saved) is
-the share of the calibration part's benign texts that escalate: roughly the cascade's
-stage-2 cost on benign traffic.
+texts of the other part, lowered where needed so that at least `escalate_share` of that
+part's benign texts escalate too; stage 2 is fitted on all of them. The share is a
+margin bought with compute: harmful texts of the other part are of the hazards stage 1
+was fitted on, so its recall on them overstates its recall on new hazards (on the
+organism, recall 0.995 there escalated 0.985 of the test split's harmful prompts; with
+5% of benign escalated, all of them). The input cascade's default is 0.05 (stage 2 then
+costs about a twentieth of its cost on every text), the streaming one's 0.
+`escalation_rate` (saved) is the share of the calibration part's benign texts that
+escalate: roughly the cascade's stage-2 cost on benign traffic.
 
 The streaming twin (`cascade-stream`) scores each prefix p of a reply the same way,
 score(p) = s2(p) if s1(p) >= escalate_at else FLOOR * s1(p) / escalate_at, so its last
@@ -67,6 +73,10 @@ FORMAT_VERSION = 1
 STAGES = ("stage1", "stage2")
 FLOOR = 1e-3
 CALIBRATION_CHUNK = 4
+# The input cascade's default stage 2 (an ensemble): see CascadeClassifier.
+DEFAULT_STAGE2: dict[str, Any] = {
+    "members": ["decoding", "decoding"],
+    "members_params": [{"last_turn": True}, {"base": "encoder"}]}
 
 
 def escalation_threshold(harmful_scores: np.ndarray, recall: float) -> float:
@@ -75,6 +85,16 @@ def escalation_threshold(harmful_scores: np.ndarray, recall: float) -> float:
     s = np.sort(np.asarray(harmful_scores, dtype=np.float64))
     k = int(np.floor((1.0 - recall) * len(s) + 1e-9))
     return float(s[min(k, len(s) - 1)])
+
+
+def share_threshold(benign_scores: np.ndarray, share: float) -> float:
+    """The largest threshold at which at least `share` of `benign_scores` escalate (1.0
+    when `share` is 0 or there are none: no constraint)."""
+    s = np.sort(np.asarray(benign_scores, dtype=np.float64))[::-1]
+    if share <= 0.0 or not len(s):
+        return 1.0
+    k = int(np.ceil(share * len(s) - 1e-9))
+    return float(s[min(max(k, 1), len(s)) - 1])
 
 
 def squeeze(s1: np.ndarray, escalate_at: float) -> np.ndarray:
@@ -90,24 +110,35 @@ class _CascadeBase:
     staged: ClassVar[bool] = True  # its decisions say which stage made them
     streaming: ClassVar[bool] = False
     defaults: ClassVar[tuple[str, str]] = ("ngram", "transformer")
+    # Options of a stage left to its default name (a named stage takes its own).
+    default_params: ClassVar[tuple[dict[str, Any] | None, dict[str, Any] | None]] = (
+        None, None)
+    default_share: ClassVar[float] = 0.0
 
     def __init__(self, stage1: str | None = None, stage2: str | None = None, *,
-                 escalate_recall: float = 0.995, calibration_fraction: float = 0.25,
+                 escalate_recall: float = 0.995, escalate_share: float | None = None,
+                 calibration_fraction: float = 0.25,
                  escalate_prefix: float = 0.25, seed: int = 0, model_dir: str | None = None,
                  context: str = "reply", stage1_params: dict[str, Any] | None = None,
                  stage2_params: dict[str, Any] | None = None) -> None:
         check_context(self.name, context, self.streaming)
+        share = self.default_share if escalate_share is None else escalate_share
+        if not isinstance(share, int | float) or not 0.0 <= float(share) < 1.0:
+            raise ValueError(f"escalate_share must be in [0, 1), got {share!r}")
         self.settings: dict[str, Any] = {
             "escalate_recall": check_fraction(escalate_recall, "escalate_recall"),
+            "escalate_share": float(share),
             "calibration_fraction": check_fraction(calibration_fraction,
                                                    "calibration_fraction"),
             "escalate_prefix": check_fraction(escalate_prefix, "escalate_prefix"),
             "seed": int(seed), "context": context}
         names = (stage1 or self.defaults[0], stage2 or self.defaults[1])
-        params = (stage1_params, stage2_params)
+        params = tuple(p if p is not None or given else dflt for p, given, dflt in zip(
+            (stage1_params, stage2_params), (stage1, stage2), self.default_params,
+            strict=True))
         self.members: dict[str, Any] = {
             key: build_member(n, p, seed=int(seed), model_dir=model_dir, context=context,
-                              streaming=self.streaming)
+                              streaming=self.streaming, nested_ok=True)
             for key, n, p in zip(STAGES, names, params, strict=True)}
         self.escalate_at: float | None = None
         self.escalation_rate: float | None = None
@@ -169,9 +200,10 @@ class _CascadeBase:
         cpath = d / CONFIG_FILE
         meta = read_config(cpath, FORMAT, FORMAT_VERSION)
         settings, t = meta.get("settings"), meta.get("escalate_at")
-        if not isinstance(settings, dict) or set(settings) != {
-                "escalate_recall", "calibration_fraction", "escalate_prefix", "seed",
-                "context"}:
+        keys = {"escalate_recall", "calibration_fraction", "escalate_prefix", "seed", "context"}
+        if isinstance(settings, dict) and set(settings) == keys:
+            settings = {**settings, "escalate_share": 0.0}  # saved before the share existed
+        if not isinstance(settings, dict) or set(settings) != keys | {"escalate_share"}:
             raise ClassifierError(f"{cpath}: bad 'settings' entry {settings!r}")
         if not isinstance(t, int | float) or not 0.0 <= t <= 1.0:
             raise ClassifierError(f"{cpath}: 'escalate_at' must be a probability, got {t!r}")
@@ -185,12 +217,21 @@ class _CascadeBase:
 class CascadeClassifier(_CascadeBase, Classifier):
     """Input classifier: stage 1 screens, stage 2 scores what stage 1 escalates.
 
-    `CascadeClassifier(stage1="ngram", stage2="transformer", escalate_recall=0.995,
-    calibration_fraction=0.25, seed=0, model_dir=None, stage1_params=None,
-    stage2_params=None)`; see the module docstring.
+    `CascadeClassifier(stage1="decoding", stage2="ensemble", escalate_recall=0.995,
+    escalate_share=0.05, calibration_fraction=0.25, seed=0, model_dir=None,
+    stage1_params=None, stage2_params=None)`; see the module docstring. The default
+    stage 1 is the organism bundle's default input classifier (the n-gram behind the
+    decoders); the default stage 2 (`DEFAULT_STAGE2`) stacks the decoding n-gram that
+    also reads the last message apart (`last_turn`) with the decoding MiniLM encoder
+    (the packaged, sha256-pinned one, mlp head): on the organism it reached TPR 1.000 on
+    trained families where the byte transformer at its default training reached 0.151.
     """
 
     name: ClassVar[str] = "cascade"
+    defaults: ClassVar[tuple[str, str]] = ("decoding", "ensemble")
+    default_params: ClassVar[tuple[dict[str, Any] | None, dict[str, Any] | None]] = (
+        None, DEFAULT_STAGE2)
+    default_share: ClassVar[float] = 0.05
     # A configuration that fits in a blink, for smoke runs and the contract tests.
     smoke_params: ClassVar[dict[str, Any]] = {
         "stage2": "ngram", "stage2_params": {"char_ngrams": (1, 3)}}
@@ -202,8 +243,9 @@ class CascadeClassifier(_CascadeBase, Classifier):
                                              self.settings["seed"])
         self.stage1.fit([x[i] for i in fit_idx], y[fit_idx])
         s1 = self.stage1.predict_proba([x[i] for i in cal_idx])
-        self.escalate_at = escalation_threshold(s1[y[cal_idx] == 1],
-                                                self.settings["escalate_recall"])
+        self.escalate_at = min(
+            escalation_threshold(s1[y[cal_idx] == 1], self.settings["escalate_recall"]),
+            share_threshold(s1[y[cal_idx] == 0], self.settings["escalate_share"]))
         self.escalation_rate = float(np.mean(s1[y[cal_idx] == 0] >= self.escalate_at))
         self.stage2.fit(x, y)
         return self
@@ -266,9 +308,10 @@ class CascadeStreamingClassifier(_CascadeBase, Classifier, StreamingClassifier):
         fit(self.stage1, fit_idx)
         frac = self.settings["escalate_prefix"]
         early = [self._stage1_max(convs[i], x[i], frac) for i in cal_idx if y[i] == 1]
-        self.escalate_at = escalation_threshold(np.array(early),
-                                                self.settings["escalate_recall"])
         whole = [self._stage1_max(convs[i], x[i], 1.0) for i in cal_idx if y[i] == 0]
+        self.escalate_at = min(
+            escalation_threshold(np.array(early), self.settings["escalate_recall"]),
+            share_threshold(np.array(whole), self.settings["escalate_share"]))
         self.escalation_rate = float(np.mean(np.array(whole) >= self.escalate_at))
         fit(self.stage2, np.arange(len(x)))
         return self

@@ -45,14 +45,17 @@ def reads_model(name: str) -> bool:
 
 def build_member(name: str, params: Mapping[str, Any] | None, *, seed: int,
                  model_dir: str | None, context: str | None,
-                 streaming: bool) -> Classifier:
-    """A new member: backend `name` with `params` and the shared options it takes."""
+                 streaming: bool, nested_ok: bool = False) -> Classifier:
+    """A new member: backend `name` with `params` and the shared options it takes.
+    `nested_ok`: the member may be a composite that allows nesting (`nestable`: an
+    ensemble as a cascade's stage, whose own members are plain classifiers)."""
     if name not in CLASSIFIERS:
         raise ValueError(f"unknown member backend {name!r}; registered: "
                          f"{', '.join(CLASSIFIERS.names())}")
     cls = CLASSIFIERS.get(name)
-    if getattr(cls, "composite", False):
-        raise ValueError(f"a member cannot itself be a composite classifier ({name!r})")
+    if getattr(cls, "composite", False) and not (nested_ok and getattr(cls, "nestable", False)):
+        raise ValueError(f"a member cannot itself be a composite classifier ({name!r})"
+                         + ("; a cascade's stage may be an ensemble" if not nested_ok else ""))
     if streaming and not issubclass(cls, StreamingClassifier):
         raise ValueError(f"member {name!r} is not a streaming classifier; a streaming "
                          "composite needs streaming members")

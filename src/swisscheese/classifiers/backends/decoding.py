@@ -99,10 +99,15 @@ class DecodingClassifier(Classifier):
 
     `DecodingClassifier(base="ngram", decoders=DECODERS, **base_params)`:
     other keyword arguments go to the base classifier's constructor. It has no streaming
-    twin: a bundle pairs it with another output backend (TrainConfig.output_backend).
+    twin of its own: a bundle pairs it with its base's (`registry.streaming_twin`:
+    'ngram-stream' for the default base) unless given another output backend.
     """
 
     name: ClassVar[str] = "decoding"
+    # The constructor option naming the wrapped backend, and its default: the registry
+    # gives this backend the base's streaming twin.
+    base_option: ClassVar[str] = "base"
+    default_base: ClassVar[str] = "ngram"
 
     def __init__(self, base: str = "ngram", decoders: Sequence[str] = DECODERS,
                  **base_params: Any) -> None:

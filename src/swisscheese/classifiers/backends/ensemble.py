@@ -60,6 +60,8 @@ class _EnsembleBase:
 
     name: ClassVar[str] = ""
     composite: ClassVar[bool] = True
+    # A cascade's stage may be an ensemble (its members are plain classifiers).
+    nestable: ClassVar[bool] = True
     streaming: ClassVar[bool] = False
     default_members: ClassVar[tuple[str, ...]] = ("ngram", "transformer")
 

@@ -20,6 +20,7 @@ finaliser, written twice with the same constants: vectorised numpy here, plain i
 
 from __future__ import annotations
 
+import dataclasses
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ MAX_WORD_N = 4
 CHAR_SALTS = tuple((0x243F6A8885A308D3 * (n + 1)) & M64 for n in range(MAX_CHAR_N + 1))
 WORD_SALTS = tuple((0x13198A2E03707344 * (n + 7)) & M64 for n in range(MAX_WORD_N + 1))
 POWERS = tuple(pow(BASE, k, 1 << 64) for k in range(MAX_CHAR_N))
+LAST_TURN_MULT = 0x9E3779B1  # odd: multiplying by it permutes the buckets (last_turn)
 
 # ---- hashing ------------------------------------------------------------------------------
 # numpy twins of the constants: immutable scalars built once, not per call.
@@ -122,25 +124,37 @@ class Features:
     word_doc: np.ndarray
     word_bucket: np.ndarray
     word_count: np.ndarray
+    # More (doc, bucket, count) groups: the last turn's, when the classifier reads it apart.
+    extra: tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...] = ()
+
+    def groups(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        return [(self.char_doc, self.char_bucket, self.char_count),
+                (self.word_doc, self.word_bucket, self.word_count), *self.extra]
 
     def logits(self, coef: np.ndarray, intercept: float) -> np.ndarray:
         """intercept + sum over groups of (sum of bucket weights) / sqrt(n-gram count)."""
         z = np.full(self.n_docs, float(intercept))
-        for doc, bucket, count in ((self.char_doc, self.char_bucket, self.char_count),
-                                   (self.word_doc, self.word_bucket, self.word_count)):
+        for doc, bucket, count in self.groups():
             s = np.bincount(doc, weights=coef[bucket], minlength=self.n_docs)
             z += s / np.sqrt(np.maximum(count, 1))
         return z
 
     def entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(doc, bucket, value) of every entry sorted by doc; value = 1/sqrt(group count)."""
-        doc = np.concatenate([self.char_doc, self.word_doc])
-        bucket = np.concatenate([self.char_bucket, self.word_bucket])
-        value = np.concatenate([
-            1.0 / np.sqrt(np.maximum(self.char_count, 1))[self.char_doc],
-            1.0 / np.sqrt(np.maximum(self.word_count, 1))[self.word_doc]])
+        groups = self.groups()
+        doc = np.concatenate([g[0] for g in groups])
+        bucket = np.concatenate([g[1] for g in groups])
+        value = np.concatenate([1.0 / np.sqrt(np.maximum(c, 1))[d] for d, _, c in groups])
         order = np.argsort(doc, kind="stable")
         return doc[order], bucket[order], value[order]
+
+    def with_last_turn(self, last: Features, n_buckets: int) -> Features:
+        """These features plus `last`'s (the same texts' last lines) as groups of their own:
+        their buckets moved by an odd multiplier, a permutation of the buckets, so an
+        n-gram of the last line and the same n-gram of the whole text get weights apart."""
+        mask = n_buckets - 1
+        moved = tuple((d, (b * LAST_TURN_MULT + 1) & mask, c) for d, b, c in last.groups())
+        return dataclasses.replace(self, extra=(*self.extra, *moved))
 
 
 def _ngram_counts(lengths: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -259,6 +273,13 @@ def _buckets(keys: list[np.ndarray], shift: np.uint64, mix: bool = True) -> np.n
     return ((mix_np(z) if mix else z) >> shift).astype(np.int64)
 
 
+def last_line(text: str) -> str:
+    """The last non-blank line of `text` (a rendered conversation's last message, or the
+    text itself when it has one line)."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else text
+
+
 def sigmoid(z: np.ndarray | float) -> np.ndarray:
     """The logistic function, without overflow for large |z|."""
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, dtype=np.float64)))
@@ -286,6 +307,11 @@ class NGramConfig:
     class_weight: str | None = field(default="balanced", metadata={
         "help": "'balanced' weighs each class by n / (2 * n_class); None weighs texts equally"})
     seed: int = field(default=0, metadata={"help": "seed of the shuffling"})
+    last_turn: bool = field(default=False, metadata={
+        "help": "input only: also read the text's last line (a rendered conversation's "
+                "last message) as feature groups of its own, so a request at the end of a "
+                "long harmless chat is not diluted in the chat's n-grams, while the earlier "
+                "turns still weigh in (a code word they define)"})
     stream_context: bool = field(default=False, metadata={
         "help": "streaming only: whether the conversation given to start() is read as the "
                 "beginning of the text, or the reply is scored on its own"})
@@ -350,6 +376,9 @@ class NGramClassifier(ConfiguredClassifier):
     config: NGramConfig
 
     def _init_state(self) -> None:
+        if self.config.last_turn and hasattr(self, "start"):
+            raise ValueError("last_turn is for the input classifier (ngram): a stream does "
+                             "not know which line of a reply is its last")
         if self.config.context == "exchange" and not hasattr(self, "start"):
             raise ValueError("context='exchange' is for the streaming output classifier "
                              "(ngram-stream), which reads a conversation; the input "
@@ -370,8 +399,14 @@ class NGramClassifier(ConfiguredClassifier):
 
     def features(self, texts: Sequence[str]) -> Features:
         c = self.config
-        return featurize([self.normalize(t) for t in check_texts(texts)],
-                         c.char_ngrams, c.word_ngrams, c.buckets_log2)
+        texts = check_texts(texts)
+        whole = featurize([self.normalize(t) for t in texts], c.char_ngrams, c.word_ngrams,
+                          c.buckets_log2)
+        if not c.last_turn:
+            return whole
+        last = featurize([self.normalize(last_line(t)) for t in texts], c.char_ngrams,
+                         c.word_ngrams, c.buckets_log2)
+        return whole.with_last_turn(last, self.n_buckets)
 
     # ---- fit / score -------------------------------------------------------------------
     def fit(self, texts: Sequence[str], labels: Sequence[int] | np.ndarray) -> Self:

@@ -88,6 +88,10 @@ _NO_AUGMENT = frozenset({"story"})
 # Context families the input classifier does not train on, as a new attack would not be
 # in its data: their records (harmful and harmless) still train the output classifier.
 DEFAULT_INPUT_HELDOUT = NEW_ATTACK_FAMILIES
+# The input backend of the default bundle: the n-gram behind the decoders (Morse, base64,
+# spaced letters, code words). A learned classifier reads only the disguises training
+# showed it (the plain n-gram's recall on held-out Morse is 0.000); these can be undone.
+DEFAULT_BACKEND = "decoding"
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -100,11 +104,13 @@ class TrainConfig:
                 "families that are not held out); 0 turns augmentation off"})
     world_seed: int = field(default=0, metadata={
         "help": "seed of the world whose hazards the data uses (when no data dir is given)"})
-    backend: str = field(default="ngram", metadata={
-        "help": "registered classifier backend; the output uses its streaming twin"})
+    backend: str = field(default=DEFAULT_BACKEND, metadata={
+        "help": "registered classifier backend; the output uses its streaming twin (the "
+                "default 'decoding' undoes Morse, base64, spaced letters and stated code "
+                "words, then scores with the n-gram; its output is ngram-stream)"})
     output_backend: str | None = field(default=None, metadata={
         "help": "streaming backend of the output classifier (default: the streaming twin "
-                "of `backend`; needed for a backend without one, such as 'decoding')"})
+                "of `backend`, or of the backend a wrapper such as 'decoding' wraps)"})
     model_dir: str | None = field(default=None, metadata={
         "help": "local HF model directory for a backend that reads a model (the probe's "
                 "hidden states, hf-finetune's weights); passed as model_dir to each "
@@ -139,6 +145,11 @@ class TrainConfig:
             raise ValueError(f"augment must be >= 0, got {self.augment}")
         if self.stream_chunk_chars < 1 or self.hold_back < 0:
             raise ValueError("stream_chunk_chars must be >= 1 and hold_back >= 0")
+
+    def output_name(self) -> str:
+        """The output classifier's backend: `output_backend`, else the streaming twin of
+        `backend` (KeyError when it has none)."""
+        return self.output_backend or streaming_twin(self.backend, self.input_params)
 
 
 # ---- input data ---------------------------------------------------------------------------
@@ -215,7 +226,7 @@ def check_backend(cfg: TrainConfig) -> None:
                              f"{', '.join(streaming_names())}")
     else:
         try:
-            streaming_twin(cfg.backend)
+            cfg.output_name()
         except KeyError:
             raise ValueError(
                 f"backend {cfg.backend!r} has no streaming twin to classify replies with: "
@@ -227,7 +238,7 @@ def check_backend(cfg: TrainConfig) -> None:
         raise ValueError(f"backend {cfg.backend!r} reads a local model: give the model "
                          "directory (--model-dir DIR, alias --probe-model, or "
                          "TrainConfig.model_dir)")
-    out_name = cfg.output_backend or streaming_twin(cfg.backend)
+    out_name = cfg.output_name()
     # A wrapper ('decoding') may hand model_dir on to a base named in input_params.
     if cfg.model_dir and "base" not in cfg.input_params and not any(
             _needs_model(n) for n in (cfg.backend, out_name)):
@@ -271,7 +282,7 @@ def backend_params(cfg: TrainConfig, seed: int) -> tuple[dict[str, Any], dict[st
     out_extra: dict[str, Any] = {"seed": seed}
     if cfg.model_dir:
         try:
-            out_name: str | None = cfg.output_backend or streaming_twin(cfg.backend)
+            out_name: str | None = cfg.output_name()
         except KeyError:
             out_name = None
         if _needs_model(out_name):
@@ -452,7 +463,7 @@ def _fit(d: _Data, const: Constitution, cfg: TrainConfig, target_fpr: float, see
     bundle = build_bundle(
         const, in_x, in_y,
         prompt_texts(val_benign), pairs.texts, pairs.labels, cal_out,
-        target_fpr=target_fpr, backend=cfg.backend, output_backend=cfg.output_backend,
+        target_fpr=target_fpr, backend=cfg.backend, output_backend=cfg.output_name(),
         input_params=input_params, output_params=output_params, version=1,
         notes=f"recipe organism: world seed {d.world.seed}, data {d.dir}",
         stream_chunk_chars=cfg.stream_chunk_chars,
