@@ -111,10 +111,9 @@ def train(
         "--force", help="Replace OUT/data and OUT/bundle if they exist.")] = False,
     backend: Annotated[str | None, typer.Option(
         "--backend", help="Input classifier backend (decoding, ngram, transformer, probe, "
-                          "hf-finetune, ...; organism default decoding: the n-gram after "
-                          "undoing Morse, base64, spacing and code words); the output "
-                          "classifier is its streaming twin (decoding: ngram-stream) "
-                          "unless --output-backend is given.")] = None,
+                          "...; organism default decoding: the n-gram after undoing Morse, "
+                          "base64, spacing and code words); the output classifier is its "
+                          "streaming twin (decoding: ngram-stream).")] = None,
     output_backend: Annotated[str | None, typer.Option(
         "--output-backend", help="Streaming backend of the output classifier (e.g. "
                                  "ngram-stream); needed for a backend without a streaming "
