@@ -5,17 +5,23 @@ A library function that takes a while accepts `progress: Progress | None` and ca
 `progress(phase, done, total)` (with `figures`, a few named numbers such as the loss, when
 it has them); `step(progress, ...)` does nothing when no callback was given. The CLI passes
 `TaskBars(bars)`, which draws one bar per phase. Rich is imported only by the CLI side.
+Where the console is not a terminal (a log file, CI), Rich draws nothing until the end, so
+`TaskBars` also prints a plain line when a phase starts, every `LOG_EVERY_S` seconds while
+it runs, and when it ends.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress as RichProgress
+
+LOG_EVERY_S = 10.0
 
 
 class Progress(Protocol):
@@ -62,10 +68,13 @@ def progress_bars(console: Console | None = None) -> Iterator[RichProgress]:
 class TaskBars:
     """A `Progress` that draws one bar per phase (or one bar, with `prefix`) with Rich."""
 
-    def __init__(self, progress: RichProgress, prefix: str = "") -> None:
+    def __init__(self, progress: RichProgress, prefix: str = "",
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.progress = progress
+        self.clock = clock
         self.prefix = prefix
         self.tasks: dict[str, Any] = {}
+        self.logged: dict[str, float] = {}  # phase -> when its last plain line was printed
 
     def __call__(self, phase: str, done: int, total: int,
                  figures: Mapping[str, float] | None = None) -> None:
@@ -76,3 +85,18 @@ class TaskBars:
         if figures is None:
             info = phase
         self.progress.update(self.tasks[key], completed=done, total=total, info=info)
+        if not self.progress.console.is_terminal:
+            self._log(f"{self.prefix}{key}", done, total, info)
+
+    def _log(self, key: str, done: int, total: int, info: str) -> None:
+        """A plain line for a log: at a phase's start and end, and every LOG_EVERY_S."""
+        now, last = self.clock(), self.logged.get(key)
+        ended = last == float("inf")  # a phase can run again (the probe reads texts often)
+        if done >= total and ended:
+            return
+        if done < total and last is not None and not ended and now - last < LOG_EVERY_S:
+            return
+        self.logged[key] = float("inf") if done >= total else now
+        extra = f"  {info}" if info and info != key else ""
+        self.progress.console.print(f"[{time.strftime('%H:%M:%S')}] {key}: {done}/{total}{extra}",
+                                    markup=False, highlight=False)
