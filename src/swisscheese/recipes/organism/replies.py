@@ -234,8 +234,11 @@ def output_texts(world: World, constitution: Constitution, records: Sequence[Rec
 
 
 # The forms a harmless craft is asked in: plainly, and in the context families whose
-# reply reads like a craft (an alias, a code word in the answer).
-CRAFT_FORMS = ("plain", "alias", "codeword_answer")
+# reply reads like a craft (an alias, a nickname given over two turns, a code word in the
+# answer). Without split_intent, the val crafts asked for by a nickname scored up to 0.9995
+# under the exchange classifier and pushed its threshold to 0.9965, so it stopped only
+# 0.75 of hazard replies before a quarter of their details.
+CRAFT_FORMS = ("plain", "alias", "split_intent", "codeword_answer")
 
 
 def craft_exchanges(world: World, seed: int
