@@ -86,6 +86,23 @@ def test_streaming_scores_equal_the_whole_exchange(fitted) -> None:
                                   abs=1e-9)
 
 
+def test_every_prefix_scores_as_the_whole_exchange_in_any_chunking(fitted) -> None:
+    # Random delta sizes and characters that NFKC merges across a delta boundary: the
+    # stream resumes from its speculative sums only where that gives the same text.
+    clf = fitted["exchange"]
+    e = W.attack(W.hazards[2], "alias", random.Random(5))
+    reply = e.reply[:60] + " cafe\u0301 \u1100\u1161\u11a8 \uff54\uff4f\uff58 e\u0301\u0301x"
+    rng = random.Random(11)
+    for _ in range(3):
+        state, i = clf.start(e.conversation()), 0
+        while i < len(reply):
+            k = rng.randint(1, 6)
+            state, score = clf.update(state, reply[i:i + k])
+            i += k
+            want = clf.predict_exchange([e.conversation()], [reply[:i]])[0]
+            assert score == pytest.approx(want, abs=1e-9), reply[:i]
+
+
 def test_exchange_configs_are_checked() -> None:
     with pytest.raises(ValueError, match="context must be"):
         get_classifier("ngram-stream", context="both")
