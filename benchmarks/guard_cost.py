@@ -21,6 +21,11 @@ measures, per arm:
 - fully guarded TPR: harmful test conversations refused by either layer (the output layer
   on the world's answer).
 
+With --cascade-shares, the cascade arm is measured again at each benign escalation share:
+its escalation threshold reset on the val split (the same harmful recall, at least that
+share of val benign prompts escalated) and its input threshold recalibrated there, so the
+compute-for-TPR trade is read off one trained stage 2 without touching the test split.
+
 Prints a table and writes OUT/guard_cost.json. Wall times mean something only on a quiet
 machine: the JSON records the load average before and after.
 """
@@ -188,6 +193,49 @@ def measure(bundle: Any, benign: dict[str, Any], harm: dict[str, Any],
     return row
 
 
+def val_prompts(bundle_dir: Path) -> tuple[list[str], list[str]]:
+    """(benign, harmful) prompts of the data's val split: what the bundle was calibrated
+    on, never the test split the figures are measured on."""
+    from swisscheese.data.generate import load_dataset
+    from swisscheese.recipes.organism.train import prompt_texts
+
+    val = load_dataset(bundle_dir.parent / "data")["val"]
+    return (prompt_texts([r for r in val if r.label == 0]),
+            prompt_texts([r for r in val if r.label == 1]))
+
+
+def recalibrated(bundle: Any, share: float, val: tuple[list[str], list[str]]) -> Any:
+    """The cascade bundle with its escalation threshold set for benign escalation `share`
+    (and the same harmful recall) on the val split, and its input threshold recalibrated
+    there as `classifier train` would; stage 2 is the one trained, unchanged."""
+    from swisscheese.bundles.build import calibrate
+    from swisscheese.classifiers.backends.cascade import escalation_threshold, share_threshold
+
+    clf = bundle.input
+    benign, harmful = val
+    s1_b, s1_h = clf.stage1.predict_proba(benign), clf.stage1.predict_proba(harmful)
+    clf.escalate_at = min(escalation_threshold(s1_h, clf.settings["escalate_recall"]),
+                          share_threshold(s1_b, share))
+    bundle.thresholds["input"] = calibrate(clf.predict_proba(benign), bundle.target_fpr,
+                                           "input")
+    return bundle
+
+
+def share_sweep(out: Path, shares: list[float], bench: dict[str, Any],
+                harm: dict[str, Any], output: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The cascade arm measured again at each benign escalation share (set on val)."""
+    from swisscheese.bundles import load_bundle
+
+    val = val_prompts(out / "cascade" / "bundle")
+    rows = {}
+    for share in shares:
+        bundle = recalibrated(load_bundle(out / "cascade" / "bundle"), share, val)
+        rows[f"cascade@{share:g}"] = measure(bundle, bench, harm, output) | {
+            "escalate_share": share}
+        print(f"measured cascade at escalation share {share:g}", flush=True)
+    return rows
+
+
 def shared_output(bundle: Any, benign: Any, harm: dict[str, Any]) -> dict[str, Any]:
     """The output layer's flags on the benign replies and the harmful ones (the same
     output classifier in every arm), with its cost per 1,000 benign replies."""
@@ -200,6 +248,17 @@ def shared_output(bundle: Any, benign: Any, harm: dict[str, Any]) -> dict[str, A
     return {"benign": f_b, "harmful": f_h,
             "ms_per_1000": round(1000 * wall * 1000 / len(benign.replies), 1),
             "fpr_output": rate(f_b), "harmful_replies": len(idx)}
+
+
+def ratios(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per cascade row: its compute over stage 2's, and stage 2's TPR minus its own."""
+    s2 = rows["stage2"]
+    return {"cascade_compute_ratio": {
+                k: round(r["input_ms_per_1000"] / s2["input_ms_per_1000"], 4)
+                for k, r in rows.items() if k.startswith("cascade")},
+            "cascade_tpr_gap": {
+                k: round(s2["tpr_trained"]["rate"] - r["tpr_trained"]["rate"], 4)
+                for k, r in rows.items() if k.startswith("cascade")}}
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:
@@ -218,11 +277,11 @@ def print_table(rows: dict[str, dict[str, Any]], output: dict[str, Any]) -> None
         hi = r["ci95"][1]
         return f"{r['rate']:.4f} (<= {hi:.4f})" if r["rate"] is not None else "-"
 
-    print(f"{'arm':9s} {'ms/1000':>9s} {'stage2':>7s} {'TPR':>7s} {'TPR full':>9s} "
+    print(f"{'arm':13s} {'ms/1000':>9s} {'stage2':>7s} {'TPR':>7s} {'TPR full':>9s} "
           f"{'FPR input (95% hi)':>22s} {'FPR full (95% hi)':>22s}")
     for arm, r in rows.items():
         share = r.get("stage2_share_benign")
-        print(f"{arm:9s} {r['input_ms_per_1000']:9.1f} "
+        print(f"{arm:13s} {r['input_ms_per_1000']:9.1f} "
               f"{'' if share is None else f'{share:.3f}':>7s} "
               f"{r['tpr_trained']['rate']:7.4f} {r['tpr_fully_guarded_trained']['rate']:9.4f} "
               f"{pct(r['fpr_input']):>22s} {pct(r['fpr_fully_guarded']):>22s}")
@@ -242,6 +301,9 @@ def main() -> int:
     ap.add_argument("--arms", nargs="+", default=["stage1", "stage2", "cascade"],
                     choices=ARMS)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--cascade-shares", type=float, nargs="*", default=[],
+                    metavar="SHARE", help="also measure the cascade with its escalation "
+                    "threshold reset (on the val split) to each benign share, e.g. 0.02 0")
     args = ap.parse_args()
     import torch
 
@@ -268,6 +330,8 @@ def main() -> int:
                              "must share one")
         rows[arm] = measure(bundle, bench, harm, output) | {"train_s": train_s.get(arm)}
         print(f"measured {arm}", flush=True)
+    if "cascade" in args.arms and args.cascade_shares:
+        rows |= share_sweep(args.out, args.cascade_shares, bench, harm, output)
     print_table(rows, output)
     result = {"arms": rows, "output": {k: v for k, v in output.items()
                                        if k not in ("benign", "harmful")},
@@ -277,11 +341,8 @@ def main() -> int:
               "seconds": round(time.perf_counter() - t0),
               "load_average_before_after": [round(load0, 2), round(os.getloadavg()[0], 2)],
               "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])}
-    if "stage2" in rows and "cascade" in rows:
-        result["cascade_compute_ratio"] = round(
-            rows["cascade"]["input_ms_per_1000"] / rows["stage2"]["input_ms_per_1000"], 4)
-        result["cascade_tpr_gap"] = round(rows["stage2"]["tpr_trained"]["rate"]
-                                          - rows["cascade"]["tpr_trained"]["rate"], 4)
+    if "stage2" in rows:
+        result |= ratios(rows)
     atomic_write_json(args.out / "guard_cost.json", result)
     print(f"wrote {args.out / 'guard_cost.json'}")
     return 0
