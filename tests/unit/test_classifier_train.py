@@ -302,3 +302,18 @@ def test_cli_eval_rejects_a_bad_bundle(tmp_path: Path) -> None:
                                        "--json", str(tmp_path / "x.json")])
     assert isinstance(r.exception, BundleError)
     assert not (tmp_path / "x.json").exists()
+
+
+def test_the_default_input_classifier_also_reads_the_last_message() -> None:
+    from swisscheese.classifiers.registry import get_classifier
+    from swisscheese.recipes.organism.train import TrainConfig, backend_params
+
+    params, _ = backend_params(TrainConfig(), 0)
+    assert get_classifier("decoding", **params).base.config.last_turn is True
+    # An explicit choice wins, and another base is not handed an n-gram option.
+    off, _ = backend_params(TrainConfig(input_params={"last_turn": False}), 0)
+    assert off["last_turn"] is False
+    enc, _ = backend_params(TrainConfig(input_params={"base": "encoder"}), 0)
+    assert "last_turn" not in enc
+    other, _ = backend_params(TrainConfig(backend="ngram"), 0)
+    assert "last_turn" not in other

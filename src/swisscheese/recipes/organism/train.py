@@ -92,6 +92,11 @@ DEFAULT_INPUT_HELDOUT = NEW_ATTACK_FAMILIES
 # spaced letters, code words). A learned classifier reads only the disguises training
 # showed it (the plain n-gram's recall on held-out Morse is 0.000); these can be undone.
 DEFAULT_BACKEND = "decoding"
+# The default input classifier's own options, unless the user gives them: the n-gram also
+# reads the last message as features of its own, so a request at the end of a long chat is
+# not diluted (trained-family TPR 0.972 -> 1.000 on seed 0 at val FPR 0.0042; buried 0.65
+# -> 1.00; the held-out indirect family fell 0.95 -> 0.53, left to the exchange output).
+DEFAULT_INPUT_PARAMS: dict[str, Any] = {"last_turn": True}
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -292,6 +297,8 @@ def backend_params(cfg: TrainConfig, seed: int) -> tuple[dict[str, Any], dict[st
     if cfg.output_context == "exchange":
         # The exchange backends' own options (see each backend's config).
         out_extra["context"] = "exchange"
+    if cfg.backend == DEFAULT_BACKEND and "base" not in cfg.input_params:
+        in_extra |= DEFAULT_INPUT_PARAMS
     return {**in_extra, **dict(cfg.input_params)}, {**out_extra, **dict(cfg.output_params)}
 
 
