@@ -223,6 +223,19 @@ def test_stream_scores_every_prefix(stream_clf: NGramStreamingClassifier) -> Non
         assert score == pytest.approx(stream_clf.predict_proba([text[:i + 1]])[0], abs=1e-6)
 
 
+def test_stream_reads_new_weights_after_a_refit(clf: NGramClassifier) -> None:
+    # The stream caches summed weights per n-gram window: new weights must not meet
+    # rows cached from the old ones.
+    sc = NGramStreamingClassifier(clf.config)
+    sc.coef_, sc.intercept_ = clf.coef_, clf.intercept_
+    text = STREAM_TEXTS[0]
+    before = _stream(sc, text, random.Random(0))[1][-1]
+    sc.coef_ = -2.0 * clf.coef_
+    after = _stream(sc, text, random.Random(0))[1][-1]
+    assert after == pytest.approx(sc.predict_proba([text])[0], abs=1e-6)
+    assert abs(after - before) > 1e-3
+
+
 def test_stream_context(clf: NGramClassifier) -> None:
     sc = NGramStreamingClassifier(clf.config, stream_context=True)
     sc.coef_, sc.intercept_ = clf.coef_, clf.intercept_

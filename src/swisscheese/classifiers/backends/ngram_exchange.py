@@ -145,13 +145,12 @@ class ExchangeWeights:
         """Logits from context vectors `a` and reply vectors `s` (rows, or one each)."""
         return self.bias + s[..., 0] + np.logaddexp(0.0, _context_term(a, s))
 
-    def logit_one(self, a: np.ndarray, s: np.ndarray) -> float:
+    def logit_one(self, a: Sequence[float], s: Sequence[float]) -> float:
         """`logit` of one context vector and one reply vector, in Python floats: a stream
         scores every delta, and on vectors this short numpy's per-call cost dominates."""
-        av, sv = a.tolist(), s.tolist()
-        c = av[0] + sum(x * y for x, y in zip(av[1:], sv[1:], strict=True))
+        c = a[0] + sum(x * y for x, y in zip(a[1:], s[1:], strict=True))
         # softplus(c) = log1p(exp(c)), written so that neither side overflows
-        return self.bias + sv[0] + (max(c, 0.0) + math.log1p(math.exp(-abs(c))))
+        return self.bias + s[0] + (max(c, 0.0) + math.log1p(math.exp(-abs(c))))
 
 
 def _context_term(a: np.ndarray, s: np.ndarray) -> np.ndarray:

@@ -10,6 +10,11 @@ the hash of the word being typed and the chained hashes of the previous words (f
 n-grams), and the raw characters that NFKC might still merge with what comes next. So
 the score after every delta equals `predict_proba([prefix])` up to float rounding, while the
 state stays the same size however long the reply grows.
+
+Per delta the work is a dictionary lookup per character: the summed weights of the char
+n-grams ending at a character depend only on the last few characters, and those of a
+finished word only on its chain of hashes, so both are cached (bounded) as tuples of
+Python floats; on vectors of 1 + rank numbers, numpy's per-call cost would dominate.
 """
 
 from __future__ import annotations
@@ -57,6 +62,13 @@ from swisscheese.classifiers.textnorm import (
     strip_invisible,
 )
 
+# Entries the two row caches may hold together before they are emptied (a few MB).
+ROW_CACHE_LIMIT = 1 << 16
+
+
+def _plus(a: tuple[float, ...], b: tuple[float, ...]) -> tuple[float, ...]:
+    return tuple(x + y for x, y in zip(a, b, strict=True))
+
 
 @dataclass(slots=True)
 class RunningSums:
@@ -64,11 +76,11 @@ class RunningSums:
 
     tail: str = ""  # the last (largest char n - 1) normalised characters
     last_space: bool = False  # for collapsing whitespace runs across deltas
-    # Weight sums: floats, or vectors of 1 + rank for the exchange classifier (never
-    # changed in place, so a shallow copy of the sums is a snapshot).
-    char_sum: Any = 0.0
+    # Weight sums as tuples of floats: one for the reply-only classifier, 1 + rank for
+    # the exchange classifier (immutable, so a shallow copy of the sums is a snapshot).
+    char_sum: tuple[float, ...] = (0.0,)
     char_n: int = 0
-    word_sum: Any = 0.0
+    word_sum: tuple[float, ...] = (0.0,)
     word_n: int = 0
     open_hash: int = 0  # polynomial hash of the word being typed
     open_pow: int = 1  # BASE ** (its length), mod 2**64
@@ -88,7 +100,7 @@ class NGramStreamState(StreamState):
 
     sums: RunningSums = field(default_factory=RunningSums)
     pending: str = ""  # stripped raw characters not yet NFKC-stable
-    context: np.ndarray | None = None  # exchange: the conversation's vector a
+    context: tuple[float, ...] | None = None  # exchange: the conversation's vector a
     # The last speculative score's work: the pending text as folded then, and the sums
     # after it. The next delta usually commits exactly that text first, so it resumes
     # from these sums instead of folding the same characters in again.
@@ -113,6 +125,9 @@ class NGramStreamingClassifier(NGramClassifier, StreamingClassifier):
     def _init_state(self) -> None:
         super()._init_state()
         self.exchange_: ExchangeWeights | None = None
+        self._rows_of: np.ndarray | None = None  # the table the caches below were read from
+        self._char_rows: dict[str, tuple[tuple[float, ...], int]] = {}
+        self._word_rows: dict[tuple[int, ...], tuple[tuple[float, ...], int]] = {}
 
     @property
     def output_context(self) -> str:
@@ -206,9 +221,9 @@ class NGramStreamingClassifier(NGramClassifier, StreamingClassifier):
         self._table()  # fitted?
         state = NGramStreamState()
         if self.config.context == "exchange":
-            state.sums.char_sum = state.sums.word_sum = np.zeros(self._exchange().width)
-            state.context = self._exchange().context_vector(
-                context_entries([conversation], self.config))[0]
+            state.sums.char_sum = state.sums.word_sum = (0.0,) * self._exchange().width
+            state.context = tuple(self._exchange().context_vector(
+                context_entries([conversation], self.config))[0].tolist())
         self._feed(state.sums, " ")  # the leading space normalize_text adds
         if self.config.stream_context:
             context = render_conversation(conversation)
@@ -253,45 +268,88 @@ class NGramStreamingClassifier(NGramClassifier, StreamingClassifier):
             state.spec = (folded, sums)  # not changed below: the open word is local
         word_sum, word_n = sums.word_sum, sums.word_n
         if sums.open_len:  # the word being typed counts, as it would at the end of a text
-            buckets, _ = self._word_grams(sums)
-            word_sum, word_n = word_sum + self._weigh(buckets), word_n + len(buckets)
-        s = (sums.char_sum / math.sqrt(max(sums.char_n, 1))
-             + word_sum / math.sqrt(max(word_n, 1)))
+            row, n = self._word_row(sums)
+            word_sum, word_n = _plus(word_sum, row), word_n + n
+        cn, wn = 1.0 / math.sqrt(max(sums.char_n, 1)), 1.0 / math.sqrt(max(word_n, 1))
+        s = [c * cn + w * wn for c, w in zip(sums.char_sum, word_sum, strict=True)]
         if state.context is not None:
             z = self._exchange().logit_one(state.context, s)
         else:
-            z = self.intercept_ + s
+            z = self.intercept_ + s[0]
         return 0.5 * (1.0 + math.tanh(0.5 * z))
 
-    def _weigh(self, buckets: list[int]) -> Any:
-        """The summed reply weights of `buckets` (a float, or an exchange vector)."""
+    def _weigh(self, buckets: list[int]) -> tuple[float, ...]:
+        """The summed reply weights of `buckets`: one float, or an exchange vector."""
         table = self._table()
         if table.ndim == 2:
-            return table[buckets].sum(0) if buckets else np.zeros(table.shape[1])
+            return tuple(table[buckets].sum(0).tolist()) if buckets \
+                else (0.0,) * table.shape[1]
         total = 0.0
         for b in buckets:
             total += table.item(b)
-        return total
+        return (total,)
+
+    def _caches(self) -> None:
+        """Empty the row caches when the weights they were read from were replaced (a
+        refit or a load), or when they are full."""
+        table = self._table()
+        if self._rows_of is not table or len(self._char_rows) + len(self._word_rows) \
+                > ROW_CACHE_LIMIT:
+            self._rows_of = table
+            self._char_rows, self._word_rows = {}, {}
+
+    def _char_row(self, window: str) -> tuple[tuple[float, ...], int]:
+        """(summed weights, count) of the char n-grams ending at `window`'s last char;
+        `window` is the last (largest n) characters, which decide them."""
+        hit = self._char_rows.get(window)
+        if hit is not None:
+            return hit
+        shift = 64 - self.config.buckets_log2
+        c_lo, c_hi = self.config.char_ngrams
+        buckets, h = [], 0
+        for n in range(1, min(c_hi, len(window)) + 1):
+            # h_n = window[-n] + BASE * h_{n-1}: the hash of the n chars ending here.
+            h = (ord(window[-n]) + BASE * h) & M64
+            if n >= c_lo:
+                buckets.append(mix_int(h ^ CHAR_SALTS[n]) >> shift)
+        hit = self._char_rows[window] = (self._weigh(buckets), len(buckets))
+        return hit
+
+    def _word_row(self, sums: RunningSums) -> tuple[tuple[float, ...], int]:
+        """(summed weights, count) of the word n-grams ending at the open word, which its
+        hash and the chain of the words before it decide."""
+        key = (sums.open_hash, *sums.prev)
+        hit = self._word_rows.get(key)
+        if hit is None:
+            buckets, _ = self._word_grams(sums)
+            hit = self._word_rows[key] = (self._weigh(buckets), len(buckets))
+        return hit
+
+    def _chain(self, sums: RunningSums) -> tuple[list[int], tuple[int, ...]]:
+        """(G_1..G_n of the open word, the chain the next word reads)."""
+        hi = self.config.word_ngrams[1]
+        g1 = mix_int(sums.open_hash ^ WORD_SALT)
+        chain = [g1]
+        for prev_g in sums.prev[: hi - 1]:  # G_n = mix(G_{n-1}(previous word) * CHAIN + G_1)
+            chain.append(mix_int((prev_g * CHAIN + g1) & M64))
+        return chain, tuple(chain[: hi - 1])
 
     def _word_grams(self, sums: RunningSums) -> tuple[list[int], tuple[int, ...]]:
         """(buckets, new chain) of the word n-grams ending at the open word."""
         shift = 64 - self.config.buckets_log2
         lo, hi = self.config.word_ngrams
-        g1 = mix_int(sums.open_hash ^ WORD_SALT)
-        chain = [g1]
-        for prev_g in sums.prev[: hi - 1]:  # G_n = mix(G_{n-1}(previous word) * CHAIN + G_1)
-            chain.append(mix_int((prev_g * CHAIN + g1) & M64))
+        chain, nxt = self._chain(sums)
         buckets = [(chain[n - 1] ^ WORD_SALTS[n]) >> shift  # already mixed
                    for n in range(lo, min(hi, len(chain)) + 1)]
-        return buckets, tuple(chain[: hi - 1])
+        return buckets, nxt
 
     def _feed(self, sums: RunningSums, text: str) -> None:
         """Fold already NFKC-folded characters into the running sums, one at a time."""
-        shift = 64 - self.config.buckets_log2
-        c_lo, c_hi = self.config.char_ngrams
+        self._caches()
+        c_hi = self.config.char_ngrams[1]
         w_hi = self.config.word_ngrams[1]
-        chars: list[int] = []
-        words: list[int] = []
+        char_sum, char_n = list(sums.char_sum), sums.char_n
+        word_sum, word_n = sums.word_sum, sums.word_n
         for ch in text:
             if ch.isspace():
                 if sums.last_space:
@@ -301,12 +359,10 @@ class NGramStreamingClassifier(NGramClassifier, StreamingClassifier):
                 sums.last_space = False
             window = sums.tail + ch
             if c_hi:
-                # h_n = window[-n] + BASE * h_{n-1}: the hash of the n chars ending here.
-                h = 0
-                for n in range(1, min(c_hi, len(window)) + 1):
-                    h = (ord(window[-n]) + BASE * h) & M64
-                    if n >= c_lo:
-                        chars.append(mix_int(h ^ CHAR_SALTS[n]) >> shift)
+                row, n = self._char_row(window[-c_hi:])
+                for j, x in enumerate(row):
+                    char_sum[j] += x
+                char_n += n
             sums.tail = window[-(c_hi - 1):] if c_hi > 1 else ""
             if not w_hi:
                 continue
@@ -315,15 +371,12 @@ class NGramStreamingClassifier(NGramClassifier, StreamingClassifier):
                 sums.open_pow = (sums.open_pow * BASE) & M64
                 sums.open_len += 1
             elif sums.open_len:
-                buckets, sums.prev = self._word_grams(sums)
-                words += buckets
+                row, n = self._word_row(sums)
+                word_sum, word_n = _plus(word_sum, row), word_n + n
+                sums.prev = self._chain(sums)[1]
                 sums.open_hash, sums.open_pow, sums.open_len = 0, 1, 0
-        if chars:
-            sums.char_sum = sums.char_sum + self._weigh(chars)
-            sums.char_n += len(chars)
-        if words:
-            sums.word_sum = sums.word_sum + self._weigh(words)
-            sums.word_n += len(words)
+        sums.char_sum, sums.char_n = tuple(char_sum), char_n
+        sums.word_sum, sums.word_n = word_sum, word_n
 
     # ---- persistence ------------------------------------------------------------------
     def _write_weights(self, path: Path) -> None:
