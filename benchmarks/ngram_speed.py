@@ -4,8 +4,10 @@
     python benchmarks/ngram_speed.py --seconds 1 --json runs/bench/ngram_speed.json
 
 Prompts are the world's attacks in every family, its look-alikes and its utility tasks.
-Three figures: batch scoring (one `score` call per pass over all prompts), one prompt per
-`score` call (a gateway's latency path), and streaming characters per second.
+Four figures: batch scoring (one `score` call per pass over all prompts), one prompt per
+`score` call (a gateway's latency path), and streaming characters per second, reply-only
+and as the exchange classifier (the reply after its conversation, as the organism bundle's
+output layer reads it).
 """
 
 from __future__ import annotations
@@ -70,12 +72,18 @@ def main() -> None:
         return 200
 
     reply = " ".join(texts[:40])
+    exchange = NGramStreamingClassifier(epochs=3, context="exchange").fit_exchanges(
+        [[{"role": "user", "content": t}] for t in texts[::-1]], texts, labels)
+    conversation = [{"role": "user", "content": texts[-1]}]
 
-    def stream() -> int:
-        state = clf.start()
-        for i in range(0, len(reply), 4):  # about one token per delta
-            clf.update(state, reply[i:i + 4])
-        return len(reply)
+    def streamer(c: NGramStreamingClassifier, conv: list[dict[str, str]] | None
+                 ) -> Callable[[], int]:
+        def stream() -> int:
+            state = c.start(conv)
+            for i in range(0, len(reply), 4):  # about one token per delta
+                c.update(state, reply[i:i + 4])
+            return len(reply)
+        return stream
 
     result = {
         "benchmark": "ngram_speed",
@@ -86,7 +94,9 @@ def main() -> None:
         "fit_seconds": fit_s,
         "prompts_per_second": timed(batch, args.seconds),
         "prompts_per_second_one_per_call": timed(one_by_one, args.seconds),
-        "stream_chars_per_second": timed(stream, args.seconds),
+        "stream_chars_per_second": timed(streamer(clf, None), args.seconds),
+        "stream_exchange_chars_per_second": timed(streamer(exchange, conversation),
+                                                  args.seconds),
         "threads": 1,
         "python": platform.python_version(),
         "numpy": np.__version__,
@@ -97,7 +107,10 @@ def main() -> None:
     print(f"  batch scoring:          {result['prompts_per_second']:>10,.0f} prompts/s")
     print(f"  one prompt per call:    {result['prompts_per_second_one_per_call']:>10,.0f} "
           "prompts/s")
-    print(f"  streaming (4-char deltas): {result['stream_chars_per_second']:>7,.0f} chars/s")
+    for kind, key in (("reply-only", "stream_"), ("exchange", "stream_exchange_")):
+        cps = result[f"{key}chars_per_second"]
+        print(f"  streaming, {kind:10s} (4-char deltas): {cps:>9,.0f} chars/s "
+              f"({4e6 / cps:.1f} us per delta)")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.json}")
