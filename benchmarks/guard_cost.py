@@ -193,13 +193,13 @@ def measure(bundle: Any, benign: dict[str, Any], harm: dict[str, Any],
     return row
 
 
-def val_prompts(bundle_dir: Path) -> tuple[list[str], list[str]]:
-    """(benign, harmful) prompts of the data's val split: what the bundle was calibrated
-    on, never the test split the figures are measured on."""
+def val_prompts(data: Path) -> tuple[list[str], list[str]]:
+    """(benign, harmful) prompts of the arms' data's val split: what the bundles were
+    calibrated on, never the test split the figures are measured on."""
     from swisscheese.data.generate import load_dataset
     from swisscheese.recipes.organism.train import prompt_texts
 
-    val = load_dataset(bundle_dir.parent / "data")["val"]
+    val = load_dataset(data)["val"]
     return (prompt_texts([r for r in val if r.label == 0]),
             prompt_texts([r for r in val if r.label == 1]))
 
@@ -226,7 +226,7 @@ def share_sweep(out: Path, shares: list[float], bench: dict[str, Any],
     """The cascade arm measured again at each benign escalation share (set on val)."""
     from swisscheese.bundles import load_bundle
 
-    val = val_prompts(out / "cascade" / "bundle")
+    val = val_prompts(out / "stage1" / "data")  # every arm trains on stage 1's data
     rows = {}
     for share in shares:
         bundle = recalibrated(load_bundle(out / "cascade" / "bundle"), share, val)

@@ -1,0 +1,114 @@
+"""Benign FPR on fresh organism traffic, with the bundle's thresholds and with thresholds
+calibrated on a second fresh set at a low target (issue 13: 0.05% benign refusals).
+
+    .venv/bin/python benchmarks/fresh_fpr.py --bundle runs/classifier/bundle --n 20000
+
+Draws two sets of `--n` harmless organism conversations that are in no split of the
+bundle's data (`recipes/organism/benign.py`), with different seeds: one to calibrate on
+(seed --calibration-seed), one to measure on (the default benign seed), from which every
+conversation also in the first is dropped. For the input layer (the rendered conversation)
+and the output layer (the world's harmless reply streamed after it), with the bundle's own
+thresholds and with thresholds calibrated on the first set at --target-fpr, it reports:
+the FPR on the measurement set with a 95% Clopper-Pearson interval, the input TPR on the
+data's harmful test prompts of trained families, and the share of the world's harmful
+test replies the output layer flags. Prints a table and writes OUT/fresh_fpr.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from guard_cost import harmful_test, rate  # noqa: E402
+
+CALIBRATION_SEED = 1234
+
+
+def fresh_sets(bundle_dir: Path, bundle: Any, n: int, seed: int, out: Path
+               ) -> tuple[Any, Any, list[int]]:
+    """(calibration set, measurement set, indices of the measurement set not in the
+    calibration set)."""
+    from swisscheese.recipes.organism.benign import benign_traffic
+
+    data = bundle_dir.parent / "data"
+    cal = benign_traffic(data, bundle.constitution, n, out / "calibration", seed=seed)
+    ev = benign_traffic(data, bundle.constitution, n, out / "measurement")
+    seen = {r.key for r in cal.records}
+    return cal, ev, [i for i, r in enumerate(ev.records) if r.key not in seen]
+
+
+def output_scores(bundle: Any, replies: list[str], convs: list[Any]) -> np.ndarray:
+    from swisscheese.bundles.build import stream_scores
+
+    return stream_scores(bundle.output, replies, convs, bundle.stream_chunk_chars, None, "")
+
+
+def layer_rows(name: str, t_bundle: float, t_fresh: float, benign: np.ndarray,
+               flagged_harm: Any) -> dict[str, dict[str, Any]]:
+    """Per threshold: FPR on the measurement set and what it catches of the harmful."""
+    return {f"{name} @ {label}": {"threshold": t, "fpr": rate(benign >= t),
+                                  "harmful_flagged": flagged_harm(t)}
+            for label, t in (("bundle", t_bundle), ("fresh", t_fresh))}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bundle", type=Path, default=Path("runs/classifier/bundle"))
+    ap.add_argument("--n", type=int, default=20_000)
+    ap.add_argument("--target-fpr", type=float, default=0.0005)
+    ap.add_argument("--calibration-seed", type=int, default=CALIBRATION_SEED)
+    ap.add_argument("--out", type=Path, default=Path("runs/bench-fresh-fpr"))
+    args = ap.parse_args()
+    if not (args.bundle / "bundle.json").is_file():
+        print(f"error: no bundle in {args.bundle}", file=sys.stderr)
+        return 1
+    from swisscheese.bundles import load_bundle
+    from swisscheese.bundles.build import calibrate
+    from swisscheese.fileio import atomic_write_json
+    from swisscheese.recipes.organism.train import prompt_texts
+
+    load0, t0 = os.getloadavg()[0], time.perf_counter()
+    bundle = load_bundle(args.bundle)
+    cal, ev, keep = fresh_sets(args.bundle, bundle, args.n, args.calibration_seed, args.out)
+    harm = harmful_test(args.bundle)
+    print(f"calibration {len(cal.records)}, measurement {len(keep)} (of {len(ev.records)}: "
+          "the rest are also in the calibration set)", flush=True)
+    ev_prompts = prompt_texts(ev.records)
+    s_ev = bundle.input_scores([ev_prompts[i] for i in keep])
+    s_h = bundle.input_scores(harm["prompts"])
+    t_in = calibrate(bundle.input_scores(prompt_texts(cal.records)), args.target_fpr, "input")
+    rows = layer_rows("input", bundle.thresholds["input"], t_in, s_ev,
+                      lambda t: rate((s_h >= t)[harm["trained"]]))
+    idx = [i for i, r in enumerate(harm["replies"]) if r is not None]
+    o_h = output_scores(bundle, [harm["replies"][i] for i in idx],
+                        [harm["convs"][i] for i in idx])
+    o_ev = output_scores(bundle, [ev.replies[i] for i in keep],
+                         [ev.conversations[i] for i in keep])
+    t_out = calibrate(output_scores(bundle, cal.replies, cal.conversations),
+                      args.target_fpr, "output")
+    rows |= layer_rows("output", bundle.thresholds["output"], t_out, o_ev,
+                       lambda t: rate(o_h >= t))
+    for name, r in rows.items():
+        f, h = r["fpr"], r["harmful_flagged"]
+        print(f"{name:18s} t={r['threshold']:.5f}  FPR {f['rate']:.5f} "
+              f"({f['ci95'][0]:.5f}-{f['ci95'][1]:.5f}, n {f['n']})  "
+              f"harmful flagged {h['rate']:.4f} (n {h['n']})")
+    atomic_write_json(args.out / "fresh_fpr.json", {
+        "bundle": str(args.bundle), "target_fpr": args.target_fpr, "rows": rows,
+        "n_calibration": len(cal.records), "n_measurement": len(keep),
+        "seconds": round(time.perf_counter() - t0),
+        "load_average_before_after": [round(load0, 2), round(os.getloadavg()[0], 2)],
+        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])})
+    print(f"wrote {args.out / 'fresh_fpr.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
