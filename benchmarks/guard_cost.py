@@ -67,11 +67,12 @@ def arm_configs(stage2: str | None, params: dict[str, Any]) -> dict[str, dict[st
     is the default bundle's input backend (`DEFAULT_BACKEND`) wherever it appears; stage 2
     is `stage2` with `params`, or (None) the cascade's default stage 2 (an ensemble)."""
     from swisscheese.classifiers.backends.cascade import DEFAULT_STAGE2, CascadeClassifier
-    from swisscheese.recipes.organism.train import DEFAULT_BACKEND
+    from swisscheese.recipes.organism.train import DEFAULT_BACKEND, DEFAULT_INPUT_PARAMS
 
     name = stage2 or CascadeClassifier.defaults[1]
     s2_params = params if stage2 else {**DEFAULT_STAGE2, **params}
-    cascade = {"stage1": DEFAULT_BACKEND, "stage2": name, "stage2_params": s2_params}
+    cascade = {"stage1": DEFAULT_BACKEND, "stage1_params": DEFAULT_INPUT_PARAMS,
+               "stage2": name, "stage2_params": s2_params}
     arms: dict[str, dict[str, Any]] = {
         "stage1": {},
         "stage2": {"backend": name, "input_params": s2_params,
@@ -82,7 +83,8 @@ def arm_configs(stage2: str | None, params: dict[str, Any]) -> dict[str, dict[st
     if name != "ensemble":  # an ensemble holds no ensemble
         arms["ensemble"] = {"backend": "ensemble", "output_backend": "ngram-stream",
                             "input_params": {"members": [DEFAULT_BACKEND, name],
-                                             "members_params": [{}, s2_params]}}
+                                             "members_params": [DEFAULT_INPUT_PARAMS,
+                                                                s2_params]}}
     return arms
 
 
@@ -204,17 +206,19 @@ def val_prompts(data: Path) -> tuple[list[str], list[str]]:
             prompt_texts([r for r in val if r.label == 1]))
 
 
-def recalibrated(bundle: Any, share: float, val: tuple[list[str], list[str]]) -> Any:
+def recalibrated(bundle: Any, share: float, val: tuple[list[str], list[str]],
+                 recall: float | None = None) -> Any:
     """The cascade bundle with its escalation threshold set for benign escalation `share`
-    (and the same harmful recall) on the val split, and its input threshold recalibrated
-    there as `classifier train` would; stage 2 is the one trained, unchanged."""
+    and harmful `recall` (default: the bundle's) on the val split, and its input threshold
+    recalibrated there as `classifier train` would; stage 2 is the one trained, unchanged."""
     from swisscheese.bundles.build import calibrate
     from swisscheese.classifiers.backends.cascade import escalation_threshold, share_threshold
 
     clf = bundle.input
     benign, harmful = val
     s1_b, s1_h = clf.stage1.predict_proba(benign), clf.stage1.predict_proba(harmful)
-    clf.escalate_at = min(escalation_threshold(s1_h, clf.settings["escalate_recall"]),
+    recall = clf.settings["escalate_recall"] if recall is None else recall
+    clf.escalate_at = min(escalation_threshold(s1_h, recall),
                           share_threshold(s1_b, share))
     bundle.thresholds["input"] = calibrate(clf.predict_proba(benign), bundle.target_fpr,
                                            "input")
@@ -222,16 +226,18 @@ def recalibrated(bundle: Any, share: float, val: tuple[list[str], list[str]]) ->
 
 
 def share_sweep(out: Path, shares: list[float], bench: dict[str, Any],
-                harm: dict[str, Any], output: dict[str, Any]) -> dict[str, dict[str, Any]]:
+                harm: dict[str, Any], output: dict[str, Any], recall: float | None = None
+                ) -> dict[str, dict[str, Any]]:
     """The cascade arm measured again at each benign escalation share (set on val)."""
     from swisscheese.bundles import load_bundle
 
     val = val_prompts(out / "stage1" / "data")  # every arm trains on stage 1's data
     rows = {}
+    tag = "" if recall is None else f",r{recall:g}"
     for share in shares:
-        bundle = recalibrated(load_bundle(out / "cascade" / "bundle"), share, val)
-        rows[f"cascade@{share:g}"] = measure(bundle, bench, harm, output) | {
-            "escalate_share": share}
+        bundle = recalibrated(load_bundle(out / "cascade" / "bundle"), share, val, recall)
+        rows[f"cascade@{share:g}{tag}"] = measure(bundle, bench, harm, output) | {
+            "escalate_share": share, "escalate_recall": recall}
         print(f"measured cascade at escalation share {share:g}", flush=True)
     return rows
 
@@ -277,11 +283,11 @@ def print_table(rows: dict[str, dict[str, Any]], output: dict[str, Any]) -> None
         hi = r["ci95"][1]
         return f"{r['rate']:.4f} (<= {hi:.4f})" if r["rate"] is not None else "-"
 
-    print(f"{'arm':13s} {'ms/1000':>9s} {'stage2':>7s} {'TPR':>7s} {'TPR full':>9s} "
+    print(f"{'arm':17s} {'ms/1000':>9s} {'stage2':>7s} {'TPR':>7s} {'TPR full':>9s} "
           f"{'FPR input (95% hi)':>22s} {'FPR full (95% hi)':>22s}")
     for arm, r in rows.items():
         share = r.get("stage2_share_benign")
-        print(f"{arm:13s} {r['input_ms_per_1000']:9.1f} "
+        print(f"{arm:17s} {r['input_ms_per_1000']:9.1f} "
               f"{'' if share is None else f'{share:.3f}':>7s} "
               f"{r['tpr_trained']['rate']:7.4f} {r['tpr_fully_guarded_trained']['rate']:9.4f} "
               f"{pct(r['fpr_input']):>22s} {pct(r['fpr_fully_guarded']):>22s}")
@@ -304,6 +310,9 @@ def main() -> int:
     ap.add_argument("--cascade-shares", type=float, nargs="*", default=[],
                     metavar="SHARE", help="also measure the cascade with its escalation "
                     "threshold reset (on the val split) to each benign share, e.g. 0.02 0")
+    ap.add_argument("--cascade-recall", type=float, default=None, metavar="RECALL",
+                    help="with --cascade-shares: the share of val harmful prompts that must "
+                    "escalate (default: the bundle's escalate_recall)")
     args = ap.parse_args()
     import torch
 
@@ -331,7 +340,8 @@ def main() -> int:
         rows[arm] = measure(bundle, bench, harm, output) | {"train_s": train_s.get(arm)}
         print(f"measured {arm}", flush=True)
     if "cascade" in args.arms and args.cascade_shares:
-        rows |= share_sweep(args.out, args.cascade_shares, bench, harm, output)
+        rows |= share_sweep(args.out, args.cascade_shares, bench, harm, output,
+                            args.cascade_recall)
     print_table(rows, output)
     result = {"arms": rows, "output": {k: v for k, v in output.items()
                                        if k not in ("benign", "harmful")},

@@ -73,7 +73,11 @@ FORMAT_VERSION = 1
 STAGES = ("stage1", "stage2")
 FLOOR = 1e-3
 CALIBRATION_CHUNK = 4
-# The input cascade's default stage 2 (an ensemble): see CascadeClassifier.
+# The input cascade's default stages: stage 1 is the organism bundle's default input
+# classifier (the decoding n-gram that also reads the last message apart, as
+# recipes/organism/train.py's DEFAULT_INPUT_PARAMS), stage 2 an ensemble: see
+# CascadeClassifier.
+DEFAULT_STAGE1: dict[str, Any] = {"last_turn": True}
 DEFAULT_STAGE2: dict[str, Any] = {
     "members": ["decoding", "decoding"],
     "members_params": [{"last_turn": True}, {"base": "encoder"}]}
@@ -230,7 +234,7 @@ class CascadeClassifier(_CascadeBase, Classifier):
     name: ClassVar[str] = "cascade"
     defaults: ClassVar[tuple[str, str]] = ("decoding", "ensemble")
     default_params: ClassVar[tuple[dict[str, Any] | None, dict[str, Any] | None]] = (
-        None, DEFAULT_STAGE2)
+        DEFAULT_STAGE1, DEFAULT_STAGE2)
     default_share: ClassVar[float] = 0.05
     # A configuration that fits in a blink, for smoke runs and the contract tests.
     smoke_params: ClassVar[dict[str, Any]] = {
