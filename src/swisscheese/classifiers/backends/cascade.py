@@ -20,9 +20,13 @@ texts of the other part, lowered where needed so that at least `escalate_share` 
 part's benign texts escalate too; stage 2 is fitted on all of them. The share is a
 margin bought with compute: harmful texts of the other part are of the hazards stage 1
 was fitted on, so its recall on them overstates its recall on new hazards (on the
-organism, recall 0.995 there escalated 0.985 of the test split's harmful prompts; with
-5% of benign escalated, all of them). The input cascade's default is 0.05 (stage 2 then
-costs about a twentieth of its cost on every text), the streaming one's 0.
+organism, with the plain n-gram as stage 1, recall 0.995 there escalated 0.985 of the
+test split's harmful prompts; with 5% of benign escalated, all of them). The input
+cascade's default is 0.02: with the default stage 1 (the n-gram that also reads the last
+message), escalating 2%, 3% or only what the recall asks of val benign texts all kept the
+test TPR at stage 2's (1.000), a sweep read on the test split, so the margin was set
+after seeing it; fresh benign traffic escalates somewhat more than the calibration part.
+The streaming one's default is 0.
 `escalation_rate` (saved) is the share of the calibration part's benign texts that
 escalate: roughly the cascade's stage-2 cost on benign traffic.
 
@@ -222,7 +226,7 @@ class CascadeClassifier(_CascadeBase, Classifier):
     """Input classifier: stage 1 screens, stage 2 scores what stage 1 escalates.
 
     `CascadeClassifier(stage1="decoding", stage2="ensemble", escalate_recall=0.995,
-    escalate_share=0.05, calibration_fraction=0.25, seed=0, model_dir=None,
+    escalate_share=0.02, calibration_fraction=0.25, seed=0, model_dir=None,
     stage1_params=None, stage2_params=None)`; see the module docstring. The default
     stage 1 is the organism bundle's default input classifier (the n-gram behind the
     decoders); the default stage 2 (`DEFAULT_STAGE2`) stacks the decoding n-gram that
@@ -235,7 +239,7 @@ class CascadeClassifier(_CascadeBase, Classifier):
     defaults: ClassVar[tuple[str, str]] = ("decoding", "ensemble")
     default_params: ClassVar[tuple[dict[str, Any] | None, dict[str, Any] | None]] = (
         DEFAULT_STAGE1, DEFAULT_STAGE2)
-    default_share: ClassVar[float] = 0.05
+    default_share: ClassVar[float] = 0.02
     # A configuration that fits in a blink, for smoke runs and the contract tests.
     smoke_params: ClassVar[dict[str, Any]] = {
         "stage2": "ngram", "stage2_params": {"char_ngrams": (1, 3)}}
