@@ -16,7 +16,10 @@ Arms run interleaved prompt by prompt (A/B/C, A/B/C, ...), so load from elsewher
 on all alike; a figure is the median over rounds of the per-round ratio of wall time per
 generated token to the unguarded arm's. The prompts are those of streaming_overhead.py
 (look-alikes, recipes and hazard requests in the jailbreak families the aligned organism
-answers at length). Writes OUT/served_overhead.json.
+answers at length). For text-path arms it also replays the unguarded model's recorded
+deltas through the guard alone (no model between them): the guard's own cost per delta,
+which end-to-end figures exceed where guard and model slow each other down. Writes
+OUT/served_overhead.json.
 """
 
 from __future__ import annotations
@@ -102,6 +105,28 @@ def measure(arms: dict[str, Any], prompts: list[str], rounds: int, params: Any,
     return rows
 
 
+def replay_us(chat: Any, model: Any, prompts: list[str], params: Any, repeats: int = 5
+              ) -> float:
+    """The guard's own cost, without the model: the unguarded model's recorded deltas
+    pushed through a guard session (`guarded_deltas`, as the serving path runs it); median
+    microseconds per delta over `repeats` passes. Text-path arms only (a hidden-state arm
+    needs the model's states)."""
+    from swisscheese.guard.pipeline import guarded_deltas
+
+    recorded = [(p, list(model.stream(p, params))) for p in prompts]
+    n = sum(len(d) for _, d in recorded)
+    times = []
+    for _ in range(repeats + 1):  # the first pass warms caches and is dropped
+        t = time.perf_counter()
+        for p, deltas in recorded:
+            session = chat.guard.session(p)
+            session.check_input()
+            for _ev in guarded_deltas(session, iter(deltas)):
+                pass
+        times.append(time.perf_counter() - t)
+    return 1e6 * statistics.median(times[1:]) / max(n, 1)
+
+
 def summarise(rows: dict[str, list[tuple[int, float]]]) -> dict[str, dict[str, Any]]:
     base = rows["unguarded"]
     out: dict[str, dict[str, Any]] = {}
@@ -151,11 +176,16 @@ def main() -> int:
     t0 = time.perf_counter()
     rows = measure(arms, prompts, args.rounds, params, count)
     results = summarise(rows)
+    for a, extra in info.items():
+        if not extra["hidden_state_path"]:
+            results[a]["guard_alone_us_per_delta"] = replay_us(arms[a], model, prompts, params)
     for a, row in results.items():
         extra = info.get(a, {})
         print(f"{a:<12} {row['ms_per_token_median']:8.3f} ms/token  "
               f"{100 * row['added_time_median']:+7.2f}%  {extra.get('output', '')} "
-              f"{'hidden-state path' if extra.get('hidden_state_path') else ''}")
+              f"{'hidden-state path' if extra.get('hidden_state_path') else ''}"
+              + (f"  guard alone {row['guard_alone_us_per_delta']:.1f} us/delta"
+                 if "guard_alone_us_per_delta" in row else ""))
     out = {"model": args.model, "arms": results, "bundles": info, "prompts": prompts,
            "tokens_per_prompt": tokens, "calm_below": args.calm_below,
            "rounds": args.rounds, "max_new_tokens": args.tokens, "threads": 1,
