@@ -212,14 +212,13 @@ def recalibrated(bundle: Any, share: float, val: tuple[list[str], list[str]],
     and harmful `recall` (default: the bundle's) on the val split, and its input threshold
     recalibrated there as `classifier train` would; stage 2 is the one trained, unchanged."""
     from swisscheese.bundles.build import calibrate
-    from swisscheese.classifiers.backends.cascade import escalation_threshold, share_threshold
+    from swisscheese.classifiers.backends.cascade import escalation_at
 
     clf = bundle.input
     benign, harmful = val
     s1_b, s1_h = clf.stage1.predict_proba(benign), clf.stage1.predict_proba(harmful)
     recall = clf.settings["escalate_recall"] if recall is None else recall
-    clf.escalate_at = min(escalation_threshold(s1_h, recall),
-                          share_threshold(s1_b, share))
+    clf.escalate_at = escalation_at(s1_h, s1_b, recall, share)
     bundle.thresholds["input"] = calibrate(clf.predict_proba(benign), bundle.target_fpr,
                                            "input")
     return bundle

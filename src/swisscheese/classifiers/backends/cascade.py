@@ -78,13 +78,12 @@ STAGES = ("stage1", "stage2")
 FLOOR = 1e-3
 CALIBRATION_CHUNK = 4
 # The input cascade's default stages: stage 1 is the organism bundle's default input
-# classifier (the decoding n-gram that also reads the last message apart, as
-# recipes/organism/train.py's DEFAULT_INPUT_PARAMS), stage 2 an ensemble: see
-# CascadeClassifier.
+# classifier (the decoding n-gram that also reads the last message apart; the organism
+# recipe's DEFAULT_INPUT_PARAMS is this), stage 2 an ensemble: see CascadeClassifier.
 DEFAULT_STAGE1: dict[str, Any] = {"last_turn": True}
 DEFAULT_STAGE2: dict[str, Any] = {
     "members": ["decoding", "decoding"],
-    "members_params": [{"last_turn": True}, {"base": "encoder"}]}
+    "members_params": [dict(DEFAULT_STAGE1), {"base": "encoder"}]}
 
 
 def escalation_threshold(harmful_scores: np.ndarray, recall: float) -> float:
@@ -103,6 +102,14 @@ def share_threshold(benign_scores: np.ndarray, share: float) -> float:
         return 1.0
     k = int(np.ceil(share * len(s) - 1e-9))
     return float(s[min(max(k, 1), len(s)) - 1])
+
+
+def escalation_at(harmful_scores: np.ndarray, benign_scores: np.ndarray, recall: float,
+                  share: float) -> float:
+    """Stage 1's escalation threshold: at least `recall` of the harmful scores and at
+    least `share` of the benign ones escalate."""
+    return min(escalation_threshold(harmful_scores, recall),
+               share_threshold(benign_scores, share))
 
 
 def squeeze(s1: np.ndarray, escalate_at: float) -> np.ndarray:
@@ -251,9 +258,9 @@ class CascadeClassifier(_CascadeBase, Classifier):
                                              self.settings["seed"])
         self.stage1.fit([x[i] for i in fit_idx], y[fit_idx])
         s1 = self.stage1.predict_proba([x[i] for i in cal_idx])
-        self.escalate_at = min(
-            escalation_threshold(s1[y[cal_idx] == 1], self.settings["escalate_recall"]),
-            share_threshold(s1[y[cal_idx] == 0], self.settings["escalate_share"]))
+        self.escalate_at = escalation_at(s1[y[cal_idx] == 1], s1[y[cal_idx] == 0],
+                                         self.settings["escalate_recall"],
+                                         self.settings["escalate_share"])
         self.escalation_rate = float(np.mean(s1[y[cal_idx] == 0] >= self.escalate_at))
         self.stage2.fit(x, y)
         return self

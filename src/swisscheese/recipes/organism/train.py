@@ -46,6 +46,7 @@ from swisscheese.bundles import (
     build_bundle,
     save_bundle,
 )
+from swisscheese.classifiers.backends.cascade import DEFAULT_STAGE1
 from swisscheese.classifiers.base import OUTPUT_CONTEXTS, render_conversation
 from swisscheese.classifiers.errors import ClassifierError
 from swisscheese.classifiers.metrics import fpr_at_threshold, tpr_at_threshold
@@ -96,7 +97,8 @@ DEFAULT_BACKEND = "decoding"
 # reads the last message as features of its own, so a request at the end of a long chat is
 # not diluted (trained-family TPR 0.972 -> 1.000 on seed 0 at val FPR 0.0042; buried 0.65
 # -> 1.00; the held-out indirect family fell 0.95 -> 0.53, left to the exchange output).
-DEFAULT_INPUT_PARAMS: dict[str, Any] = {"last_turn": True}
+# One definition: the input cascade's default stage 1 is the same classifier.
+DEFAULT_INPUT_PARAMS: dict[str, Any] = DEFAULT_STAGE1
 
 @dataclass(frozen=True)
 class TrainConfig:
