@@ -8,6 +8,15 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory) -> None:
+    """Exported encoder graphs go to a temporary cache, never the user's ~/.cache (the
+    variable reaches the CLI subprocesses too)."""
+    import os
+
+    os.environ.setdefault("SWISSCHEESE_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture(scope="session")
 def world():
     from swisscheese.world import World

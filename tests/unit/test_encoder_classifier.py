@@ -117,9 +117,10 @@ def test_streaming_reads_bounded_windows_once_per_chunk(tiny: str,
     windows: list[int] = []
     forward = Encoder._forward
 
-    def counting(self: Encoder, seqs: list[list[int]], batch_size: int) -> np.ndarray:
+    def counting(self: Encoder, seqs: list[list[int]], batch_size: int,
+                 layers: tuple[int, ...] = (-1,)) -> np.ndarray:
         windows.extend(len(s) for s in seqs)
-        return forward(self, seqs, batch_size)
+        return forward(self, seqs, batch_size, layers)
 
     monkeypatch.setattr(Encoder, "_forward", counting)
     words = [f"word{i}" for i in range(400)]  # a long reply of distinct words

@@ -53,6 +53,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from swisscheese.classifiers.backends.encoder_model import (
+    LAST_LAYER,
     PACKAGE,
     PACKAGE_VERSION,
     Encoder,
@@ -102,6 +103,10 @@ class EncoderConfig:
                 "packaged MiniLM, else the one found at fit time is recorded)"})
     max_tokens: int = field(default=256, metadata={
         "help": "tokens of each text read (its first ones; capped by the model's positions)"})
+    layers: tuple[int, ...] = field(default=LAST_LAYER, metadata={
+        "help": "hidden states mean-pooled and set side by side (0: the embeddings; "
+                "negative from the last); (-1,) is the sentence embedding as "
+                "sentence-transformers computes it"})
     l2: float = field(default=1.0, metadata={
         "help": "L2 penalty of the logistic head on standardised embeddings"})
     class_weight: str | None = field(default="balanced", metadata={
@@ -129,6 +134,12 @@ class EncoderConfig:
     seed: int = field(default=0, metadata={"help": "seed of the sample and the fine-tuning"})
 
     def __post_init__(self) -> None:
+        # YAML and JSON give lists; the field is a tuple (hashable, a cache key).
+        object.__setattr__(self, "layers", tuple(self.layers))
+        if not self.layers or not all(isinstance(k, int) and not isinstance(k, bool)
+                                      for k in self.layers):
+            raise ValueError(f"layers must be a non-empty list of integers, got "
+                             f"{list(self.layers)!r}")
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
         if self.head_noise < 0:
@@ -216,7 +227,8 @@ class _EncoderBase(ConfiguredClassifier):
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
-        encoder_for(self.config.model_dir, self.config.model_sha256 or None)  # fail early
+        enc = encoder_for(self.config.model_dir, self.config.model_sha256 or None)  # fail early
+        enc.check_layers(self.config.layers, f"{self.name} layers")
 
     @classmethod
     def config_from_dict(cls, data: Any) -> Any:
@@ -250,6 +262,11 @@ class _EncoderBase(ConfiguredClassifier):
                                             self.config.model_sha256 or None)
         return self._encoder
 
+    @property
+    def feature_dim(self) -> int:
+        """Width of one embedding as the heads read it: the encoder's for each layer."""
+        return self.encoder.dim * len(self.config.layers)
+
     def normalize(self, text: str) -> str:
         return normalize_text(text, self.config.fold_confusables)
 
@@ -258,7 +275,8 @@ class _EncoderBase(ConfiguredClassifier):
 
         with torch_threads(self.config.threads):
             return self.encoder.embed([self.normalize(t) for t in texts], max_tokens, keep,
-                                      self.config.batch_size).astype(np.float64)
+                                      self.config.batch_size, self.config.layers
+                                      ).astype(np.float64)
 
     def check_fitted(self) -> None:
         if not self.is_fitted():
@@ -482,7 +500,7 @@ class EncoderExchangeClassifier(_EncoderBase, StreamingClassifier):
         """The conversation's newest `context_tokens` tokens embedded; zeros for none."""
         text = render_conversation(conversation)
         if not text:
-            return np.zeros(self.encoder.dim)
+            return np.zeros(self.feature_dim)
         return self._embed([text], self.config.context_tokens, "tail")[0]
 
     def _features(self, replies: Sequence[str], contexts: np.ndarray) -> np.ndarray:
@@ -492,13 +510,13 @@ class EncoderExchangeClassifier(_EncoderBase, StreamingClassifier):
 
     def _contexts(self, n: int, conversations: Sequence[Conversation] | None) -> np.ndarray:
         if conversations is None:
-            return np.zeros((n, self.encoder.dim))
+            return np.zeros((n, self.feature_dim))
         convs = list(conversations)
         if len(convs) != n:
             raise ValueError(f"need one conversation per reply: {n} replies, "
                              f"{len(convs)} conversations")
         texts = [render_conversation(c) for c in convs]
-        out = np.zeros((n, self.encoder.dim))
+        out = np.zeros((n, self.feature_dim))
         some = [i for i, t in enumerate(texts) if t]
         if some:
             out[some] = self._embed([texts[i] for i in some], self.config.context_tokens,

@@ -32,6 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
+from swisscheese.classifiers.backends.encoder_onnx import (
+    OnnxPooled,
+    pooled_runner,
+    torch_pooled,
+)
 from swisscheese.classifiers.errors import ClassifierError
 from swisscheese.fileio import sha256_file
 
@@ -44,6 +49,7 @@ PINNED_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9d
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model",
                    "spiece.model", "sentencepiece.bpe.model")
 CHARS_PER_TOKEN = 8  # characters tokenised per token of a window (see Encoder._window)
+LAST_LAYER = (-1,)  # the hidden states sentence-transformers pools: the last layer's
 CACHE_SIZE = 50_000  # embeddings kept per encoder (384 floats each for MiniLM: ~75 MB)
 
 
@@ -151,7 +157,9 @@ class Encoder:
 
     `keep="head"` reads a text's first tokens (as sentence-transformers truncates), "tail"
     its last ones (the newest part of a conversation or a reply). Recent embeddings are
-    kept in an LRU cache keyed by (text, max_tokens, keep).
+    kept in an LRU cache keyed by (text, max_tokens, keep, layers). The forward pass runs
+    under ONNX Runtime when it can (`encoder_onnx`: the same embeddings, sooner), else in
+    torch.
     """
 
     def __init__(self, path: Path, sha256: str) -> None:
@@ -188,8 +196,12 @@ class Encoder:
         if self.cls is None or self.sep is None:
             raise ClassifierError(f"{path}: the tokenizer has no begin/end (cls/sep) tokens")
         self.pad = self.tokenizer.pad_token_id or 0
-        self._cache: OrderedDict[tuple[str, int, str], np.ndarray] = OrderedDict()
+        self.n_states = int(model.config.num_hidden_layers) + 1  # embeddings + each layer
+        self._cache: OrderedDict[tuple[str, int, str, tuple[int, ...]], np.ndarray] = (
+            OrderedDict())
         self._lock = threading.Lock()
+        self._runner: OnnxPooled | None = None
+        self._runtime_ready = False
 
     def clear_cache(self) -> None:
         """Forget every cached embedding (a timing must not read the cache)."""
@@ -219,49 +231,74 @@ class Encoder:
         return [self.cls, *ids, self.sep]
 
     def embed(self, texts: Sequence[str], max_tokens: int, keep: str = "head",
-              batch_size: int = 32) -> np.ndarray:
-        """Mean-pooled, L2-normalised embeddings, (len(texts), dim) float32."""
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+              batch_size: int = 32, layers: Sequence[int] = LAST_LAYER) -> np.ndarray:
+        """Mean-pooled embeddings, (len(texts), len(layers) * dim) float32: for each of
+        `layers` (indices into the hidden states, the embeddings' being 0; negative from
+        the last) the L2-normalised mean of its token states, side by side."""
+        layers = tuple(int(k) for k in layers)
+        out = np.zeros((len(texts), self.dim * len(layers)), dtype=np.float32)
         todo: dict[str, list[int]] = {}
         with self._lock:
             for i, t in enumerate(texts):
-                hit = self._cache.get((t, max_tokens, keep))
+                key = (t, max_tokens, keep, layers)
+                hit = self._cache.get(key)
                 if hit is None:
                     todo.setdefault(t, []).append(i)
                 else:
-                    self._cache.move_to_end((t, max_tokens, keep))
+                    self._cache.move_to_end(key)
                     out[i] = hit
         if todo:
             uniq = list(todo)
-            vecs = self._forward([self._window(t, max_tokens, keep) for t in uniq], batch_size)
+            vecs = self._forward([self._window(t, max_tokens, keep) for t in uniq], batch_size,
+                                 layers)
             with self._lock:
                 for t, v in zip(uniq, vecs, strict=True):
                     out[todo[t]] = v
-                    self._cache[(t, max_tokens, keep)] = v
+                    self._cache[(t, max_tokens, keep, layers)] = v
                 while len(self._cache) > CACHE_SIZE:
                     self._cache.popitem(last=False)
         return out
 
-    def _forward(self, seqs: list[list[int]], batch_size: int) -> np.ndarray:
-        """Embeddings of token windows, batched by length (less padding per batch)."""
-        import torch
+    def check_layers(self, layers: Sequence[int], where: str) -> None:
+        """ClassifierError naming `where` unless every index names a hidden state."""
+        bad = [k for k in layers if not -self.n_states <= int(k) < self.n_states]
+        if bad:
+            raise ClassifierError(f"{where}: layers {bad} out of range for {self.path} "
+                                  f"({self.n_states} hidden states: 0 .. {self.n_states - 1}, "
+                                  "or negative from the last)")
 
-        out = np.zeros((len(seqs), self.dim), dtype=np.float32)
+    def _pooled(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """(batch, hidden states, dim) mean-pooled states, from the runtime in use."""
+        with self._lock:
+            if not self._runtime_ready:
+                self._runner = pooled_runner(self.model, self.sha256, self.pad)
+                self._runtime_ready = True
+        if self._runner is not None:
+            return self._runner(ids, mask)
+        return torch_pooled(self.model, ids, mask)
+
+    @property
+    def runtime(self) -> str:
+        """'onnx' or 'torch': what the forward passes run in (decided on the first)."""
+        return "onnx" if self._runner is not None else "torch"
+
+    def _forward(self, seqs: list[list[int]], batch_size: int,
+                 layers: tuple[int, ...] = LAST_LAYER) -> np.ndarray:
+        """Embeddings of token windows, batched by length (less padding per batch)."""
+        self.check_layers(layers, "embed")
+        out = np.zeros((len(seqs), self.dim * len(layers)), dtype=np.float32)
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
-        with torch.inference_mode():
-            for s in range(0, len(order), batch_size):
-                idx = order[s:s + batch_size]
-                width = max(len(seqs[i]) for i in idx)
-                ids = torch.full((len(idx), width), self.pad, dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.long)
-                for r, i in enumerate(idx):
-                    ids[r, :len(seqs[i])] = torch.tensor(seqs[i])
-                    mask[r, :len(seqs[i])] = 1
-                h = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
-                m = mask.unsqueeze(-1).to(h.dtype)
-                pooled = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
-                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-                out[idx] = pooled.numpy()
+        for s in range(0, len(order), batch_size):
+            idx = order[s:s + batch_size]
+            width = max(len(seqs[i]) for i in idx)
+            ids = np.full((len(idx), width), self.pad, dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            for r, i in enumerate(idx):
+                ids[r, :len(seqs[i])] = seqs[i]
+                mask[r, :len(seqs[i])] = 1
+            pooled = self._pooled(ids, mask)[:, list(layers)]
+            norm = np.linalg.norm(pooled, axis=2, keepdims=True)
+            out[idx] = (pooled / np.maximum(norm, 1e-12)).reshape(len(idx), -1)
         return out
 
     # ---- a cache that outlives the process (for repeated training runs) ------------------
@@ -287,7 +324,8 @@ class Encoder:
             vecs = z["vecs"]
         with self._lock:
             for k, v in zip(keys, vecs, strict=True):
-                self._cache[(k[0], int(k[1]), k[2])] = v
+                layers = tuple(k[3]) if len(k) > 3 else LAST_LAYER  # older files: last layer
+                self._cache[(k[0], int(k[1]), k[2], layers)] = v
         return len(keys)
 
 
