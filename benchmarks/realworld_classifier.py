@@ -13,7 +13,9 @@ included, as the gateway scores a prompt), batched throughput on two cores, the 
 layer's cost per streamed piece of 4 characters (about a token) and per window read, and
 the bundle's size (the encoder it names is counted apart: the package installs it once).
 The load average before and after each phase is recorded: other jobs on the machine slow
-every figure, so a timing is only comparable with the load it was taken under.
+every figure, so a timing is only comparable with the load it was taken under. The input
+timing runs twice, side by side: in the runtime the encoder picked (ONNX Runtime where it
+can, `classifiers/backends/encoder_onnx.py`) and in torch (`--no-torch-arm` skips the second).
 """
 
 from __future__ import annotations
@@ -86,6 +88,24 @@ def time_input(bundle: GuardBundle, prompts: list[str], batch: int) -> dict[str,
             "batch": batch, "load_before": load0, "load_mid": load1, "load_after": _load()}
 
 
+def time_input_torch(path: Path, prompts: list[str], batch: int) -> dict[str, Any]:
+    """`time_input` again with the encoder forced to torch (a fresh copy of the bundle)."""
+    from swisscheese.classifiers.backends import encoder_model
+    from swisscheese.classifiers.backends.encoder_onnx import RUNTIME_ENV
+
+    old = os.environ.get(RUNTIME_ENV)
+    os.environ[RUNTIME_ENV] = "torch"
+    encoder_model._shared.cache_clear()  # the process's encoder decided its runtime already
+    try:
+        return time_input(load_bundle(path), prompts, batch)
+    finally:
+        encoder_model._shared.cache_clear()
+        if old is None:
+            os.environ.pop(RUNTIME_ENV, None)
+        else:
+            os.environ[RUNTIME_ENV] = old
+
+
 def time_output(bundle: GuardBundle, replies: list[str], convs: list[Any]) -> dict[str, Any]:
     """The output layer streamed piece by piece (4 characters, about a token), one core,
     no prefetch: ms per piece over whole replies, and the share of pieces that read a
@@ -133,6 +153,8 @@ def main() -> int:
     ap.add_argument("--embed-cache", type=Path, default=None,
                     help="an .npz of embeddings kept between runs (same figures, sooner)")
     ap.add_argument("--timing-n", type=int, default=300, help="prompts timed")
+    ap.add_argument("--no-torch-arm", action="store_true",
+                    help="skip timing the input layer again with the encoder in torch")
     ap.add_argument("--train-threads", type=int, default=1,
                     help="torch threads while training (on a machine other jobs load, one "
                          "thread each beats two that wait on each other)")
@@ -172,15 +194,23 @@ def main() -> int:
                           seed=rec.seed)
     prompts = list(dict.fromkeys(data.test_benign + data.test_harmful))[:args.timing_n]
     timing = time_input(b, prompts, batch=64)
+    enc = _encoder(b)
+    timing["runtime"] = getattr(enc, "runtime", None)
+    torch_timing = None
+    if enc is not None and timing["runtime"] != "torch" and not args.no_torch_arm:
+        torch_timing = time_input_torch(path, prompts, batch=64)
+        print(f"input in torch (same prompts, side by side): p50 "
+              f"{torch_timing['p50_ms_1core']:.1f} ms, p95 {torch_timing['p95_ms_1core']:.1f} "
+              f"ms on 1 core; {torch_timing['batched_per_s_2cores']:.0f} prompts/s on 2 cores")
     ex, _ = output_test_sets(data, rec.seed)["alpaca"]
     stream = time_output(b, ex.replies[:40], ex.conversations[:40])
     size = bundle_size(path)
-    enc = _encoder(b)
     enc_size = bundle_size(enc.path) if enc is not None and not str(enc.path).startswith(
         str(path)) else 0
-    print(f"input: p50 {timing['p50_ms_1core']:.1f} ms, p95 {timing['p95_ms_1core']:.1f} ms per "
-          f"prompt on 1 core; {timing['batched_per_s_2cores']:.0f} prompts/s batched on 2 "
-          f"cores (load {timing['load_before']} -> {timing['load_after']})")
+    print(f"input ({timing['runtime']}): p50 {timing['p50_ms_1core']:.1f} ms, p95 "
+          f"{timing['p95_ms_1core']:.1f} ms per prompt on 1 core; "
+          f"{timing['batched_per_s_2cores']:.0f} prompts/s batched on 2 cores (load "
+          f"{timing['load_before']} -> {timing['load_after']})")
     print(f"output: {stream['ms_per_piece_1core']:.2f} ms per 4-character piece, "
           f"{stream['ms_per_reply_1core']:.0f} ms per reply (chunk {stream['chunk_tokens']} "
           f"tokens, window {stream['window_tokens']}; load {stream['load_before']} -> "
@@ -193,6 +223,7 @@ def main() -> int:
         "calibration": {"input": b.metrics["input"], "output": b.metrics["output"]},
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "train_wall_s": wall, "train_load": load_train, "input_timing": timing,
+        "input_timing_torch": torch_timing,
         "output_timing": stream, "bundle_bytes": size, "encoder_bytes": enc_size,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
     }

@@ -178,6 +178,14 @@ def test_realworld_bundle_is_calibrated_and_measured(rw_bundle: Path) -> None:
     assert set(cal) == {"alpaca", "xstest_safe", "bipia_email"}
 
 
+def test_the_packaged_minilm_reads_three_layers_unless_told_otherwise() -> None:
+    assert RealWorldConfig().input_kwargs(3) == {"seed": 3, "layers": (-5, -3, -1)}
+    assert RealWorldConfig(input_params={"layers": [-1]}).input_kwargs(0)["layers"] == [-1]
+    # Chosen for MiniLM's six layers: another encoder, or the n-gram, gets no such default.
+    assert "layers" not in RealWorldConfig(input_params={"model_dir": "x"}).input_kwargs(0)
+    assert RealWorldConfig(backend="ngram").input_kwargs(0) == {"seed": 0}
+
+
 @needs_data
 def test_patch_a_realworld_bundle(rw_ngram_bundle: Path, small_data, tmp_path: Path) -> None:
     rw_bundle = rw_ngram_bundle

@@ -100,7 +100,7 @@ class RealWorldRecipe(Recipe):
             harmful_pool=list(zip(data.train_harmful_groups, data.train_harmful, strict=True)),
             benign_pool=[(t, t) for t in data.train_benign[:4000]],
             vocabulary=vocab, backend=bundle.input.name,
-            input_params={"seed": record.seed, **cfg.input_params}, seed=record.seed,
+            input_params=cfg.input_kwargs(record.seed), seed=record.seed,
             world_seed=0, output_backend=bundle.output.name,
             output_params={"seed": record.seed, **cfg.output_params},
             describe={"datasets": str(d), "heldout_families": held})

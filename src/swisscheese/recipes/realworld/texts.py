@@ -24,6 +24,12 @@ CLEAN_EMAIL_WEIGHT = 4
 # The harmless look-alikes (XSTest safe, JailbreakBench benign) are few beside thousands of
 # Alpaca instructions; repeated, they weigh enough to teach that harm's words are not harm.
 LOOKALIKE_WEIGHT = 4
+# The encoder input classifier reads three of MiniLM's six layers side by side (2, 4 and the
+# last), not the last alone: on the held-out splits the middle layers lifted every harmful
+# source (JailbreakBench 0.63 -> 0.76, XSTest unsafe 0.64 -> 0.78, in-the-wild templates
+# 0.89 -> 0.96; the README's issue 14 section has the run). Chosen for MiniLM, so applied to
+# it only: another encoder (`--model-dir`) reads its last layer unless `layers` is given.
+MINILM_INPUT_DEFAULTS: Mapping[str, Any] = {"layers": (-5, -3, -1)}
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,12 @@ class RealWorldConfig:
         "help": "constructor kwargs of the input classifier"})
     output_params: Mapping[str, Any] = field(default_factory=dict, metadata={
         "help": "constructor kwargs of the output classifier"})
+
+    def input_kwargs(self, seed: int) -> dict[str, Any]:
+        """The input classifier's constructor kwargs: the seed, the packaged MiniLM's
+        defaults when it is the encoder, then `input_params` (which wins)."""
+        minilm = self.backend.startswith("encoder") and not self.input_params.get("model_dir")
+        return {"seed": seed, **(MINILM_INPUT_DEFAULTS if minilm else {}), **self.input_params}
 
     def __post_init__(self) -> None:
         if self.augment < 0:

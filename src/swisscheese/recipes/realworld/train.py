@@ -140,7 +140,7 @@ def fit_realworld(data: RealWorldData, cfg: RealWorldConfig, held: list[str], se
     return build_bundle(
         realworld_constitution(), inputs.texts, inputs.labels, data.calibration_by_source,
         out_train.replies, out_train.labels, out_cal.replies, target_fpr=target_fpr,
-        backend=backend, input_params={"seed": seed, **cfg.input_params},
+        backend=backend, input_params=cfg.input_kwargs(seed),
         output_params={"seed": seed, **cfg.output_params}, version=1,
         notes=f"recipe realworld: public datasets, backend {backend}, limit {cfg.limit}",
         training=record, output_train_conversations=out_train.conversations,
@@ -182,7 +182,7 @@ def train_realworld(
     cfg = config or RealWorldConfig()
     held = list(DEFAULT_HELDOUT if heldout is None else heldout)
     augment_converters(held)  # unknown names fail before any work
-    get_classifier(cfg.backend, **{"seed": seed, **cfg.input_params})  # a bad encoder: now
+    get_classifier(cfg.backend, **cfg.input_kwargs(seed))  # a bad encoder: now
     bundle_dir = Path(out) / BUNDLE_DIR
     refuse_nonempty_dir(bundle_dir, "pass --force to replace it", overwrite=overwrite,
                         error=BundleError)
