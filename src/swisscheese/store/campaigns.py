@@ -11,14 +11,11 @@ best-of-N or PAIR); prompt attacks are resumed key by key.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from swisscheese.store.engine import StoreError, describe
+from swisscheese.store.runs import RunStore, now
 
 COMPONENT = "redteam-campaigns"
 
@@ -51,54 +48,16 @@ class AttemptRecord:
         return (self.behaviour_id, self.attack, self.target, self.variant, self.sample)
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-class CampaignStore:
+class CampaignStore(RunStore):
     """Append and query the campaigns of one store (a SQLite file or a database URL);
     safe to share between threads."""
 
-    def __init__(self, path: str | Path) -> None:
-        from swisscheese.store.engine import open_store
-        from swisscheese.store.schema import components
+    component: ClassVar[str] = COMPONENT
 
-        self.path = path if isinstance(path, str) and "://" in path else Path(path)
-        self.engine = open_store(self.path, components(COMPONENT))
-        self._lock = threading.Lock()
+    def runs_table(self) -> Any:
+        from swisscheese.store.schema import campaign_runs
 
-    def close(self) -> None:
-        self.engine.dispose()
-
-    def __enter__(self) -> CampaignStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # ---- runs ---------------------------------------------------------------------------
-    def open_run(self, run_id: str, config: Mapping[str, Any], config_hash: str) -> bool:
-        """Record a run, or check that an existing one was made with the same config.
-
-        Returns True when the run already existed (a resume). A different config under the
-        same run id is refused: mixing two configs' attempts would corrupt the results.
-        """
-        from sqlalchemy import insert, select
-
-        from swisscheese.store.schema import campaign_runs as t
-
-        with self._lock, self.engine.begin() as conn:
-            row = conn.execute(select(t.c.config_hash).where(t.c.run_id == run_id)).first()
-            if row is not None:
-                if row[0] != config_hash:
-                    raise StoreError(
-                        f"{describe(self.path)}: run {run_id!r} was started with a different "
-                        f"config (hash {row[0][:12]}, now {config_hash[:12]}); choose another "
-                        "run name or output directory")
-                return True
-            conn.execute(insert(t).values(run_id=run_id, created=_now(), config_hash=config_hash,
-                                          config=json.dumps(config, sort_keys=True)))
-            return False
+        return campaign_runs
 
     # ---- references ---------------------------------------------------------------------
     def references(self, run_id: str) -> dict[str, str]:
@@ -133,13 +92,13 @@ class CampaignStore:
                  "conversation": json.dumps(r.conversation), "response": r.response,
                  "score": r.score, "label": r.label, "reason": r.reason, "error": r.error,
                  "seconds": r.seconds, "meta": json.dumps(r.meta, sort_keys=True, default=str),
-                 "created": _now()} for r in records]
+                 "created": now()} for r in records]
         with self._lock, self.engine.begin() as conn:
             upsert(conn, campaign_attempts, rows, _ATTEMPT_KEY)
             if unit is not None:
                 upsert(conn, campaign_units, [{"run_id": run_id, "behaviour_id": unit[0],
                                                "attack": unit[1], "target": unit[2],
-                                               "created": _now()}],
+                                               "created": now()}],
                        ["run_id", "behaviour_id", "attack", "target"])
 
     def clear_unit(self, run_id: str, unit: Unit) -> None:

@@ -14,14 +14,12 @@ tables are in `swisscheese.store.schema`; the store is a SQLite file or any data
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from swisscheese.store.engine import StoreError, describe, upsert
+from swisscheese.store.engine import StoreError, upsert
+from swisscheese.store.runs import RunStore, now
 
 COMPONENT = "t2i-redteam"
 
@@ -51,50 +49,16 @@ class QueryRecord:
     guidance: str = ""
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-class T2IStore:
+class T2IStore(RunStore):
     """The T2I red-team runs of one store (a SQLite file or a database URL); safe to share
     between threads."""
 
-    def __init__(self, path: str | Path) -> None:
-        from swisscheese.store.engine import open_store
-        from swisscheese.store.schema import components
+    component: ClassVar[str] = COMPONENT
 
-        self.path = path if isinstance(path, str) and "://" in path else Path(path)
-        self.engine = open_store(self.path, components(COMPONENT))
-        self._lock = threading.Lock()
+    def runs_table(self) -> Any:
+        from swisscheese.store.schema import t2i_runs
 
-    def close(self) -> None:
-        self.engine.dispose()
-
-    def __enter__(self) -> T2IStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # ---- runs ---------------------------------------------------------------------------
-    def open_run(self, run_id: str, config: Mapping[str, Any], config_hash: str) -> bool:
-        """Record a run, or check an existing one has the same config; True on resume."""
-        from sqlalchemy import insert, select
-
-        from swisscheese.store.schema import t2i_runs as t
-
-        with self._lock, self.engine.begin() as conn:
-            row = conn.execute(select(t.c.config_hash).where(t.c.run_id == run_id)).first()
-            if row is not None:
-                if row[0] != config_hash:
-                    raise StoreError(
-                        f"{describe(self.path)}: run {run_id!r} was started with a different "
-                        f"config (hash {row[0][:12]}, now {config_hash[:12]}); choose another "
-                        "output directory")
-                return True
-            conn.execute(insert(t).values(run_id=run_id, created=_now(), config_hash=config_hash,
-                                          config=json.dumps(config, sort_keys=True)))
-            return False
+        return t2i_runs
 
     # ---- queries ------------------------------------------------------------------------
     def add_queries(self, run_id: str, records: Sequence[QueryRecord]) -> None:
@@ -106,7 +70,7 @@ class T2IStore:
                  "blocked": int(r.blocked), "filters": json.dumps(r.filters, sort_keys=True),
                  "images": r.images, "verdicts": json.dumps(r.verdicts, sort_keys=True),
                  "success": int(r.success), "score": r.score, "guidance": r.guidance,
-                 "created": _now()} for r in records]
+                 "created": now()} for r in records]
         with self._lock, self.engine.begin() as conn:
             upsert(conn, t2i_queries, rows, ["run_id", "loop", "category", "seq"])
 
@@ -146,7 +110,7 @@ class T2IStore:
         from swisscheese.store.schema import t2i_stages
 
         rows = [{"run_id": run_id, "stage": stage, "key": k,
-                 "value": json.dumps(v, sort_keys=True), "created": _now()}
+                 "value": json.dumps(v, sort_keys=True), "created": now()}
                 for k, v in items.items()]
         with self._lock, self.engine.begin() as conn:
             upsert(conn, t2i_stages, rows, ["run_id", "stage", "key"])
