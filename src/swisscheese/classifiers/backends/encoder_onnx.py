@@ -3,8 +3,8 @@
 On a CPU core PyTorch's eager forward of a small encoder spends much of its time between
 operators: the realworld input layer on MiniLM takes 9.7 ms per prompt in torch and 4.8 ms
 in ONNX Runtime on one core, measured side by side (`benchmarks/realworld_classifier.py`;
-the README's stop 24 table). The graph is exported here from the loaded model (nothing is downloaded),
-once per weights hash and library versions, into the cache directory
+the README's stop 24 table). The graph is exported here from the loaded model (nothing is
+downloaded), once per weights hash and library versions, into the cache directory
 (`$SWISSCHEESE_CACHE`, default `~/.cache/swisscheese`), and verified against torch on a
 padded probe batch before it is used: a graph whose outputs differ from torch's by more
 than `TOLERANCE` is never used. The graph returns the mean-pooled hidden states of every
