@@ -62,25 +62,29 @@ def _graph_key(weights_sha256: str) -> str:
     return f"{weights_sha256[:24]}-{hashlib.sha256(versions.encode()).hexdigest()[:12]}"
 
 
-class _Pooled:
-    """A torch module: (ids, mask) -> (batch, layers + 1, dim) mean-pooled hidden states."""
+def _pool(model: Any, ids: Any, mask: Any) -> Any:
+    """(ids, mask) tensors -> (batch, layers + 1, dim) mean-pooled hidden states."""
+    import torch
 
-    @staticmethod
-    def build(model: Any) -> Any:
-        import torch
+    out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    m = mask.unsqueeze(-1).to(torch.float32)
+    n = m.sum(1).clamp(min=1e-9)
+    return torch.stack([(h * m).sum(1) / n for h in out.hidden_states], 1)
 
-        class Pooled(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.model = model
 
-            def forward(self, ids: Any, mask: Any) -> Any:
-                out = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
-                m = mask.unsqueeze(-1).to(torch.float32)
-                n = m.sum(1).clamp(min=1e-9)
-                return torch.stack([(h * m).sum(1) / n for h in out.hidden_states], 1)
+def _export_module(model: Any) -> Any:
+    """`_pool` as a torch module, which is what `torch.onnx.export` traces."""
+    import torch
 
-        return Pooled().eval()
+    class Pooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, ids: Any, mask: Any) -> Any:
+            return _pool(self.model, ids, mask)
+
+    return Pooled().eval()
 
 
 def torch_pooled(model: Any, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -88,7 +92,7 @@ def torch_pooled(model: Any, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
     import torch
 
     with torch.inference_mode():
-        out = _Pooled.build(model)(torch.from_numpy(ids), torch.from_numpy(mask))
+        out = _pool(model, torch.from_numpy(ids), torch.from_numpy(mask))
     return np.asarray(out.numpy(), dtype=np.float32)
 
 
@@ -140,7 +144,7 @@ def _export(model: Any, path: Path, pad: int, vocab: int) -> None:
         # The tracer warns about Python branches on shapes; the check below is the judge.
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _Pooled.build(model), (torch.from_numpy(ids), torch.from_numpy(mask)), str(tmp),
+            _export_module(model), (torch.from_numpy(ids), torch.from_numpy(mask)), str(tmp),
             input_names=["ids", "mask"], output_names=["pooled"], opset_version=OPSET,
             dynamic_axes={"ids": {0: "batch", 1: "tokens"}, "mask": {0: "batch", 1: "tokens"},
                           "pooled": {0: "batch"}}, dynamo=False)
