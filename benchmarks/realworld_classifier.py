@@ -95,11 +95,11 @@ def time_input_torch(path: Path, prompts: list[str], batch: int) -> dict[str, An
 
     old = os.environ.get(RUNTIME_ENV)
     os.environ[RUNTIME_ENV] = "torch"
-    encoder_model._shared.cache_clear()  # the process's encoder decided its runtime already
+    encoder_model.forget_shared_encoders()  # the process's encoder decided its runtime already
     try:
         return time_input(load_bundle(path), prompts, batch)
     finally:
-        encoder_model._shared.cache_clear()
+        encoder_model.forget_shared_encoders()
         if old is None:
             os.environ.pop(RUNTIME_ENV, None)
         else:

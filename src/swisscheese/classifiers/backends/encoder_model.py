@@ -334,6 +334,12 @@ def _shared(path: str, sha256: str) -> Encoder:
     return Encoder(Path(path), sha256)
 
 
+def forget_shared_encoders() -> None:
+    """Drop the process's shared Encoders: the next `load_encoder` builds a fresh one, which
+    reads `SWISSCHEESE_ENCODER_RUNTIME` again (an Encoder picks its runtime once)."""
+    _shared.cache_clear()
+
+
 def load_encoder(model_dir: str | Path, sha256: str) -> Encoder:
     """The process's shared Encoder for `model_dir`, after checking its weights' sha256."""
     p = check_encoder_dir(model_dir).resolve()
