@@ -11,7 +11,9 @@ and the output layer (the world's harmless reply streamed after it), with the bu
 thresholds and with thresholds calibrated on the first set at --target-fpr, it reports:
 the FPR on the measurement set with a 95% Clopper-Pearson interval, the input TPR on the
 data's harmful test prompts of trained families, and the share of the world's harmful
-test replies the output layer flags. Prints a table and writes OUT/fresh_fpr.json.
+test replies the output layer flags; and both layers together (fully guarded: refused if
+either flags), with the bundle's thresholds and with the budget split evenly between the
+layers. Prints a table and writes OUT/fresh_fpr.json.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ def fresh_sets(bundle_dir: Path, bundle: Any, n: int, seed: int, out: Path
     """(calibration set, measurement set, indices of the measurement set not in the
     calibration set)."""
     from swisscheese.recipes.organism.benign import benign_traffic
+    from swisscheese.recipes.organism.evaluate import resolve_data_dir
 
-    data = bundle_dir.parent / "data"
+    data = resolve_data_dir(bundle_dir, bundle, None)
     cal = benign_traffic(data, bundle.constitution, n, out / "calibration", seed=seed)
     ev = benign_traffic(data, bundle.constitution, n, out / "measurement")
     seen = {r.key for r in cal.records}
@@ -56,6 +59,31 @@ def layer_rows(name: str, t_bundle: float, t_fresh: float, benign: np.ndarray,
     return {f"{name} @ {label}": {"threshold": t, "fpr": rate(benign >= t),
                                   "harmful_flagged": flagged_harm(t)}
             for label, t in (("bundle", t_bundle), ("fresh", t_fresh))}
+
+
+def guarded_rows(bundle_t: dict[str, float], cal: tuple[np.ndarray, np.ndarray],
+                 target: float, benign: tuple[np.ndarray, np.ndarray],
+                 harm: tuple[np.ndarray, np.ndarray, np.ndarray], trained: np.ndarray
+                 ) -> dict[str, dict[str, Any]]:
+    """Both layers together: a benign conversation is refused when its input or its reply
+    is flagged; a harmful test record (trained families) is caught when its prompt is, or
+    its reply (where the world has one) is stopped. Fresh thresholds split the FPR budget
+    evenly between the layers (calibrated on the calibration set at target / 2 each), a
+    rule that needs no harmful data."""
+    from swisscheese.bundles.build import calibrate
+
+    pairs = {"bundle": (bundle_t["input"], bundle_t["output"]),
+             "fresh, target split": (calibrate(cal[0], target / 2, "input"),
+                                     calibrate(cal[1], target / 2, "output"))}
+    s_h, o_h, idx = harm
+    out = {}
+    for label, (ti, to) in pairs.items():
+        caught = s_h >= ti
+        caught[idx] |= o_h >= to
+        out[f"guarded @ {label}"] = {
+            "threshold": [ti, to], "fpr": rate((benign[0] >= ti) | (benign[1] >= to)),
+            "harmful_flagged": rate(caught[trained])}
+    return out
 
 
 def main() -> int:
@@ -83,7 +111,8 @@ def main() -> int:
     ev_prompts = prompt_texts(ev.records)
     s_ev = bundle.input_scores([ev_prompts[i] for i in keep])
     s_h = bundle.input_scores(harm["prompts"])
-    t_in = calibrate(bundle.input_scores(prompt_texts(cal.records)), args.target_fpr, "input")
+    c_in = bundle.input_scores(prompt_texts(cal.records))
+    t_in = calibrate(c_in, args.target_fpr, "input")
     rows = layer_rows("input", bundle.thresholds["input"], t_in, s_ev,
                       lambda t: rate((s_h >= t)[harm["trained"]]))
     idx = [i for i, r in enumerate(harm["replies"]) if r is not None]
@@ -91,13 +120,17 @@ def main() -> int:
                         [harm["convs"][i] for i in idx])
     o_ev = output_scores(bundle, [ev.replies[i] for i in keep],
                          [ev.conversations[i] for i in keep])
-    t_out = calibrate(output_scores(bundle, cal.replies, cal.conversations),
-                      args.target_fpr, "output")
+    c_out = output_scores(bundle, cal.replies, cal.conversations)
+    t_out = calibrate(c_out, args.target_fpr, "output")
     rows |= layer_rows("output", bundle.thresholds["output"], t_out, o_ev,
                        lambda t: rate(o_h >= t))
+    rows |= guarded_rows(bundle.thresholds, (c_in, c_out), args.target_fpr,
+                         (s_ev, o_ev), (s_h, o_h, np.array(idx)), harm["trained"])
     for name, r in rows.items():
         f, h = r["fpr"], r["harmful_flagged"]
-        print(f"{name:18s} t={r['threshold']:.5f}  FPR {f['rate']:.5f} "
+        t = r["threshold"]
+        ts = "/".join(f"{x:.5f}" for x in t) if isinstance(t, list) else f"{t:.5f}"
+        print(f"{name:30s} t={ts}  FPR {f['rate']:.5f} "
               f"({f['ci95'][0]:.5f}-{f['ci95'][1]:.5f}, n {f['n']})  "
               f"harmful flagged {h['rate']:.4f} (n {h['n']})")
     atomic_write_json(args.out / "fresh_fpr.json", {

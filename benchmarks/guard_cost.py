@@ -154,12 +154,12 @@ def harmful_test(bundle_dir: Path) -> dict[str, Any]:
     prompts, and the world's harmful reply to each where it has one."""
     from swisscheese.bundles import load_bundle
     from swisscheese.data.generate import load_dataset, read_manifest
-    from swisscheese.recipes.organism.evaluate import world_for
+    from swisscheese.recipes.organism.evaluate import resolve_data_dir, world_for
     from swisscheese.recipes.organism.replies import replies_of
     from swisscheese.recipes.organism.train import prompt_texts
 
     bundle = load_bundle(bundle_dir)
-    data = bundle_dir.parent / "data"
+    data = resolve_data_dir(bundle_dir, bundle, None)
     manifest = read_manifest(data)
     held = set(manifest.get("heldout_converters", [])) | set(
         bundle.metrics["input"].get("heldout_of_input", []))
