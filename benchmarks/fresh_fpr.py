@@ -13,7 +13,8 @@ the FPR on the measurement set with a 95% Clopper-Pearson interval, the input TP
 data's harmful test prompts of trained families, and the share of the world's harmful
 test replies the output layer flags; and both layers together (fully guarded: refused if
 either flags), with the bundle's thresholds and with the budget split evenly between the
-layers. Prints a table and writes OUT/fresh_fpr.json.
+layers. Prints a table and writes OUT/fresh_fpr.json, and the calibration set as
+OUT/calibration.jsonl (what `swisscheese classifier calibrate --benign` reads).
 """
 
 from __future__ import annotations
@@ -45,6 +46,18 @@ def fresh_sets(bundle_dir: Path, bundle: Any, n: int, seed: int, out: Path
     ev = benign_traffic(data, bundle.constitution, n, out / "measurement")
     seen = {r.key for r in cal.records}
     return cal, ev, [i for i, r in enumerate(ev.records) if r.key not in seen]
+
+
+def write_benign_jsonl(traffic: Any, path: Path) -> None:
+    """The calibration set in `classify`'s input format (messages and response), the file
+    `swisscheese classifier calibrate --benign` reads."""
+    import json
+
+    from swisscheese.fileio import atomic_write_text
+
+    atomic_write_text(path, "".join(
+        json.dumps({"messages": c, "response": r}, ensure_ascii=False) + "\n"
+        for c, r in zip(traffic.conversations, traffic.replies, strict=True)))
 
 
 def output_scores(bundle: Any, replies: list[str], convs: list[Any]) -> np.ndarray:
@@ -82,7 +95,7 @@ def guarded_rows(bundle_t: dict[str, float], cal: tuple[np.ndarray, np.ndarray],
         caught[idx] |= o_h >= to
         out[f"guarded @ {label}"] = {
             "threshold": [ti, to], "fpr": rate((benign[0] >= ti) | (benign[1] >= to)),
-            "harmful_flagged": rate(caught[trained])}
+            "harmful_flagged": rate(caught[trained]), "harmful_flagged_all": rate(caught)}
     return out
 
 
@@ -106,6 +119,7 @@ def main() -> int:
     bundle = load_bundle(args.bundle)
     cal, ev, keep = fresh_sets(args.bundle, bundle, args.n, args.calibration_seed, args.out)
     harm = harmful_test(args.bundle)
+    write_benign_jsonl(cal, args.out / "calibration.jsonl")
     print(f"calibration {len(cal.records)}, measurement {len(keep)} (of {len(ev.records)}: "
           "the rest are also in the calibration set)", flush=True)
     ev_prompts = prompt_texts(ev.records)
@@ -132,7 +146,9 @@ def main() -> int:
         ts = "/".join(f"{x:.5f}" for x in t) if isinstance(t, list) else f"{t:.5f}"
         print(f"{name:30s} t={ts}  FPR {f['rate']:.5f} "
               f"({f['ci95'][0]:.5f}-{f['ci95'][1]:.5f}, n {f['n']})  "
-              f"harmful flagged {h['rate']:.4f} (n {h['n']})")
+              f"harmful flagged {h['rate']:.4f} (n {h['n']})"
+              + (f", all families {r['harmful_flagged_all']['rate']:.4f}"
+                 if "harmful_flagged_all" in r else ""))
     atomic_write_json(args.out / "fresh_fpr.json", {
         "bundle": str(args.bundle), "target_fpr": args.target_fpr, "rows": rows,
         "n_calibration": len(cal.records), "n_measurement": len(keep),

@@ -169,6 +169,24 @@ def _read_csv(reader: csv.DictReader, path: Path) -> Iterator[Row]:
         raise ClassifyError(f"{path}:{reader.line_num}: malformed CSV ({e})") from None
 
 
+def read_rows(path: str | Path) -> list[Row]:
+    """Every row of a file in `classify`'s input format (JSONL or CSV), checked as
+    `classify_file` checks it; ClassifyError naming the file and line otherwise."""
+    src = Path(path)
+    fmt = file_format(src)
+    if not src.is_file():
+        raise ClassifyError(f"{src}: no such file")
+    newline = "" if fmt == "csv" else None
+    try:
+        with src.open(encoding="utf-8-sig", newline=newline) as f:
+            if fmt == "jsonl":
+                return list(_read_jsonl(f, src))
+            reader, _ = _csv_reader(f, src)
+            return list(_read_csv(reader, src))
+    except UnicodeDecodeError as e:
+        raise ClassifyError(f"{src}: not UTF-8 text ({e.reason})") from None
+
+
 # ---- scoring -------------------------------------------------------------------------------
 def _score_batch(bundle: GuardBundle, batch: list[Row], summary: ClassifySummary,
                  csv_out: bool) -> Iterator[dict[str, Any]]:

@@ -19,8 +19,10 @@ among their metrics; `from_v1_metrics` moves them out, so old bundles load uncha
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 MANUAL = "manual"
@@ -114,3 +116,12 @@ class TrainingRecord:
 
     def config_value(self, key: str, default: Any = None) -> Any:
         return self.config.get(key, default)
+
+    def relinked(self, bundle_dir: str | os.PathLike[str]) -> TrainingRecord:
+        """This record for a bundle derived into `bundle_dir`: the data link relative to
+        the new directory (`dir_from_bundle`), so the new bundle still finds its data."""
+        data = dict(self.data)
+        if isinstance(data.get("dir"), str):
+            data["dir_from_bundle"] = os.path.relpath(data["dir"],
+                                                      Path(bundle_dir).resolve())
+        return replace(self, data=data)

@@ -41,7 +41,6 @@ data plus the variants.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections import defaultdict
@@ -55,7 +54,6 @@ import numpy as np
 from swisscheese.bundles import (
     BundleError,
     GuardBundle,
-    TrainingRecord,
     calibrate,
     load_bundle,
     save_bundle,
@@ -217,14 +215,6 @@ def _report(bdir: Path, out_dir: Path, parent: GuardBundle, a: _Attack,
         settings=settings)
 
 
-def _next_record(parent: GuardBundle, out_dir: Path) -> TrainingRecord:
-    """The parent's training record, its data link made relative to the new bundle."""
-    data = dict(parent.training.data)
-    if isinstance(data.get("dir"), str):
-        data["dir_from_bundle"] = os.path.relpath(data["dir"], out_dir.resolve())
-    return dataclasses.replace(parent.training, data=data)
-
-
 def _notes(parent: GuardBundle, bdir: Path, a: _Attack, output_retrained: bool) -> str:
     attack = ", ".join(sorted({f.name for f in a.forms}))
     return (f"rapid response patch of v{parent.version} ({bdir}) against {len(a.reports)} "
@@ -294,7 +284,7 @@ def patch_bundle(
     new = GuardBundle(
         version=parent.version + 1, constitution=parent.constitution, input=clf, output=output,
         thresholds={"input": t_in, "output": t_out}, target_fpr=parent.target_fpr,
-        training=_next_record(parent, out_dir), metrics=metrics,
+        training=parent.training.relinked(out_dir), metrics=metrics,
         parent_version=parent.version, notes=_notes(parent, bdir, a, out_metrics is not None),
         stream_chunk_chars=parent.stream_chunk_chars,
         # The category scorer names kinds of harm, not attacks: it carries over unchanged.

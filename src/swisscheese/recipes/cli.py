@@ -1,4 +1,5 @@
-"""`swisscheese classifier train|eval`: train a guard bundle by a recipe, and measure it.
+"""`swisscheese classifier train|eval|calibrate`: train a guard bundle by a recipe, measure
+it, and recalibrate its thresholds on benign traffic.
 
 `classifier_app` is a Typer app; the main CLI registers it as `swisscheese classifier`.
 Both commands ask the recipe registry (`--preset NAME` for train, the bundle's training
@@ -246,3 +247,39 @@ def evaluate(
     atomic_write_text(json_out, json.dumps(result, indent=2) + "\n")
     console.print(f"[bold green]wrote[/] {escape(str(json_out))}", highlight=False,
                   soft_wrap=True)
+
+
+@classifier_app.command("calibrate")
+def recalibrate(
+    bundle: Annotated[Path, typer.Option("--bundle", help="Guard bundle directory.")],
+    benign: Annotated[Path, typer.Option(
+        "--benign", help="Benign traffic in `classify`'s input format: JSONL with 'prompt' "
+                         "or 'messages' and the 'response' each got, or CSV.")],
+    out: Annotated[Path, typer.Option("--out", help="New directory for the next version.")],
+    target_fpr: Annotated[float, typer.Option(
+        "--target-fpr", help="FPR of the guarded system (either layer flags) on BENIGN.")
+    ] = 0.0005,
+    input_share: Annotated[float, typer.Option(
+        "--input-share", help="The input layer's share of the budget; the output layer "
+                              "gets the rest (1: input layer only).")] = 0.5,
+) -> None:
+    """Set both thresholds on a large benign set so that the guarded system stays within
+    --target-fpr on it; writes the next bundle version."""
+    from swisscheese.bundles.recalibrate import recalibrate_bundle
+    from swisscheese.progress import TaskBars, progress_bars
+
+    console = Console()
+    with progress_bars(console) as bars:
+        rec = recalibrate_bundle(bundle, benign, out, target_fpr=target_fpr,
+                                 input_share=input_share, progress=TaskBars(bars))
+    t = Table(title=escape(f"{bundle} recalibrated on {rec.n_input:,} benign conversations"))
+    for col in ("layer", "threshold before", "after", f"FPR on {benign.name}"):
+        t.add_column(col, justify="left" if col == "layer" else "right")
+    def f5(x: float | None) -> str:  # FPRs near 0.0005 need more than fmt's 4 decimals
+        return "-" if x is None else f"{x:.5f}"
+
+    t.add_row("input", f5(rec.before["input"]), f5(rec.after["input"]), f5(rec.fpr_input))
+    t.add_row("output", f5(rec.before["output"]), f5(rec.after["output"]), f5(rec.fpr_output))
+    t.add_row("guarded (either)", "", "", f5(rec.fpr_guarded))
+    console.print(t)
+    console.print(f"[bold green]wrote[/] {escape(str(out))}", highlight=False, soft_wrap=True)
