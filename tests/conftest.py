@@ -87,11 +87,16 @@ def small_bundle_dir(tmp_path_factory) -> Path:
     """A guard bundle trained on a small slice of the organism data (under a minute): for
     the guard, the gateway and the red team's guarded targets. Organism v2's benign
     conversations name hazards by description and define aliases, so 40 records a category
-    calibrated the input threshold above every level's plain question; 80 flag most."""
+    calibrated the input threshold above every level's plain question; 80 flag most.
+    Caesar is held out with Morse: at this size the n-gram cannot read it, and two
+    Caesar-shifted harmless crafts in the val split set the input threshold at 0.99 (26 of
+    160 plain requests flagged); held out, the threshold is 0.40 and all 160 are. It also
+    makes the patch tests' Caesar + reversal attack one the bundle has never seen."""
     from swisscheese.recipes.organism.train import TrainConfig, train_bundle
 
     run = tmp_path_factory.mktemp("guard-run")
-    return train_bundle(run, heldout=("morse",), config=TrainConfig(n_per_category=80, augment=2))
+    return train_bundle(run, heldout=("morse", "caesar"),
+                        config=TrainConfig(n_per_category=80, augment=2))
 
 
 @pytest.fixture(scope="session")

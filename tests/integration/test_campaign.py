@@ -131,8 +131,9 @@ def test_each_target_uses_its_own_bundle_and_the_report_names_it(organism_dir: P
                                                                    small_bundle_dir: Path,
                                                                    tmp_path: Path) -> None:
     """Two bundles trained from the test-sized data: the campaign's, and one a target
-    names itself (the exchange arm's place). The second one's input threshold is set to 0
-    so that its target is told apart: every prompt it sees is blocked."""
+    names itself (the exchange arm's place). The second one's thresholds are set to 1 so
+    that its target is told apart: it lets through what the campaign's bundle blocks (the
+    campaign's small bundle flags every level's plain question)."""
     from dataclasses import replace
 
     from swisscheese.bundles import load_bundle, save_bundle
@@ -142,21 +143,21 @@ def test_each_target_uses_its_own_bundle_and_the_report_names_it(organism_dir: P
     second = train_bundle(tmp_path / "second-run", heldout=("morse",), seed=1,
                           config=TrainConfig(n_per_category=40, augment=1))
     b = load_bundle(second)
-    strict = save_bundle(replace(b, thresholds={**b.thresholds, "input": 0.0}),
-                         tmp_path / "strict")
+    lenient = save_bundle(replace(b, thresholds={"input": 1.0, "output": 1.0}),
+                          tmp_path / "lenient")
     config = tmp_path / "c.yaml"
     config.write_text(
         f"name: arms\nbase: {organism_dir}\nbundle: {small_bundle_dir}\n"
         "behaviours: [levels]\njudge: refusal\n"
         "attacks: [{name: plain, options: {max_new_tokens: 16}}]\n"
         "targets: [aligned, aligned+output, aligned+input+output,\n"
-        f"  {{name: second, model: aligned, guard: input+output, bundle: {strict}}}]\n")
+        f"  {{name: second, model: aligned, guard: input+output, bundle: {lenient}}}]\n")
     result = run_campaign(load_config(config), tmp_path / "run")
     assert result.errors == 0
     info = result.details["target_info"]
     assert info["aligned+output"]["layers"] == ["output"]
     assert info["aligned+input+output"]["bundle"] == str(small_bundle_dir)
-    assert info["second"]["bundle"] == str(strict)
+    assert info["second"]["bundle"] == str(lenient)
     assert info["second"]["model"] == str(organism_dir / "aligned")
     assert {info[t]["output_context"] for t in ("aligned+output", "second")} <= {"reply",
                                                                                 "exchange"}
@@ -164,11 +165,12 @@ def test_each_target_uses_its_own_bundle_and_the_report_names_it(organism_dir: P
     by_target: dict[str, list[str]] = {}
     for r in rows:
         by_target.setdefault(r["target"], []).append(r["response"])
-    refusal = "I can't help with that request."
-    assert by_target["second"] == [refusal] * 8  # its own bundle blocked every prompt
-    assert by_target["aligned+input+output"] != by_target["second"]
+    refusal = "I can't help with that request."  # the guard's, not the organism's
+    assert by_target["aligned+input+output"] == [refusal] * 8
+    # Its own bundle passed every prompt: the aligned organism's own replies, unchanged.
+    assert by_target["second"] == by_target["aligned"] and refusal not in by_target["second"]
     rep = write_report(tmp_path / "run", tmp_path / "r.html")
     labels = {r["target"]: r["label"] for r in rep["layers"]}
     assert labels["aligned+output"].startswith("output only")
     assert labels["second"].startswith("input + output")
-    assert str(strict) in (tmp_path / "r.html").read_text()
+    assert str(lenient) in (tmp_path / "r.html").read_text()
