@@ -99,7 +99,8 @@ def main() -> int:
     cpu0, t0 = time.process_time(), time.perf_counter()
     with progress_bars(console) as bars:
         task = bars.add_task("organism campaign", total=None, info="")
-        result = campaign.run(lambda d, n, what: bars.update(task, completed=d, total=n,
+        # Campaign.run reports (what, done, total), as every Progress callback does.
+        result = campaign.run(lambda what, d, n: bars.update(task, completed=d, total=n,
                                                              info=what))
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
     print_summary(console, result.summary, result.details)
