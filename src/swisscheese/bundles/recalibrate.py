@@ -24,8 +24,14 @@ from typing import Any
 import numpy as np
 
 from swisscheese.bundles.build import calibrate, stream_scores
-from swisscheese.bundles.bundle import BundleError, load_bundle, now_iso, save_bundle
-from swisscheese.bundles.classify import read_rows
+from swisscheese.bundles.bundle import (
+    BundleError,
+    GuardBundle,
+    load_bundle,
+    now_iso,
+    save_bundle,
+)
+from swisscheese.bundles.classify import Row, read_rows
 from swisscheese.fileio import refuse_nonempty_dir, sha256_file
 from swisscheese.progress import Progress, step
 
@@ -72,6 +78,34 @@ def _check_size(path: Path, layer: str, n: int, budget: float) -> None:
                          "text stays within it)")
 
 
+def _layer_scores(parent: GuardBundle, rows: list[Row], with_output: bool,
+                  progress: Progress | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(input scores of every row, output scores (0 where no reply), which rows have a
+    reply); the output layer is only run `with_output`."""
+    step(progress, "score conversations", 0, len(rows))
+    s_in = parent.input_scores([r[2] for r in rows])
+    step(progress, "score conversations", len(rows), len(rows))
+    answered = np.array([r[3] is not None for r in rows], dtype=bool)
+    s_out = np.zeros(len(rows))
+    if with_output:
+        idx = np.flatnonzero(answered)
+        s_out[idx] = stream_scores(parent.output, [rows[i][3] or "" for i in idx],
+                                   [rows[i][4] for i in idx], parent.stream_chunk_chars,
+                                   progress, "stream replies")
+    return s_in, s_out, answered
+
+
+def _check_rows(src: Path, rows: list[Row], b_in: float, b_out: float) -> None:
+    _check_size(src, "conversations", len(rows), b_in)
+    if b_out > 0:
+        answered = sum(r[3] is not None for r in rows)
+        if not answered:
+            raise ValueError(f"{src}: no row has a 'response', so the output layer cannot be "
+                             "calibrated; add the replies, or pass input_share 1 to "
+                             "calibrate the input layer alone")
+        _check_size(src, "replies", answered, b_out)
+
+
 def recalibrate_bundle(bundle_dir: str | os.PathLike[str], benign: str | os.PathLike[str],
                        out: str | os.PathLike[str], *, target_fpr: float,
                        input_share: float = 0.5, progress: Progress | None = None
@@ -86,39 +120,25 @@ def recalibrate_bundle(bundle_dir: str | os.PathLike[str], benign: str | os.Path
     parent = load_bundle(bundle_dir)
     rows = read_rows(src)
     b_in = target_fpr * input_share
-    b_out = target_fpr - b_in
-    _check_size(src, "conversations", len(rows), b_in)
-    answered = [r for r in rows if r[3] is not None]
-    if b_out > 0:
-        if not answered:
-            raise ValueError(f"{src}: no row has a 'response', so the output layer cannot be "
-                             "calibrated; add the replies, or pass input_share 1 to "
-                             "calibrate the input layer alone")
-        _check_size(src, "replies", len(answered), b_out)
-    step(progress, "score conversations", 0, len(rows))
-    s_in = parent.input_scores([r[2] for r in rows])
-    step(progress, "score conversations", len(rows), len(rows))
+    b_out = target_fpr - b_in  # 0 when the input layer takes it all: output threshold stays
+    _check_rows(src, rows, b_in, b_out)
+    s_in, s_out, answered = _layer_scores(parent, rows, b_out > 0, progress)
     t_in = calibrate(s_in, b_in, "input")
-    t_out, s_out = parent.thresholds["output"], np.zeros(len(rows))
-    if b_out > 0:
-        idx = [i for i, r in enumerate(rows) if r[3] is not None]
-        scores = stream_scores(parent.output, [rows[i][3] or "" for i in idx],
-                               [rows[i][4] for i in idx], parent.stream_chunk_chars,
-                               progress, "stream replies")
-        t_out = calibrate(scores, b_out, "output")
-        s_out[idx] = scores
-    flag_in, flag_out = s_in >= t_in, s_out >= t_out
+    t_out = calibrate(s_out[answered], b_out, "output") if b_out > 0 \
+        else parent.thresholds["output"]
+    flag_in, flag_out = s_in >= t_in, (s_out >= t_out) & answered
     rec = Recalibration(
         source=str(src), source_sha256=sha256_file(src), target_fpr=target_fpr,
-        input_share=input_share, n_input=len(rows), n_output=len(answered) if b_out else 0,
+        input_share=input_share, n_input=len(rows),
+        n_output=int(answered.sum()) if b_out > 0 else 0,
         before=dict(parent.thresholds), after={"input": t_in, "output": t_out},
         fpr_input=float(flag_in.mean()),
-        fpr_output=float(flag_out[[r[3] is not None for r in rows]].mean()) if b_out else None,
+        fpr_output=float(flag_out[answered].mean()) if b_out > 0 else None,
         fpr_guarded=float((flag_in | flag_out).mean()))
-    metrics = {**parent.metrics, "recalibration": rec.to_dict()}
     new = dataclasses.replace(
         parent, version=parent.version + 1, parent_version=parent.version,
-        thresholds=dict(rec.after), target_fpr=target_fpr, metrics=metrics,
+        thresholds=dict(rec.after), target_fpr=target_fpr,
+        metrics={**parent.metrics, "recalibration": rec.to_dict()},
         notes=f"v{parent.version} recalibrated on {len(rows)} benign conversations of {src} "
               f"at FPR {target_fpr:g} for both layers together (input share {input_share:g})",
         training=parent.training.relinked(out_dir), created=now_iso())
