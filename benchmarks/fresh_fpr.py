@@ -83,11 +83,11 @@ def guarded_rows(bundle_t: dict[str, float], cal: tuple[np.ndarray, np.ndarray],
     its reply (where the world has one) is stopped. Fresh thresholds split the FPR budget
     evenly between the layers (calibrated on the calibration set at target / 2 each), a
     rule that needs no harmful data."""
-    from swisscheese.bundles.build import calibrate
+    from swisscheese.bundles.recalibrate import split_thresholds
 
+    t_in, t_out = split_thresholds(cal[0], cal[1], target)  # what `classifier calibrate` does
     pairs = {"bundle": (bundle_t["input"], bundle_t["output"]),
-             "fresh, target split": (calibrate(cal[0], target / 2, "input"),
-                                     calibrate(cal[1], target / 2, "output"))}
+             "fresh, target split": (t_in, t_out if t_out is not None else 1.0)}
     s_h, o_h, idx = harm
     out = {}
     for label, (ti, to) in pairs.items():

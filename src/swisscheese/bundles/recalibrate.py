@@ -78,6 +78,19 @@ def _check_size(path: Path, layer: str, n: int, budget: float) -> None:
                          "text stays within it)")
 
 
+def split_thresholds(s_in: np.ndarray, s_out: np.ndarray | None, target_fpr: float,
+                     input_share: float = 0.5) -> tuple[float, float | None]:
+    """(input threshold, output threshold or None) on benign scores: `input_share` of
+    `target_fpr` to the input layer, the rest to the output layer (None when the input
+    layer takes it all), so that the union stays within `target_fpr` on these texts."""
+    b_in = target_fpr * input_share
+    b_out = target_fpr - b_in
+    t_in = calibrate(s_in, b_in, "input")
+    if b_out <= 0 or s_out is None:
+        return t_in, None
+    return t_in, calibrate(s_out, b_out, "output")
+
+
 def _layer_scores(parent: GuardBundle, rows: list[Row], with_output: bool,
                   progress: Progress | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(input scores of every row, output scores (0 where no reply), which rows have a
@@ -123,9 +136,9 @@ def recalibrate_bundle(bundle_dir: str | os.PathLike[str], benign: str | os.Path
     b_out = target_fpr - b_in  # 0 when the input layer takes it all: output threshold stays
     _check_rows(src, rows, b_in, b_out)
     s_in, s_out, answered = _layer_scores(parent, rows, b_out > 0, progress)
-    t_in = calibrate(s_in, b_in, "input")
-    t_out = calibrate(s_out[answered], b_out, "output") if b_out > 0 \
-        else parent.thresholds["output"]
+    t_in, t_fit = split_thresholds(s_in, s_out[answered] if b_out > 0 else None, target_fpr,
+                                   input_share)
+    t_out = parent.thresholds["output"] if t_fit is None else t_fit
     flag_in, flag_out = s_in >= t_in, (s_out >= t_out) & answered
     rec = Recalibration(
         source=str(src), source_sha256=sha256_file(src), target_fpr=target_fpr,

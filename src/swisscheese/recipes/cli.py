@@ -2,7 +2,7 @@
 it, and recalibrate its thresholds on benign traffic.
 
 `classifier_app` is a Typer app; the main CLI registers it as `swisscheese classifier`.
-Both commands ask the recipe registry (`--preset NAME` for train, the bundle's training
+Train and eval ask the recipe registry (`--preset NAME` for train, the bundle's training
 record for eval) and draw the tables the recipe returns. Errors the user can fix are
 raised as ValueError or KeyError with a one-line message (a bad bundle raises BundleError,
 a ValueError); the main `swisscheese` command prints them as one red line.
@@ -249,6 +249,11 @@ def evaluate(
                   soft_wrap=True)
 
 
+def _f5(x: float | None) -> str:
+    """FPRs near 0.0005 need more than `fmt`'s 4 decimals."""
+    return "-" if x is None else f"{x:.5f}"
+
+
 @classifier_app.command("calibrate")
 def recalibrate(
     bundle: Annotated[Path, typer.Option("--bundle", help="Guard bundle directory.")],
@@ -275,11 +280,9 @@ def recalibrate(
     t = Table(title=escape(f"{bundle} recalibrated on {rec.n_input:,} benign conversations"))
     for col in ("layer", "threshold before", "after", f"FPR on {benign.name}"):
         t.add_column(col, justify="left" if col == "layer" else "right")
-    def f5(x: float | None) -> str:  # FPRs near 0.0005 need more than fmt's 4 decimals
-        return "-" if x is None else f"{x:.5f}"
-
-    t.add_row("input", f5(rec.before["input"]), f5(rec.after["input"]), f5(rec.fpr_input))
-    t.add_row("output", f5(rec.before["output"]), f5(rec.after["output"]), f5(rec.fpr_output))
-    t.add_row("guarded (either)", "", "", f5(rec.fpr_guarded))
+    t.add_row("input", _f5(rec.before["input"]), _f5(rec.after["input"]), _f5(rec.fpr_input))
+    t.add_row("output", _f5(rec.before["output"]), _f5(rec.after["output"]),
+              _f5(rec.fpr_output))
+    t.add_row("guarded (either)", "", "", _f5(rec.fpr_guarded))
     console.print(t)
     console.print(f"[bold green]wrote[/] {escape(str(out))}", highlight=False, soft_wrap=True)
