@@ -39,7 +39,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from swisscheese.fileio import atomic_write_text  # noqa: E402
+from swisscheese.fileio import atomic_write_json  # noqa: E402
 from swisscheese.recipes.evaluate import evaluate_bundle  # noqa: E402
 from swisscheese.recipes.organism.train import DEFAULT_HELDOUT, TrainConfig, train_bundle  # noqa: E402
 
@@ -163,8 +163,7 @@ def main() -> int:
         "python": platform.python_version(), "machine": platform.machine(),
     }
     path = args.json or args.out / "classifier_targets.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+    atomic_write_json(path, result)
     print(f"wrote {path}")
     return 0
 

@@ -17,12 +17,11 @@ OUT/lookalike_stops.json.
 from __future__ import annotations
 
 import argparse
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from swisscheese.fileio import atomic_write_text
+from swisscheese.fileio import atomic_write_json
 
 
 def breakdown(bundle_dir: Path, organism: Path) -> dict[str, Any]:
@@ -88,8 +87,7 @@ def main() -> int:
     for s in r["stopped_without_leak_replies"]:
         print(f"  stopped, no leak seen: {s['prompt']!r} -> {s['reply'][:120]!r}")
     out = (args.out or args.bundle.parent) / "lookalike_stops.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(r, indent=2) + "\n")
+    atomic_write_json(out, r)
     print(f"wrote {out}")
     return 0
 
