@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from swisscheese.classifiers.errors import ClassifierError
-from swisscheese.fileio import sha256_file
+from swisscheese.fileio import atomic_write_json, sha256_file
 
 RUNTIME_ENV = "SWISSCHEESE_ENCODER_RUNTIME"
 CACHE_ENV = "SWISSCHEESE_CACHE"
@@ -149,7 +149,7 @@ def _export(model: Any, path: Path, pad: int, vocab: int) -> None:
             dynamic_axes={"ids": {0: "batch", 1: "tokens"}, "mask": {0: "batch", 1: "tokens"},
                           "pooled": {0: "batch"}}, dynamo=False)
     os.replace(tmp, path)
-    _sidecar(path).write_text(json.dumps({"sha256": sha256_file(path)}) + "\n")
+    atomic_write_json(_sidecar(path), {"sha256": sha256_file(path)})
 
 
 def _sidecar(path: Path) -> Path:
