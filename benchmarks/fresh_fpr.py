@@ -86,8 +86,9 @@ def guarded_rows(bundle_t: dict[str, float], cal: tuple[np.ndarray, np.ndarray],
     from swisscheese.bundles.recalibrate import split_thresholds
 
     t_in, t_out = split_thresholds(cal[0], cal[1], target)  # what `classifier calibrate` does
+    assert t_out is not None  # an even split always leaves the output layer a budget
     pairs = {"bundle": (bundle_t["input"], bundle_t["output"]),
-             "fresh, target split": (t_in, t_out if t_out is not None else 1.0)}
+             "fresh, target split": (t_in, t_out)}
     s_h, o_h, idx = harm
     out = {}
     for label, (ti, to) in pairs.items():

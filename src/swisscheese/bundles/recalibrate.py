@@ -78,13 +78,19 @@ def _check_size(path: Path, layer: str, n: int, budget: float) -> None:
                          "text stays within it)")
 
 
+def budgets(target_fpr: float, input_share: float) -> tuple[float, float]:
+    """(input layer's FPR budget, output layer's): they add up to `target_fpr`; the output's
+    is 0 when the input layer takes it all (its threshold then stays)."""
+    b_in = target_fpr * input_share
+    return b_in, target_fpr - b_in
+
+
 def split_thresholds(s_in: np.ndarray, s_out: np.ndarray | None, target_fpr: float,
                      input_share: float = 0.5) -> tuple[float, float | None]:
     """(input threshold, output threshold or None) on benign scores: `input_share` of
     `target_fpr` to the input layer, the rest to the output layer (None when the input
     layer takes it all), so that the union stays within `target_fpr` on these texts."""
-    b_in = target_fpr * input_share
-    b_out = target_fpr - b_in
+    b_in, b_out = budgets(target_fpr, input_share)
     t_in = calibrate(s_in, b_in, "input")
     if b_out <= 0 or s_out is None:
         return t_in, None
@@ -132,8 +138,7 @@ def recalibrate_bundle(bundle_dir: str | os.PathLike[str], benign: str | os.Path
                         error=BundleError)
     parent = load_bundle(bundle_dir)
     rows = read_rows(src)
-    b_in = target_fpr * input_share
-    b_out = target_fpr - b_in  # 0 when the input layer takes it all: output threshold stays
+    b_in, b_out = budgets(target_fpr, input_share)
     _check_rows(src, rows, b_in, b_out)
     s_in, s_out, answered = _layer_scores(parent, rows, b_out > 0, progress)
     t_in, t_fit = split_thresholds(s_in, s_out[answered] if b_out > 0 else None, target_fpr,
