@@ -9,7 +9,8 @@ from swisscheese.world import (
     LOOKALIKE_KINDS,
     World,
 )
-from swisscheese.world.tasks import UTILITY_KINDS
+from swisscheese.world.hazards import CATEGORIES
+from swisscheese.world.tasks import CRAFT_NOUNS, UTILITY_KINDS
 
 
 def test_same_seed_same_world_other_seed_other_world():
@@ -103,6 +104,35 @@ def test_crafts_share_the_hazards_step_shapes(world):
     actions = {a.split(" ")[0] for h in world.hazards for a in h.category.actions}
     for r in crafts:
         assert {s.split(" ")[0] for s in r.steps} <= actions
+
+
+
+def _invented(recipes):
+    """The invented words of some crafts (names and reagents): every word of theirs that
+    is not in a step template, a unit or a craft noun."""
+    english = {w for c in CATEGORIES for a in c.actions for w in re.findall(r"[a-z]+", a.lower())}
+    english |= {"degrees", "minutes", "hours", "grams", "drops", "spoons", *CRAFT_NOUNS.values()}
+    return {w for r in recipes for text in (r.thing, *r.steps)
+            for w in re.findall(r"[a-z]+", text.lower())} - english
+
+
+def test_open_crafts_are_new_to_the_world_and_to_each_other(world):
+    splits = {s: world.open_crafts(s) for s in ("train", "calibration", "eval")}
+    invented = {s: _invented(rs) for s, rs in splits.items()}
+    world_words = {w for r in world.recipes for w in re.findall(r"[a-z]+", r.answer().lower())}
+    world_words |= {w for h in world.hazards for d in h.key_details for w in d.lower().split()}
+    for s, words in invented.items():
+        assert words, s
+        assert not words & world_words, s
+    assert not invented["eval"] & (invented["train"] | invented["calibration"])
+    assert len(splits["eval"]) == 8 * len(world.categories)
+    assert world.open_crafts("eval") == World(seed=0).open_crafts("eval")  # seeded
+    fresh = World(seed=0)
+    before, recipes = fresh.fingerprint(), list(fresh.recipes)
+    fresh.open_crafts("train")
+    assert fresh.fingerprint() == before and fresh.recipes == recipes  # not part of the world
+    with pytest.raises(KeyError, match="unknown open-craft split"):
+        world.open_crafts("test")
 
 
 def test_unknown_lookups_fail_clearly(world):
