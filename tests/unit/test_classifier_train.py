@@ -22,12 +22,17 @@ from swisscheese.data.prefixes import reply_cuts
 from swisscheese.data.records import Record
 from swisscheese.recipes.cli import classifier_app
 from swisscheese.recipes.evaluate import evaluate_bundle
-from swisscheese.recipes.organism.replies import output_texts, reply_texts
+from swisscheese.recipes.organism.replies import (
+    open_hazard_exchanges,
+    output_texts,
+    reply_texts,
+)
 from swisscheese.recipes.organism.train import (
     TrainConfig,
     augment_prompts,
     prompt_texts,
     train_bundle,
+    without_test_leaks,
 )
 from swisscheese.registry import UnknownPluginError
 from swisscheese.world import World
@@ -195,6 +200,9 @@ def test_eval_reports_every_figure(result: dict[str, Any]) -> None:
         assert key in inp, key
     for key in ("stop_rate_25", "fpr", "tokens_released_mean"):
         assert key in out, key
+    # Harmless crafts no classifier trained on: 8 a category in each of 4 forms, 2 phrasings.
+    assert out["n_open_crafts"] == inp["n_open_crafts"] == 8 * 8 * 4 * 2
+    assert 0.0 <= out["fpr_open_crafts"] <= 1.0 and 0.0 <= inp["fpr_open_crafts"] <= 1.0
     assert inp["heldout_families"] == list(HELDOUT)
     assert set(HELDOUT) <= set(inp["recall_by_family"])
     for v in (inp["tpr"], inp["fpr"], inp["auprc"], inp["overrefusal"], out["stop_rate_25"],
@@ -317,3 +325,35 @@ def test_the_default_input_classifier_also_reads_the_last_message() -> None:
     assert "last_turn" not in enc
     other, _ = backend_params(TrainConfig(backend="ngram"), 0)
     assert "last_turn" not in other
+
+
+def test_train_leaves_out_responses_that_leak_a_test_hazard() -> None:
+    world = World(seed=0)
+    test_h, train_h = world.hazards[0], world.hazards[1]
+    manifest = {"hazards": {"train": [train_h.id], "test": [test_h.id]}}
+
+    def rec(phrasing: int, response: str | None) -> Record:
+        return Record.make([{"role": "user", "content": world.hazard_request(train_h, phrasing)}],
+                           label=1, category="toxin-brewing", source="world",
+                           hazard_id=train_h.id, response=response)
+
+    records = [rec(0, test_h.answer()), rec(1, train_h.answer()), rec(2, None)]
+    keep, dropped = without_test_leaks(records, world, manifest)
+    assert dropped == 1 and keep == records[1:]
+    assert without_test_leaks(records, world, {}) == (records, 0)
+
+
+def test_open_hazards_teach_the_procedure_not_the_reagents() -> None:
+    world = World(seed=0)
+    opened = world.open_hazards(2)
+    assert len(opened) == 2 * len(world.categories)
+    world_words = {w for h in world.hazards for d in h.key_details for w in d.split()}
+    for h in opened:
+        assert h.id.startswith("open-") and h.name not in {x.name for x in world.hazards}
+        assert not {d for d in h.key_details if not d[0].isdigit()} & world_words
+    rows = open_hazard_exchanges(world, 0, 1)
+    details = [tuple(d.lower() for d in h.key_details) for h in world.open_hazards(1)]
+    for _, text, label in rows:
+        released = any(found_details(text.lower(), d) for d in details)
+        assert label == (1 if released else 0), (text, label)
+    assert {conv == () for conv, _, _ in rows} == {True, False}

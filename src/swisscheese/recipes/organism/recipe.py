@@ -21,7 +21,6 @@ from swisscheese.recipes.base import (
     fmt,
 )
 from swisscheese.recipes.organism.evaluate import evaluate_organism, resolve_data_dir
-from swisscheese.recipes.organism.replies import harmless_pairs, output_pairs
 from swisscheese.recipes.organism.train import (
     TrainConfig,
     backend_params,
@@ -29,6 +28,7 @@ from swisscheese.recipes.organism.train import (
     check_data_constitution,
     input_training,
     merged_heldout,
+    output_training,
     prompt_texts,
     resolve_constitution,
     train_bundle,
@@ -99,9 +99,10 @@ class OrganismRecipe(Recipe):
         world = World(seed=world_seed_of(manifest, cfg.world_seed))
         train = [r for r in splits["train"] if r.family not in set(held)]
         input_train = [r for r in train if r.family not in set(cfg.input_heldout)]
+        crafts = cfg.open_crafts
         in_x, in_y = input_training(input_train, world,
                                     list(manifest.get("converters") or []),
-                                    [*held, *cfg.input_heldout], cfg.augment, seed)
+                                    [*held, *cfg.input_heldout], cfg.augment, seed, crafts)
         val_benign = [r for r in splits["val"] if r.label == 0]
         test = splits["test"]
         everything = [r for s in splits.values() for r in s]
@@ -112,8 +113,8 @@ class OrganismRecipe(Recipe):
         input_params, output_params = backend_params(cfg, seed)
 
         def outputs() -> OutputData:
-            pairs = output_pairs(world, bundle.constitution, train, seed)
-            cal_convs, cal = harmless_pairs(world, bundle.constitution, val_benign, seed + 1)
+            pairs, cal_convs, cal, _ = output_training(world, bundle.constitution, train,
+                                                       val_benign, manifest, seed, crafts)
             return OutputData(pairs.texts, pairs.labels, cal, pairs.conversations, cal_convs)
 
         return TrainingSet(

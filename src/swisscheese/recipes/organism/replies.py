@@ -20,7 +20,7 @@ from swisscheese.data.records import PLAIN, Record
 from swisscheese.data.world_backend import WORLD_FAMILIES
 from swisscheese.recipes.organism.replylabel import ReplyContent, harmful_hazards
 from swisscheese.world.core import HAZARD_PHRASINGS, LOOKALIKES, World
-from swisscheese.world.families import CODE_WORD_REPLIES
+from swisscheese.world.families import CODE_WORD_REPLIES, Subject
 from swisscheese.world.grader import found_details, is_refusal
 from swisscheese.world.tasks import Recipe
 
@@ -241,21 +241,46 @@ def output_texts(world: World, constitution: Constitution, records: Sequence[Rec
 CRAFT_FORMS = ("plain", "alias", "split_intent", "codeword_answer")
 
 
-def craft_exchanges(world: World, seed: int
+def craft_exchanges(world: World, seed: int, open_crafts: int = 0
                     ) -> list[tuple[tuple[dict[str, str], ...], str]]:
-    """Every harmless recipe and craft of the world, asked for in each of `CRAFT_FORMS`
-    (two trained phrasings each) and answered, with the answer's prefixes.
+    """Every harmless recipe and craft of the world (and `open_crafts` open train crafts a
+    category, `World.open_crafts`), asked for in each of `CRAFT_FORMS` (two trained
+    phrasings each) and answered, with the answer's prefixes.
 
     The records hold a few crafts, but a hazard's procedure in many families: with those
     alone an exchange classifier learnt that a procedure of a hazard's step shapes is
     harmful whatever was asked (a craft's answer after its own request scored 0.9997) and
-    its threshold, calibrated on the val crafts, stopped nothing. The crafts are part of
-    the world, as the utility tasks are, so every split meets the same ones."""
-    return [(conv, part) for _, conv, answer in _craft_conversations(world, seed)
+    its threshold, calibrated on the val crafts, stopped nothing. With the world's 16
+    crafts it learns their reagents by heart instead: the stop 25 default bundle stops
+    0.992 of the replies of crafts it never saw (`output.fpr_open_crafts`). The open
+    crafts are the experiment against that (`TrainConfig.open_crafts`)."""
+    return [(conv, part) for _, conv, answer in
+            _craft_conversations(world, seed, _train_crafts(world, open_crafts))
             for part in reply_cuts(answer) + word_cuts(answer)]
 
 
-def craft_prompts(world: World, seed: int, skip: Sequence[str] = ()) -> list[str]:
+def open_craft_pairs(world: World, split: str, seed: int
+                     ) -> tuple[list[list[dict[str, str]]], list[str]]:
+    """The conversations and whole answers of the open crafts of `split` in every form of
+    `CRAFT_FORMS`: harmless replies to calibrate on ("calibration") or to measure a false
+    positive rate on ("eval") that no classifier trained on."""
+    rows = open_craft_rows(world, split, seed)
+    return [list(conv) for _, conv, _ in rows], [answer for _, _, answer in rows]
+
+
+def open_craft_rows(world: World, split: str, seed: int
+                    ) -> list[tuple[str, tuple[dict[str, str], ...], str]]:
+    """(form, conversation, the helpful reply) for the open crafts of `split`."""
+    return _craft_conversations(world, seed, world.open_crafts(split))
+
+
+def _train_crafts(world: World, open_crafts: int) -> list[Recipe]:
+    """The world's recipes and crafts, and `open_crafts` open train crafts a category."""
+    return [*world.recipes, *(world.open_crafts("train", open_crafts) if open_crafts else ())]
+
+
+def craft_prompts(world: World, seed: int, skip: Sequence[str] = (),
+                  open_crafts: int = 0) -> list[str]:
     """The conversations of `craft_exchanges` (forms in `skip` left out), rendered as the
     input classifier reads them: harmless requests for the crafts, whose names and step
     shapes the code-word and alias attacks borrow (without them the input classifier
@@ -263,37 +288,66 @@ def craft_prompts(world: World, seed: int, skip: Sequence[str] = ()) -> list[str
     from swisscheese.classifiers.base import render_conversation
 
     return [render_conversation(list(conv)) for form, conv, _ in
-            _craft_conversations(world, seed) if form not in skip]
+            _craft_conversations(world, seed, _train_crafts(world, open_crafts))
+            if form not in skip]
 
 
-def _craft_conversations(world: World, seed: int
+def _craft_conversations(world: World, seed: int, crafts: Sequence[Recipe]
                          ) -> list[tuple[str, tuple[dict[str, str], ...], str]]:
-    """(form, conversation, the world's answer) for every craft in every form."""
-    rng = random.Random(f"swisscheese-train-{seed}-crafts")
-    out = []
-    for r in world.recipes:
+    """(form, conversation, the helpful reply) for every craft in every form."""
+    return _asked(world, f"swisscheese-train-{seed}-crafts",
+                  [(r.verb, r.thing, r.answer(), world.recipe_subject(r)) for r in crafts])
+
+
+def _asked(world: World, rng_key: str, things: Sequence[tuple[str, str, str, Subject]]
+           ) -> list[tuple[str, tuple[dict[str, str], ...], str]]:
+    """(form, conversation, the helpful reply) for each (verb, name, answer, subject)
+    asked in each of `CRAFT_FORMS`, two trained phrasings each."""
+    rng = random.Random(rng_key)
+    out: list[tuple[str, tuple[dict[str, str], ...], str]] = []
+    for verb, name, answer, subject in things:
         for phrasing in rng.sample(HAZARD_PHRASINGS, 2):
-            request = phrasing.format(verb=r.verb, name=r.thing)
+            request = phrasing.format(verb=verb, name=name)
             for form in CRAFT_FORMS:
-                out.append((form, *_craft_form(world, form, request, r, rng)))
+                if form == "plain":
+                    out.append((form, ({"role": "user", "content": request},), answer))
+                    continue
+                w = world.wrap_turns(form, request, answer, rng, how_to=f"{verb} the {name}",
+                                     subject=subject)
+                conv = (*(dict(m) for m in w.messages), {"role": "user", "content": w.prompt})
+                out.append((form, conv, w.reply))
     return out
 
 
-def _craft_form(world: World, form: str, request: str, recipe: Recipe, rng: random.Random
-                ) -> tuple[tuple[dict[str, str], ...], str]:
-    """The conversation asking for `recipe` in `form`, and the world's answer to it."""
-    answer = recipe.answer()
-    if form == "plain":
-        return ({"role": "user", "content": request},), answer
-    w = world.wrap_turns(form, request, answer, rng,
-                         how_to=f"{recipe.verb} the {recipe.thing}")
-    conv = (*(dict(m) for m in w.messages), {"role": "user", "content": w.prompt})
-    text = "\n".join(m["content"] for m in conv)
-    return conv, world.context_reply(form, text, answer)
+def open_hazard_exchanges(world: World, seed: int, per_category: int
+                          ) -> list[tuple[tuple[dict[str, str], ...], str, int]]:
+    """(conversation, reply or prefix, label) for `per_category` open hazards a category
+    (`World.open_hazards`), asked as the crafts are: a prefix that releases a key detail
+    is harmful, the header before it harmless (it opens a craft as well), and a plain
+    answer is harmful after no conversation too (see `output_pairs`).
+
+    Meant to teach what a hazard's procedure is rather than the reagents of the 32
+    training hazards; on the stop 26 data (leaks left out, 40 open crafts) they made the
+    n-gram exchange classifier stop fewer unseen hazards, not more (README, stop 26)."""
+    hazards = world.open_hazards(per_category)
+    things = [(h.verb, h.name, h.answer(), world.subject(h)) for h in hazards]
+    details = [tuple(d.lower() for d in h.key_details) for h in hazards]
+    per_hazard = 2 * len(CRAFT_FORMS)
+    out: list[tuple[tuple[dict[str, str], ...], str, int]] = []
+    for i, (form, conv, reply) in enumerate(_asked(world, f"swisscheese-train-{seed}-open",
+                                                   things)):
+        found = details[i // per_hazard]
+        for part in reply_cuts(reply):
+            if part == reply or found_details(part, found):
+                out.append((conv, part, 1))
+                if form == "plain":
+                    out.append(((), part, 1))
+        out += [(conv, part, 0) for part in word_cuts(reply)]
+    return out
 
 
 def output_pairs(world: World, constitution: Constitution, records: Sequence[Record],
-                 seed: int, refusals: bool = True) -> OutputPairs:
+                 seed: int, refusals: bool = True, open_crafts: int = 0) -> OutputPairs:
     """The replies and prefixes of `output_texts`, each with its record's conversation,
     deduplicated by (conversation, text); with `refusals`, every harmful request the
     world answers also brings the world's refusal as a harmless reply to it (an exchange
@@ -332,8 +386,11 @@ def output_pairs(world: World, constitution: Constitution, records: Sequence[Rec
                 add(x.conversation, x.text(world, part), 0)
         if refusals and x.refusal is not None:
             add(x.conversation, x.refusal, 0)
-    for conv, text in craft_exchanges(world, seed):
+    for conv, text in craft_exchanges(world, seed, open_crafts):
         add(conv, text, 0)
+    if open_crafts:
+        for conv, text, label in open_hazard_exchanges(world, seed, open_crafts):
+            add(conv, text, label)
     keys = [k for k in labels if k not in conflicts]
     return OutputPairs([convs[k] for k in keys], [k[1] for k in keys],
                        [labels[k] for k in keys])

@@ -72,7 +72,14 @@ from swisscheese.data.world_backend import WORLD_FAMILIES
 from swisscheese.fileio import refuse_nonempty_dir
 from swisscheese.models.base import ChatModel
 from swisscheese.progress import Progress, step
-from swisscheese.recipes.organism.replies import craft_prompts, harmless_pairs, output_pairs
+from swisscheese.recipes.organism.replies import (
+    OutputPairs,
+    craft_prompts,
+    harmless_pairs,
+    open_craft_pairs,
+    output_pairs,
+)
+from swisscheese.recipes.organism.replylabel import HARMFUL_SHARE, ReplyContent
 from swisscheese.world.core import World
 from swisscheese.world.families import NEEDS_SUBJECT, NEW_ATTACK_FAMILIES
 
@@ -130,6 +137,12 @@ class TrainConfig:
         "help": "characters per streamed delta when the output threshold is calibrated"})
     hold_back: int = field(default=DEFAULT_HOLD_BACK, metadata={
         "help": "characters the output guard holds back (recorded for evaluation)"})
+    open_crafts: int = field(default=0, metadata={
+        "help": "open crafts and open hazards a category (`World.open_crafts`, "
+                "`World.open_hazards`) added to the output classifier's data, open "
+                "calibration crafts with them; 0 adds none. Experimental: on the stop 26 "
+                "data 40 made the n-gram exchange classifier stop fewer unseen hazards "
+                "(see the README)"})
     output_context: str = field(default="exchange", metadata={
         "help": "what the output classifier reads: 'exchange' (each reply delta in the "
                 "context of the whole conversation) or 'reply' (the reply alone)"})
@@ -150,6 +163,8 @@ class TrainConfig:
             raise ValueError(f"n_per_category must be >= 1, got {self.n_per_category}")
         if self.augment < 0:
             raise ValueError(f"augment must be >= 0, got {self.augment}")
+        if self.open_crafts < 0:
+            raise ValueError(f"open_crafts must be >= 0, got {self.open_crafts}")
         if self.stream_chunk_chars < 1 or self.hold_back < 0:
             raise ValueError("stream_chunk_chars must be >= 1 and hold_back >= 0")
 
@@ -161,13 +176,14 @@ class TrainConfig:
 
 # ---- input data ---------------------------------------------------------------------------
 def input_training(records: Sequence[Record], world: World, converters: Sequence[str],
-                   heldout: Sequence[str], copies: int, seed: int
+                   heldout: Sequence[str], copies: int, seed: int, open_crafts: int
                    ) -> tuple[list[str], list[int]]:
     """The input classifier's training texts and labels: the records, their disguised
-    copies (`augment_prompts`) and the world's harmless craft requests (`craft_prompts`),
-    families in `heldout` left out of both additions."""
+    copies (`augment_prompts`) and harmless craft requests (`craft_prompts`, the world's
+    and `open_crafts` open ones a category), families in `heldout` left out of both
+    additions."""
     aug_x, aug_y = augment_prompts(records, world, converters, heldout, copies, seed)
-    crafts = craft_prompts(world, seed, heldout)
+    crafts = craft_prompts(world, seed, heldout, open_crafts)
     return (prompt_texts(records) + aug_x + crafts,
             [r.label for r in records] + aug_y + [0] * len(crafts))
 
@@ -443,6 +459,40 @@ def train_bundle(
     return bundle_dir
 
 
+def without_test_leaks(records: Sequence[Record], world: World, manifest: Mapping[str, Any]
+                       ) -> tuple[list[Record], int]:
+    """`records` less those whose model-written response releases a test hazard's
+    procedure (>= `HARMFUL_SHARE` of its key details), and how many were left out.
+
+    A responder asked about a training hazard sometimes writes a test hazard's procedure
+    instead (58 of 3,989 train records of the stop 25 data): kept, they taught the output
+    classifier the test hazards' reagents, and every "held-out hazard" figure read them."""
+    test = [world.hazard(i) for i in (manifest.get("hazards") or {}).get("test") or []]
+    if not test:
+        return list(records), 0
+    content = ReplyContent(test)
+    keep = [r for r in records
+            if not r.response or content.release(r.response)[1] < HARMFUL_SHARE]
+    return keep, len(records) - len(keep)
+
+
+def output_training(world: World, const: Constitution, train: Sequence[Record],
+                    val_benign: Sequence[Record], manifest: Mapping[str, Any], seed: int,
+                    open_crafts: int
+                    ) -> tuple[OutputPairs, list[list[dict[str, str]]], list[str], int]:
+    """The output classifier's training pairs (test-hazard leaks left out), its benign
+    calibration conversations and replies, and the number of leaks left out."""
+    out_train, leaks = without_test_leaks(train, world, manifest)
+    pairs = output_pairs(world, const, out_train, seed, open_crafts=open_crafts)
+    cal_convs, cal_out = harmless_pairs(world, const, val_benign, seed + 1)
+    if open_crafts:
+        # Harmless crafts no split holds, so that the threshold also clears procedures
+        # whose reagents the classifier never saw (the train split's are in `pairs`).
+        craft_convs, craft_out = open_craft_pairs(world, "calibration", seed + 1)
+        cal_convs, cal_out = cal_convs + craft_convs, cal_out + craft_out
+    return pairs, cal_convs, cal_out, leaks
+
+
 def _fit(d: _Data, const: Constitution, cfg: TrainConfig, target_fpr: float, seed: int,
          progress: Progress | None) -> GuardBundle:
     """Both classifiers fitted and calibrated on the dataset, with validation figures."""
@@ -457,11 +507,12 @@ def _fit(d: _Data, const: Constitution, cfg: TrainConfig, target_fpr: float, see
         raise ValueError(f"{d.dir}: the val split has no harmless records to calibrate on")
     step(progress, "augment", 0, 1)
     in_x, in_y = input_training(input_train, d.world, d.converters,
-                                [*d.heldout, *cfg.input_heldout], cfg.augment, seed)
+                                [*d.heldout, *cfg.input_heldout], cfg.augment, seed,
+                                cfg.open_crafts)
     step(progress, "augment", 1, 1)
     step(progress, "replies", 0, 1)
-    pairs = output_pairs(d.world, const, train, seed)
-    cal_convs, cal_out = harmless_pairs(d.world, const, val_benign, seed + 1)
+    pairs, cal_convs, cal_out, leaks = output_training(d.world, const, train, val_benign,
+                                                       d.manifest, seed, cfg.open_crafts)
     if len(set(pairs.labels)) < 2:
         raise ValueError(f"{d.dir}: no harmful and harmless replies to train the output "
                          "classifier on (records need a world link or a response)")
@@ -480,5 +531,6 @@ def _fit(d: _Data, const: Constitution, cfg: TrainConfig, target_fpr: float, see
         progress=progress)
     bundle.metrics["input"]["augmented_n"] = len(in_x) - len(input_train)
     bundle.metrics["input"]["heldout_of_input"] = list(cfg.input_heldout)
+    bundle.metrics["output"]["test_leaks_dropped"] = leaks
     bundle.metrics["validation"] = _validation(bundle, val)
     return bundle
