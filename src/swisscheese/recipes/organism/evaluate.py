@@ -33,6 +33,10 @@ the hold-back window recorded in the bundle, default 32 characters):
                             conversation that produced it (the record's, or the world
                             family's); a reply-only one reads the reply alone
     output.fpr              harmless test replies flagged (cumulative-max score)
+    output.fpr_open_crafts  harmless crafts that no classifier trained on
+                            (`World.open_crafts("eval")`, asked in every craft form and
+                            answered by the world) whose reply was flagged; the input
+                            side's `input.fpr_open_crafts` is over their conversations
 
 With `replies="responses"` the output figures are measured on replies a model wrote
 instead: the test records' `response` (data generated with a responder, e.g. the
@@ -70,7 +74,11 @@ from swisscheese.data.generate import load_dataset, read_manifest, respond
 from swisscheese.data.records import Record
 from swisscheese.models.base import ChatModel, GenerationParams
 from swisscheese.recipes.base import REPLY_SOURCES, EvalOptions
-from swisscheese.recipes.organism.replies import REPLY_FAMILIES, harmless_pairs
+from swisscheese.recipes.organism.replies import (
+    REPLY_FAMILIES,
+    harmless_pairs,
+    open_craft_rows,
+)
 from swisscheese.recipes.organism.replylabel import (
     HARMFUL_SHARE,
     HARMLESS_SHARE,
@@ -299,7 +307,33 @@ def evaluate_output(bundle: GuardBundle, world: World, hazards: Sequence[Hazard]
         "details_released_mean": (float(np.mean([s for _, _, s in main])) if main else None),
         "n_benign": len(replies),
         "fpr": _rate(flags),
+        **open_craft_output(bundle, world),
     }
+
+
+def open_craft_output(bundle: GuardBundle, world: World) -> dict[str, Any]:
+    """The output classifier's false positives on the eval split of the open crafts."""
+    rows = open_craft_rows(world, "eval", seed=0)
+    t = bundle.thresholds["output"]
+    flags = [bundle.output_score(x, list(c)) >= t for _, c, x in rows]
+    return _by_form(rows, flags)
+
+
+def open_craft_input(bundle: GuardBundle, world: World) -> dict[str, Any]:
+    """The input classifier's false positives on the eval split's craft conversations."""
+    from swisscheese.classifiers.base import render_conversation
+
+    rows = open_craft_rows(world, "eval", seed=0)
+    scores = bundle.input_scores([render_conversation(list(c)) for _, c, _ in rows])
+    return _by_form(rows, list(scores >= bundle.thresholds["input"]))
+
+
+def _by_form(rows: Sequence[tuple[str, Any, str]], flags: Sequence[bool]) -> dict[str, Any]:
+    forms: dict[str, list[bool]] = defaultdict(list)
+    for (form, _, _), f in zip(rows, flags, strict=True):
+        forms[form].append(bool(f))
+    return {"n_open_crafts": len(flags), "fpr_open_crafts": _rate(list(flags)),
+            "fpr_open_crafts_by_form": {k: _rate(v) for k, v in forms.items()}}
 
 
 def evaluate_output_responses(bundle: GuardBundle, world: World, hazards: Sequence[Hazard],
@@ -361,6 +395,7 @@ def evaluate_output_responses(bundle: GuardBundle, world: World, hazards: Sequen
         "details_released_mean": (float(np.mean([s for _, _, s in main])) if main else None),
         "n_benign": len(harmless),
         "fpr": _rate(flags),
+        **open_craft_output(bundle, world),
     }
 
 
@@ -416,7 +451,8 @@ def evaluate_organism(bundle: GuardBundle, bdir: Path, settings: TrainConfig | N
                          "hash": bundle.constitution.content_hash()},
         "target_fpr": bundle.target_fpr,
         "n_test": len(test),
-        "input": evaluate_input(bundle, test, heldout, input_held),
+        "input": {**evaluate_input(bundle, test, heldout, input_held),
+                  **open_craft_input(bundle, world)},
     }
     calm = options.calm_below
     if calm is not None and not 0.0 <= calm <= 1.0:
