@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from swisscheese.bundles import GuardBundle
+from swisscheese.bundles import GuardBundle, TrainingRecord
 from swisscheese.data.generate import load_dataset, read_manifest
 from swisscheese.data.records import PLAIN, Record
 from swisscheese.progress import Progress
@@ -65,6 +66,12 @@ class OrganismRecipe(Recipe):
         "input_params", "output_params"})
     quick: ClassVar[Mapping[str, Any]] = {"n_per_category": 40, "augment": 1}
 
+    def settings_of(self, record: TrainingRecord, where: Path) -> Any:
+        """As the base does, except that a record written before open crafts existed
+        (stop 25 and earlier) was trained without them."""
+        config = {"input_open_crafts": 0, **dict(record.config)}
+        return super().settings_of(replace(record, config=config), where)
+
     def check(self, settings: Any, inputs: dict[str, Any]) -> None:
         check_backend(settings)
         inputs["constitution"] = resolve_constitution(inputs.get("constitution"))
@@ -99,10 +106,10 @@ class OrganismRecipe(Recipe):
         world = World(seed=world_seed_of(manifest, cfg.world_seed))
         train = [r for r in splits["train"] if r.family not in set(held)]
         input_train = [r for r in train if r.family not in set(cfg.input_heldout)]
-        crafts = cfg.open_crafts
         in_x, in_y = input_training(input_train, world,
                                     list(manifest.get("converters") or []),
-                                    [*held, *cfg.input_heldout], cfg.augment, seed, crafts)
+                                    [*held, *cfg.input_heldout], cfg.augment, seed,
+                                    cfg.input_open_crafts)
         val_benign = [r for r in splits["val"] if r.label == 0]
         test = splits["test"]
         everything = [r for s in splits.values() for r in s]
@@ -114,7 +121,8 @@ class OrganismRecipe(Recipe):
 
         def outputs() -> OutputData:
             pairs, cal_convs, cal, _ = output_training(world, bundle.constitution, train,
-                                                       val_benign, manifest, seed, crafts)
+                                                       val_benign, manifest, seed,
+                                                       cfg.output_open_crafts)
             return OutputData(pairs.texts, pairs.labels, cal, pairs.conversations, cal_convs)
 
         return TrainingSet(

@@ -253,7 +253,7 @@ def craft_exchanges(world: World, seed: int, open_crafts: int = 0
     its threshold, calibrated on the val crafts, stopped nothing. With the world's 16
     crafts it learns their reagents by heart instead: the stop 25 default bundle stops
     0.992 of the replies of crafts it never saw (`output.fpr_open_crafts`). The open
-    crafts are the experiment against that (`TrainConfig.open_crafts`)."""
+    crafts are the experiment against that (`TrainConfig.output_open_crafts`)."""
     return [(conv, part) for _, conv, answer in
             _craft_conversations(world, seed, _train_crafts(world, open_crafts))
             for part in reply_cuts(answer) + word_cuts(answer)]

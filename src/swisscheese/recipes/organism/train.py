@@ -137,12 +137,15 @@ class TrainConfig:
         "help": "characters per streamed delta when the output threshold is calibrated"})
     hold_back: int = field(default=DEFAULT_HOLD_BACK, metadata={
         "help": "characters the output guard holds back (recorded for evaluation)"})
-    open_crafts: int = field(default=0, metadata={
-        "help": "open crafts and open hazards a category (`World.open_crafts`, "
-                "`World.open_hazards`) added to the output classifier's data, open "
-                "calibration crafts with them; 0 adds none. Experimental: on the stop 26 "
-                "data 40 made the n-gram exchange classifier stop fewer unseen hazards "
-                "(see the README)"})
+    input_open_crafts: int = field(default=40, metadata={
+        "help": "harmless open crafts a category (`World.open_crafts`) whose requests the "
+                "input classifier trains on beside the world's 16 crafts (0: none; with "
+                "none it flagged 0.76 of plain requests for crafts it never saw)"})
+    output_open_crafts: int = field(default=0, metadata={
+        "help": "open crafts and open hazards a category (`World.open_hazards`) added to "
+                "the output classifier's data, open calibration crafts with them; 0 adds "
+                "none. Experimental: on the stop 26 data 40 cut the n-gram output "
+                "classifiers' stops of unseen hazards (see the README)"})
     output_context: str = field(default="exchange", metadata={
         "help": "what the output classifier reads: 'exchange' (each reply delta in the "
                 "context of the whole conversation) or 'reply' (the reply alone)"})
@@ -163,8 +166,8 @@ class TrainConfig:
             raise ValueError(f"n_per_category must be >= 1, got {self.n_per_category}")
         if self.augment < 0:
             raise ValueError(f"augment must be >= 0, got {self.augment}")
-        if self.open_crafts < 0:
-            raise ValueError(f"open_crafts must be >= 0, got {self.open_crafts}")
+        if self.input_open_crafts < 0 or self.output_open_crafts < 0:
+            raise ValueError("input_open_crafts and output_open_crafts must be >= 0")
         if self.stream_chunk_chars < 1 or self.hold_back < 0:
             raise ValueError("stream_chunk_chars must be >= 1 and hold_back >= 0")
 
@@ -508,11 +511,12 @@ def _fit(d: _Data, const: Constitution, cfg: TrainConfig, target_fpr: float, see
     step(progress, "augment", 0, 1)
     in_x, in_y = input_training(input_train, d.world, d.converters,
                                 [*d.heldout, *cfg.input_heldout], cfg.augment, seed,
-                                cfg.open_crafts)
+                                cfg.input_open_crafts)
     step(progress, "augment", 1, 1)
     step(progress, "replies", 0, 1)
     pairs, cal_convs, cal_out, leaks = output_training(d.world, const, train, val_benign,
-                                                       d.manifest, seed, cfg.open_crafts)
+                                                       d.manifest, seed,
+                                                       cfg.output_open_crafts)
     if len(set(pairs.labels)) < 2:
         raise ValueError(f"{d.dir}: no harmful and harmless replies to train the output "
                          "classifier on (records need a world link or a response)")
