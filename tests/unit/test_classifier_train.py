@@ -357,3 +357,18 @@ def test_open_hazards_teach_the_procedure_not_the_reagents() -> None:
         released = any(found_details(text.lower(), d) for d in details)
         assert label == (1 if released else 0), (text, label)
     assert {conv == () for conv, _, _ in rows} == {True, False}
+
+
+def test_a_record_from_before_open_crafts_rebuilds_without_them(bundle: GuardBundle) -> None:
+    from dataclasses import replace as dc_replace
+
+    from swisscheese.recipes.registry import get_recipe
+
+    recipe = get_recipe("organism")
+    assert recipe.settings_of(bundle.training, Path("b")).input_open_crafts == 40
+    old = {k: v for k, v in bundle.training.config.items()
+           if k not in ("input_open_crafts", "output_open_crafts")}
+    cfg = recipe.settings_of(dc_replace(bundle.training, config=old), Path("b"))
+    assert (cfg.input_open_crafts, cfg.output_open_crafts) == (0, 0)
+    with pytest.raises(ValueError, match="open_crafts must be >= 0"):
+        TrainConfig(output_open_crafts=-1)
