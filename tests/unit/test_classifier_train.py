@@ -365,10 +365,11 @@ def test_a_record_from_before_open_crafts_rebuilds_without_them(bundle: GuardBun
     from swisscheese.recipes.registry import get_recipe
 
     recipe = get_recipe("organism")
-    assert recipe.settings_of(bundle.training, Path("b")).input_open_crafts == 40
+    new = recipe.settings_of(bundle.training, Path("b"))
+    assert new.input_open_crafts is None and new.input_crafts() == SMALL.n_per_category // 10
     old = {k: v for k, v in bundle.training.config.items()
            if k not in ("input_open_crafts", "output_open_crafts")}
     cfg = recipe.settings_of(dc_replace(bundle.training, config=old), Path("b"))
-    assert (cfg.input_open_crafts, cfg.output_open_crafts) == (0, 0)
+    assert (cfg.input_crafts(), cfg.output_open_crafts) == (0, 0)
     with pytest.raises(ValueError, match="open_crafts must be >= 0"):
         TrainConfig(output_open_crafts=-1)

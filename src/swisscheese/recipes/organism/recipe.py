@@ -109,7 +109,7 @@ class OrganismRecipe(Recipe):
         in_x, in_y = input_training(input_train, world,
                                     list(manifest.get("converters") or []),
                                     [*held, *cfg.input_heldout], cfg.augment, seed,
-                                    cfg.input_open_crafts)
+                                    cfg.input_crafts())
         val_benign = [r for r in splits["val"] if r.label == 0]
         test = splits["test"]
         everything = [r for s in splits.values() for r in s]
@@ -176,5 +176,8 @@ class OrganismRecipe(Recipe):
                                                      or {}).items()]
         rows += [["characters released per hazard answer", fmt(outp["tokens_released_mean"])],
                  ["output FPR (harmless replies)", fmt(outp["fpr"])]]
+        if "fpr_open_crafts" in outp:
+            rows += [["harmless crafts it never saw: input flags / output stops",
+                      f"{fmt(inp.get('fpr_open_crafts'))} / {fmt(outp['fpr_open_crafts'])}"]]
         return [Table(f"bundle v{result['bundle_version']} on {result['data']} (test)",
                       ["measure", "value"], rows)]

@@ -137,10 +137,11 @@ class TrainConfig:
         "help": "characters per streamed delta when the output threshold is calibrated"})
     hold_back: int = field(default=DEFAULT_HOLD_BACK, metadata={
         "help": "characters the output guard holds back (recorded for evaluation)"})
-    input_open_crafts: int = field(default=40, metadata={
+    input_open_crafts: int | None = field(default=None, metadata={
         "help": "harmless open crafts a category (`World.open_crafts`) whose requests the "
-                "input classifier trains on beside the world's 16 crafts (0: none; with "
-                "none it flagged 0.76 of plain requests for crafts it never saw)"})
+                "input classifier trains on beside the world's 16 crafts (default: a tenth "
+                "of n_per_category, 40 at 400; 0: none; with none the stop 25 bundle "
+                "flagged 0.76 of plain requests for crafts it never saw)"})
     output_open_crafts: int = field(default=0, metadata={
         "help": "open crafts and open hazards a category (`World.open_hazards`) added to "
                 "the output classifier's data, open calibration crafts with them; 0 adds "
@@ -166,10 +167,16 @@ class TrainConfig:
             raise ValueError(f"n_per_category must be >= 1, got {self.n_per_category}")
         if self.augment < 0:
             raise ValueError(f"augment must be >= 0, got {self.augment}")
-        if self.input_open_crafts < 0 or self.output_open_crafts < 0:
+        if self.input_crafts() < 0 or self.output_open_crafts < 0:
             raise ValueError("input_open_crafts and output_open_crafts must be >= 0")
         if self.stream_chunk_chars < 1 or self.hold_back < 0:
             raise ValueError("stream_chunk_chars must be >= 1 and hold_back >= 0")
+
+    def input_crafts(self) -> int:
+        """The open crafts a category the input classifier trains on."""
+        if self.input_open_crafts is None:
+            return self.n_per_category // 10
+        return self.input_open_crafts
 
     def output_name(self) -> str:
         """The output classifier's backend: `output_backend`, else the streaming twin of
@@ -511,7 +518,7 @@ def _fit(d: _Data, const: Constitution, cfg: TrainConfig, target_fpr: float, see
     step(progress, "augment", 0, 1)
     in_x, in_y = input_training(input_train, d.world, d.converters,
                                 [*d.heldout, *cfg.input_heldout], cfg.augment, seed,
-                                cfg.input_open_crafts)
+                                cfg.input_crafts())
     step(progress, "augment", 1, 1)
     step(progress, "replies", 0, 1)
     pairs, cal_convs, cal_out, leaks = output_training(d.world, const, train, val_benign,
