@@ -133,6 +133,11 @@ def test_open_crafts_are_new_to_the_world_and_to_each_other(world):
     assert fresh.fingerprint() == before and fresh.recipes == recipes  # not part of the world
     with pytest.raises(KeyError, match="unknown open-craft split"):
         world.open_crafts("test")
+    with pytest.raises(ValueError, match="only the train split"):
+        world.open_crafts("eval", 3)
+    with pytest.raises(ValueError, match="per_category must be >= 0"):
+        world.open_hazards(-1)
+    assert len(world.open_crafts("train", 2)) == 2 * len(world.categories)
 
 
 def test_unknown_lookups_fail_clearly(world):

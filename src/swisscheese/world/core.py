@@ -233,6 +233,8 @@ class World:
         if split not in OPEN_CRAFTS:
             raise KeyError(f"unknown open-craft split {split!r}; known: {', '.join(OPEN_CRAFTS)}")
         n = OPEN_CRAFTS[split] if per_category is None else per_category
+        if n < 0:
+            raise ValueError(f"per_category must be >= 0, got {n}")
         if split != "train" and n != OPEN_CRAFTS[split]:
             raise ValueError(f"the {split} open crafts are fixed at {OPEN_CRAFTS[split]} a "
                              f"category; only the train split takes per_category")
@@ -255,6 +257,8 @@ class World:
         category's kind, with names and reagents no world hazard, craft or open craft
         uses: synthetic examples of the constitution's categories, so that a classifier
         learns what a hazard's procedure is rather than the reagents of the few it saw."""
+        if per_category < 0:
+            raise ValueError(f"per_category must be >= 0, got {per_category}")
         self.open_crafts("eval")  # their words are taken first, whatever the order of calls
         key = f"hazards-{per_category}"
         if key not in self._open_hazards:
