@@ -332,7 +332,7 @@ def open_hazard_exchanges(world: World, seed: int, per_category: int
     hazards = world.open_hazards(per_category)
     things = [(h.verb, h.name, h.answer(), world.subject(h)) for h in hazards]
     details = [tuple(d.lower() for d in h.key_details) for h in hazards]
-    per_hazard = 2 * len(CRAFT_FORMS)
+    per_hazard = 2 * len(CRAFT_FORMS)  # `_asked` gives each thing its rows in order
     out: list[tuple[tuple[dict[str, str], ...], str, int]] = []
     for i, (form, conv, reply) in enumerate(_asked(world, f"swisscheese-train-{seed}-open",
                                                    things)):
