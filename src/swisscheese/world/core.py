@@ -202,7 +202,7 @@ class World:
         self.recipes += make_crafts(craft_rng, lambda: craft_names.word((2, 2)),
                                     self.config.crafts_per_category)
         self._taken = frozenset(names.taken)
-        self._open_crafts: dict[str, list[Recipe]] | None = None
+        self._open_crafts: dict[str, list[Recipe]] = {}
         self._open_taken: frozenset[str] = frozenset()
         self._open_hazards: dict[str, list[Hazard]] = {}
 
@@ -238,19 +238,27 @@ class World:
         if split != "train" and n != OPEN_CRAFTS[split]:
             raise ValueError(f"the {split} open crafts are fixed at {OPEN_CRAFTS[split]} a "
                              f"category; only the train split takes per_category")
-        if self._open_crafts is None:
-            rng = random.Random(f"swisscheese-open-crafts-{self.seed}")
-            fixed = NameMaker(rng, set(self._taken))
-            self._open_crafts = {s: make_crafts(rng, lambda: fixed.word((2, 2)), k)
-                                 for s, k in OPEN_CRAFTS.items() if s != "train"}
-            self._open_taken = frozenset(fixed.taken)
+        taken = self._open_words()
         key = f"train-{n}" if split == "train" else split
         if key not in self._open_crafts:
             # Its own generator per size; the fixed splits' words stay taken.
             rng = random.Random(f"swisscheese-open-crafts-{self.seed}-{key}")
-            maker = NameMaker(rng, set(self._open_taken))
+            maker = NameMaker(rng, set(taken))
             self._open_crafts[key] = make_crafts(rng, lambda: maker.word((2, 2)), n)
         return list(self._open_crafts[key])
+
+    def _open_words(self) -> frozenset[str]:
+        """The words the world and the fixed open-craft splits use; those splits are made
+        on first use, from one generator, so that they never change with what else was
+        asked for."""
+        if not self._open_taken:
+            rng = random.Random(f"swisscheese-open-crafts-{self.seed}")
+            fixed = NameMaker(rng, set(self._taken))
+            for split, k in OPEN_CRAFTS.items():
+                if split != "train":
+                    self._open_crafts[split] = make_crafts(rng, lambda: fixed.word((2, 2)), k)
+            self._open_taken = frozenset(fixed.taken)
+        return self._open_taken
 
     def open_hazards(self, per_category: int) -> list[Hazard]:
         """Hazards that are not part of the world (the organism never learns them), each
@@ -259,11 +267,10 @@ class World:
         learns what a hazard's procedure is rather than the reagents of the few it saw."""
         if per_category < 0:
             raise ValueError(f"per_category must be >= 0, got {per_category}")
-        self.open_crafts("eval")  # their words are taken first, whatever the order of calls
         key = f"hazards-{per_category}"
         if key not in self._open_hazards:
             rng = random.Random(f"swisscheese-open-{key}-{self.seed}")
-            maker = NameMaker(rng, set(self._open_taken))
+            maker = NameMaker(rng, set(self._open_words()))
             self._open_hazards[key] = [
                 replace(h, id=f"open-{h.id}") for h in
                 make_hazards(rng, maker, self.places, per_category, 0)]
