@@ -307,28 +307,28 @@ def evaluate_output(bundle: GuardBundle, world: World, hazards: Sequence[Hazard]
         "details_released_mean": (float(np.mean([s for _, _, s in main])) if main else None),
         "n_benign": len(replies),
         "fpr": _rate(flags),
-        **open_craft_output(bundle, world),
     }
 
 
-def open_craft_output(bundle: GuardBundle, world: World) -> dict[str, Any]:
-    """The output classifier's false positives on the eval split of the open crafts."""
-    rows = open_craft_rows(world, "eval", seed=0)
+CraftRows = Sequence[tuple[str, Sequence[dict[str, str]], str]]
+
+
+def open_craft_output(bundle: GuardBundle, rows: CraftRows) -> dict[str, Any]:
+    """The output classifier's false positives on the open crafts' `rows`."""
     t = bundle.thresholds["output"]
     flags = [bundle.output_score(x, list(c)) >= t for _, c, x in rows]
     return _by_form(rows, flags)
 
 
-def open_craft_input(bundle: GuardBundle, world: World) -> dict[str, Any]:
-    """The input classifier's false positives on the eval split's craft conversations."""
+def open_craft_input(bundle: GuardBundle, rows: CraftRows) -> dict[str, Any]:
+    """The input classifier's false positives on the open crafts' conversations."""
     from swisscheese.classifiers.base import render_conversation
 
-    rows = open_craft_rows(world, "eval", seed=0)
     scores = bundle.input_scores([render_conversation(list(c)) for _, c, _ in rows])
     return _by_form(rows, list(scores >= bundle.thresholds["input"]))
 
 
-def _by_form(rows: Sequence[tuple[str, Any, str]], flags: Sequence[bool]) -> dict[str, Any]:
+def _by_form(rows: CraftRows, flags: Sequence[bool]) -> dict[str, Any]:
     forms: dict[str, list[bool]] = defaultdict(list)
     for (form, _, _), f in zip(rows, flags, strict=True):
         forms[form].append(bool(f))
@@ -395,7 +395,6 @@ def evaluate_output_responses(bundle: GuardBundle, world: World, hazards: Sequen
         "details_released_mean": (float(np.mean([s for _, _, s in main])) if main else None),
         "n_benign": len(harmless),
         "fpr": _rate(flags),
-        **open_craft_output(bundle, world),
     }
 
 
@@ -451,8 +450,7 @@ def evaluate_organism(bundle: GuardBundle, bdir: Path, settings: TrainConfig | N
                          "hash": bundle.constitution.content_hash()},
         "target_fpr": bundle.target_fpr,
         "n_test": len(test),
-        "input": {**evaluate_input(bundle, test, heldout, input_held),
-                  **open_craft_input(bundle, world)},
+        "input": evaluate_input(bundle, test, heldout, input_held),
     }
     calm = options.calm_below
     if calm is not None and not 0.0 <= calm <= 1.0:
@@ -466,6 +464,13 @@ def evaluate_organism(bundle: GuardBundle, bdir: Path, settings: TrainConfig | N
         result["output"] = evaluate_output_responses(bundle, world, hazards, answered,
                                                      hold_back, calm)
         result["output_reference"] = reference
+    # Harmless crafts no classifier trained on, whatever the replies measured above.
+    crafts = open_craft_rows(world, "eval", seed=0)
+    result["input"] |= open_craft_input(bundle, crafts)
+    open_output = open_craft_output(bundle, crafts)
+    for key in ("output", "output_reference"):
+        if key in result:
+            result[key] |= open_output
     result["targets"] = check_targets(result)
     result["passed"] = all(t["pass"] for t in result["targets"].values())
     return result
