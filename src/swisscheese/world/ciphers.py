@@ -65,9 +65,13 @@ def b64decode_runs(text: str) -> str:
         s = m.group(0)
         try:
             raw = base64.b64decode(s + "=" * (-len(s) % 4), validate=True)
-            return raw.decode("utf-8")
+            out = raw.decode("utf-8")
         except (binascii.Error, UnicodeDecodeError, ValueError):
             return s
+        # Any word of 8 letters or more is valid base64, and some decode to valid UTF-8
+        # ("Iwjigpxm", the Caesar shift of a name, to "#\x08\u209cf"): encoded text
+        # decodes to printable text, so a run that does not is left as written.
+        return out if all(c.isprintable() or c in "\n\t" for c in out) else s
 
     return _B64_RUN.sub(fix, text)
 

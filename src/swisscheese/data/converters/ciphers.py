@@ -1,8 +1,23 @@
-"""Letter ciphers the world teaches its organism: rot13, Caesar shifts, reversal."""
+"""Letter ciphers the world teaches its organism: rot13, Caesar shifts, reversal; and
+`undo_letter_ciphers`, which reads them back without being told which was used.
+
+The ciphers keep the Latin alphabet, so no character class gives them away as Morse or base64
+is given away. English does: a fifth or more of any English sentence is function words
+("the", "to", "how", "I"), and a shifted or reversed sentence has almost none. So each
+sentence-like segment of a text (split at . ? ! : ; and line breaks) that reads as no
+English is tried at every shift and backwards, and replaced by the reading that is
+English, when exactly one reading is. Names the world invented ("the Zarnok
+toxin") decode with their sentence, since the function words around them carry the
+decision.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Iterable
+
 from swisscheese.data.converters.base import Converter
+from swisscheese.data.converters.codeword import STOPWORDS
 from swisscheese.world import ciphers
 
 
@@ -55,3 +70,62 @@ class ReversalConverter(Converter):
 
     def _decode(self, text: str) -> str:
         return ciphers.reverse(text)
+
+
+# A segment needs this many words before it is judged (shorter ones are left alone: two
+# words say too little about their language).
+MIN_WORDS = 3
+# A reading is English when this share of its words are function words, at least two of
+# them words of two letters or more. A segment as written is tried when it is below that
+# share, and a reading must beat it by MARGIN: a shifted sentence may hold a function word
+# by chance ("it" is "do" shifted by 5), never a fifth of them.
+ENGLISH_SHARE = 0.25
+MARGIN = 0.2
+_SEGMENT = re.compile(r"[^.?!:;\n]+")
+# Words: runs of letters (any script) with no letter or digit either side, so that the
+# fragments of "h4ck" or of a base64 run are no words, nor are they when shifted.
+_WORD = re.compile(r"(?<![^\W_])[^\W\d_]+(?![^\W_])")
+# (kind, reading): the text backwards, and every Caesar shift (rot13 is shift 13).
+_READINGS: tuple[tuple[str, Callable[[str], str]], ...] = (
+    ("reversal", ciphers.reverse),
+    *(("caesar", lambda t, s=s: ciphers.caesar(t, s)) for s in range(1, 26)),
+)
+
+
+def function_share(text: str) -> tuple[float, int]:
+    """(share of `text`'s words that are function words, how many of them have two
+    letters or more); (0, 0) for a text without words."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    if not words:
+        return 0.0, 0
+    hits = [w for w in words if w in STOPWORDS]
+    return len(hits) / len(words), sum(len(w) > 1 for w in hits)
+
+
+def _reading(segment: str, kinds: frozenset[str]) -> str | None:
+    """The one English reading of a segment that reads as no English, else None."""
+    plain, _ = function_share(segment)
+    if len(_WORD.findall(segment)) < MIN_WORDS or plain >= ENGLISH_SHARE:
+        return None
+    found = []
+    for kind, read in _READINGS:
+        if kind not in kinds:
+            continue
+        text = read(segment)
+        share, long_hits = function_share(text)
+        if share >= max(ENGLISH_SHARE, plain + MARGIN) and long_hits >= 2:
+            found.append(text)
+    # Two English readings of one segment mean the test cannot tell: leave it as it is.
+    return found[0] if len(found) == 1 else None
+
+
+def undo_letter_ciphers(text: str, kinds: Iterable[str] = ("caesar", "reversal")) -> str:
+    """`text` with each segment that is a Caesar shift or a reversal of English replaced
+    by its reading (`kinds` says which of the two to try)."""
+    wanted = frozenset(kinds)
+
+    def fix(m: re.Match[str]) -> str:
+        reading = _reading(m.group(0), wanted)
+        return m.group(0) if reading is None else reading
+
+    return _SEGMENT.sub(fix, text)

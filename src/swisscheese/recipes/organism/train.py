@@ -97,8 +97,9 @@ _NO_AUGMENT = frozenset({"story"})
 # in its data: their records (harmful and harmless) still train the output classifier.
 DEFAULT_INPUT_HELDOUT = NEW_ATTACK_FAMILIES
 # The input backend of the default bundle: the n-gram behind the decoders (Morse, base64,
-# spaced letters, code words). A learned classifier reads only the disguises training
-# showed it (the plain n-gram's recall on held-out Morse is 0.000); these can be undone.
+# spaced letters, Caesar shifts and reversal, code words). A learned classifier reads only
+# the disguises training showed it (the plain n-gram's recall on held-out Morse is 0.000);
+# these can be undone.
 DEFAULT_BACKEND = "decoding"
 # The default input classifier's own options, unless the user gives them: the n-gram also
 # reads the last message as features of its own, so a request at the end of a long chat is
@@ -120,8 +121,9 @@ class TrainConfig:
         "help": "seed of the world whose hazards the data uses (when no data dir is given)"})
     backend: str = field(default=DEFAULT_BACKEND, metadata={
         "help": "registered classifier backend; the output uses its streaming twin (the "
-                "default 'decoding' undoes Morse, base64, spaced letters and stated code "
-                "words, then scores with the n-gram; its output is ngram-stream)"})
+                "default 'decoding' undoes Morse, base64, spaced letters, Caesar shifts, "
+                "reversal and stated code words, then scores with the n-gram; its output is "
+                "ngram-stream)"})
     output_backend: str | None = field(default=None, metadata={
         "help": "streaming backend of the output classifier (default: the streaming twin "
                 "of `backend`, or of the backend a wrapper such as 'decoding' wraps)"})
