@@ -5,8 +5,8 @@ calibrated on a second fresh set at a low target (issue 13: 0.05% benign refusal
 
 Draws two sets of `--n` harmless organism conversations that are in no split of the
 bundle's data (`recipes/organism/benign.py`), with different seeds: one to calibrate on
-(seed --calibration-seed), one to measure on (the default benign seed), from which every
-conversation also in the first is dropped. For the input layer (the rendered conversation)
+(seed --calibration-seed), one to measure on (the default benign seed, or
+--measurement-seed), from which every conversation also in the first is dropped. For the input layer (the rendered conversation)
 and the output layer (the world's harmless reply streamed after it), with the bundle's own
 thresholds and with thresholds calibrated on the first set at --target-fpr, it reports:
 the FPR on the measurement set with a 95% Clopper-Pearson interval, the input TPR on the
@@ -34,16 +34,17 @@ from guard_cost import harmful_test, rate  # noqa: E402
 CALIBRATION_SEED = 1234
 
 
-def fresh_sets(bundle_dir: Path, bundle: Any, n: int, seed: int, out: Path
-               ) -> tuple[Any, Any, list[int]]:
+def fresh_sets(bundle_dir: Path, bundle: Any, n: int, seed: int, out: Path,
+               measurement_seed: int | None = None) -> tuple[Any, Any, list[int]]:
     """(calibration set, measurement set, indices of the measurement set not in the
     calibration set)."""
-    from swisscheese.recipes.organism.benign import benign_traffic
+    from swisscheese.recipes.organism.benign import DEFAULT_SEED, benign_traffic
     from swisscheese.recipes.organism.evaluate import resolve_data_dir
 
     data = resolve_data_dir(bundle_dir, bundle, None)
     cal = benign_traffic(data, bundle.constitution, n, out / "calibration", seed=seed)
-    ev = benign_traffic(data, bundle.constitution, n, out / "measurement")
+    ev = benign_traffic(data, bundle.constitution, n, out / "measurement",
+                        seed=DEFAULT_SEED if measurement_seed is None else measurement_seed)
     seen = {r.key for r in cal.records}
     return cal, ev, [i for i, r in enumerate(ev.records) if r.key not in seen]
 
@@ -106,6 +107,10 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--target-fpr", type=float, default=0.0005)
     ap.add_argument("--calibration-seed", type=int, default=CALIBRATION_SEED)
+    ap.add_argument("--measurement-seed", type=int, default=None, help=(
+        "seed of the measurement set (default: the benign traffic's own); another one "
+        "draws a set that no earlier run has looked at, to confirm a threshold chosen "
+        "after looking at the default set"))
     ap.add_argument("--out", type=Path, default=Path("runs/bench-fresh-fpr"))
     args = ap.parse_args()
     if not (args.bundle / "bundle.json").is_file():
@@ -118,7 +123,8 @@ def main() -> int:
 
     load0, t0 = os.getloadavg()[0], time.perf_counter()
     bundle = load_bundle(args.bundle)
-    cal, ev, keep = fresh_sets(args.bundle, bundle, args.n, args.calibration_seed, args.out)
+    cal, ev, keep = fresh_sets(args.bundle, bundle, args.n, args.calibration_seed, args.out,
+                               args.measurement_seed)
     harm = harmful_test(args.bundle)
     write_benign_jsonl(cal, args.out / "calibration.jsonl")
     print(f"calibration {len(cal.records)}, measurement {len(keep)} (of {len(ev.records)}: "
@@ -152,6 +158,7 @@ def main() -> int:
                  if "harmful_flagged_all" in r else ""))
     atomic_write_json(args.out / "fresh_fpr.json", {
         "bundle": str(args.bundle), "target_fpr": args.target_fpr, "rows": rows,
+        "measurement_seed": args.measurement_seed,
         "n_calibration": len(cal.records), "n_measurement": len(keep),
         "seconds": round(time.perf_counter() - t0),
         "load_average_before_after": [round(load0, 2), round(os.getloadavg()[0], 2)],
