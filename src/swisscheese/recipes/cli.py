@@ -113,7 +113,8 @@ def train(
     backend: Annotated[str | None, typer.Option(
         "--backend", help="Input classifier backend (decoding, ngram, transformer, probe, "
                           "...; organism default decoding: the n-gram after undoing Morse, "
-                          "base64, spacing and code words); the output classifier is its "
+                          "base64, spacing, Caesar shifts, reversal and code words); the "
+                          "output classifier is its "
                           "streaming twin (decoding: ngram-stream).")] = None,
     output_backend: Annotated[str | None, typer.Option(
         "--output-backend", help="Streaming backend of the output classifier (e.g. "
