@@ -169,6 +169,20 @@ def _read_csv(reader: csv.DictReader, path: Path) -> Iterator[Row]:
         raise ClassifyError(f"{path}:{reader.line_num}: malformed CSV ({e})") from None
 
 
+def _newline(fmt: str) -> str | None:
+    """The `newline` to open a file of `fmt` with: "" for CSV, whose module handles line
+    endings (and newlines in cells) itself."""
+    return "" if fmt == "csv" else None
+
+
+def _rows_of(f: IO[str], path: Path, fmt: str) -> tuple[Iterator[Row], list[str]]:
+    """The rows of an open input file, and its CSV columns ([] for JSONL)."""
+    if fmt == "jsonl":
+        return _read_jsonl(f, path), []
+    reader, columns = _csv_reader(f, path)
+    return _read_csv(reader, path), columns
+
+
 def read_rows(path: str | Path) -> list[Row]:
     """Every row of a file in `classify`'s input format (JSONL or CSV), checked as
     `classify_file` checks it; ClassifyError naming the file and line otherwise."""
@@ -176,13 +190,9 @@ def read_rows(path: str | Path) -> list[Row]:
     fmt = file_format(src)
     if not src.is_file():
         raise ClassifyError(f"{src}: no such file")
-    newline = "" if fmt == "csv" else None
     try:
-        with src.open(encoding="utf-8-sig", newline=newline) as f:
-            if fmt == "jsonl":
-                return list(_read_jsonl(f, src))
-            reader, _ = _csv_reader(f, src)
-            return list(_read_csv(reader, src))
+        with src.open(encoding="utf-8-sig", newline=_newline(fmt)) as f:
+            return list(_rows_of(f, src, fmt)[0])
     except UnicodeDecodeError as e:
         raise ClassifyError(f"{src}: not UTF-8 text ({e.reason})") from None
 
@@ -360,21 +370,19 @@ def classify_file(bundle: GuardBundle | str | Path, input_path: str | Path,
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
     tmp = Path(tmp_name)
     try:
-        # newline="" for CSV: the csv module handles line endings (and newlines in cells).
-        newline = "" if fmt == "csv" else None
-        with (os.fdopen(fd, "w", encoding="utf-8", newline=newline) as fout,
-              src.open(encoding="utf-8-sig", newline=newline) as fin):
+        with (os.fdopen(fd, "w", encoding="utf-8", newline=_newline(fmt)) as fout,
+              src.open(encoding="utf-8-sig", newline=_newline(fmt)) as fin):
+            rows, columns = _rows_of(fin, src, fmt)
             if fmt == "jsonl":
-                for row in scored(_batched(_read_jsonl(fin, src)), summary, False):
+                for row in scored(_batched(rows), summary, False):
                     fout.write(json.dumps(row, ensure_ascii=False) + "\n")
             else:
-                reader, columns = _csv_reader(fin, src)
                 added = [c for c in ADDED if c not in columns
                          and (c != "categories" or loaded.categories is not None)
                          and (c != "stages" or is_cascade(loaded))]
                 writer = csv.DictWriter(fout, [*columns, *added])
                 writer.writeheader()
-                writer.writerows(scored(_batched(_read_csv(reader, src)), summary, True))
+                writer.writerows(scored(_batched(rows), summary, True))
         os.replace(tmp, dst)
     except UnicodeDecodeError as e:
         tmp.unlink(missing_ok=True)
