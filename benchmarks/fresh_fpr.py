@@ -6,8 +6,9 @@ calibrated on a second fresh set at a low target (issue 13: 0.05% benign refusal
 Draws two sets of `--n` harmless organism conversations that are in no split of the
 bundle's data (`recipes/organism/benign.py`), with different seeds: one to calibrate on
 (seed --calibration-seed), one to measure on (the default benign seed, or
---measurement-seed), from which every conversation also in the first is dropped. For the input layer (the rendered conversation)
-and the output layer (the world's harmless reply streamed after it), with the bundle's own
+--measurement-seed), from which every conversation also in the first is dropped. For the
+input layer (the rendered conversation) and the output layer (the world's harmless reply
+streamed after it), with the bundle's own
 thresholds and with thresholds calibrated on the first set at --target-fpr, it reports:
 the FPR on the measurement set with a 95% Clopper-Pearson interval, the input TPR on the
 data's harmful test prompts of trained families, and the share of the world's harmful

@@ -171,3 +171,12 @@ def test_classify_passes_the_whole_conversation(tmp_path: Path) -> None:
     with pytest.raises(ClassifyError, match=r"bad.jsonl:1: messages\[0\]"):
         classify_file(bdir, bad, tmp_path / "bad-out.jsonl")
     assert not (tmp_path / "bad-out.jsonl").exists()
+
+
+def test_exchange_training_reports_each_epoch() -> None:
+    heard: list[tuple[str, int, int]] = []
+    clf = get_classifier("ngram-stream", context="exchange", buckets_log2=10, epochs=3)
+    clf.progress = lambda phase, done, total, figures=None: heard.append((phase, done, total))
+    x = _pairs(W.hazards[:2], W.recipes[:2], ("plain", "split_intent"))
+    clf.fit_exchanges(*x)  # type: ignore[attr-defined]
+    assert heard == [("n-gram exchange: epochs", k, 3) for k in range(4)]

@@ -176,3 +176,20 @@ def test_torch_and_numpy_forwards_agree(clf: TransformerStreamingClassifier) -> 
     seqs = [tr.text_ids(clf.normalize(t)) for t in texts]
     np.testing.assert_allclose(torch_logits(net, seqs), clf.decision_function(texts),
                                rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("context", ["reply", "exchange"])
+def test_training_reports_its_steps_and_loss(context: str) -> None:
+    heard: list[tuple[str, int, int, dict[str, float]]] = []
+    c = TransformerStreamingClassifier(**TINY, context=context)
+    c.progress = lambda phase, done, total, figures=None: heard.append(
+        (phase, done, total, dict(figures or {})))
+    if context == "exchange":
+        c.fit_exchanges([[{"role": "user", "content": t}] for t in TEXTS], TEXTS, LABELS)
+    else:
+        c.fit(TEXTS, LABELS)
+    assert {p for p, *_ in heard} == {"transformer: training steps"}
+    assert heard[0][1:3] == (0, 25) and heard[-1][1:3] == (25, 25)
+    dones = [d for _, d, _, _ in heard]
+    assert dones == sorted(dones) and len(dones) == 26  # the start, then every step of 25
+    assert all(np.isfinite(f["loss"]) and f["loss"] > 0 for *_, f in heard[1:])

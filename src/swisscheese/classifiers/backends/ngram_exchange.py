@@ -38,6 +38,7 @@ import numpy as np
 from swisscheese.classifiers.backends.ngram import featurize, sigmoid
 from swisscheese.classifiers.base import Conversation, render_conversation
 from swisscheese.classifiers.textnorm import normalize_text
+from swisscheese.progress import Progress, step
 
 
 @dataclass
@@ -195,8 +196,9 @@ class _Adam:
 
 
 def fit_exchange(cfg: Any, context: Entries, conv_of: np.ndarray, replies: Entries,
-                 y: np.ndarray) -> ExchangeWeights:
-    """Fit on items (conversation conv_of[i] from `context`, reply row i of `replies`)."""
+                 y: np.ndarray, progress: Progress | None = None) -> ExchangeWeights:
+    """Fit on items (conversation conv_of[i] from `context`, reply row i of `replies`);
+    `progress` hears each epoch (the default bundle's output takes 12, over a minute)."""
     n = len(y)
     width = 1 + cfg.exchange_rank
     rng = np.random.default_rng(cfg.seed)
@@ -217,7 +219,8 @@ def fit_exchange(cfg: Any, context: Entries, conv_of: np.ndarray, replies: Entri
     mb = vb = 0.0
     total = cfg.epochs * -(-n // cfg.batch_size)
     t = 0
-    for _ in range(cfg.epochs):
+    step(progress, "n-gram exchange: epochs", 0, cfg.epochs)
+    for epoch in range(1, cfg.epochs + 1):
         perm = rng.permutation(n)
         for s in range(0, n, cfg.batch_size):
             batch = perm[s:s + cfg.batch_size]
@@ -245,6 +248,7 @@ def fit_exchange(cfg: Any, context: Entries, conv_of: np.ndarray, replies: Entri
             mb = 0.9 * mb + 0.1 * gb
             vb = 0.999 * vb + 0.001 * gb * gb
             w.bias -= lr * corr * mb / (np.sqrt(vb) + 1e-8)
+        step(progress, "n-gram exchange: epochs", epoch, cfg.epochs)
     # Rows no training text reached hold only their random start: noise for an unseen
     # n-gram, so they go to zero (which also lets the saved tables compress).
     u[~seen_u] = 0.0

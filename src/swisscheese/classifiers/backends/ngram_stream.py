@@ -168,7 +168,7 @@ class NGramStreamingClassifier(NGramClassifier, StreamingClassifier):
         c = self.config
         reps = text_entries([self.normalize(r) for r in replies], c.char_ngrams, c.word_ngrams,
                             c.buckets_log2)
-        self.exchange_ = fit_exchange(c, ctx, conv_of, reps, y)
+        self.exchange_ = fit_exchange(c, ctx, conv_of, reps, y, self.progress)
         return self
 
     def predict_exchange(self, conversations: Sequence[Conversation],

@@ -247,7 +247,7 @@ class TransformerClassifier(ConfiguredClassifier):
         seqs = [text_ids(self.normalize(t))[:cap] for t in texts]
         from swisscheese.classifiers.backends.transformer_torch import train_weights
 
-        self._set_weights(train_weights(self.config, seqs, y))
+        self._set_weights(train_weights(self.config, seqs, y, progress=self.progress))
         return self
 
     def decision_function(self, texts: Sequence[str]) -> np.ndarray:
@@ -392,7 +392,7 @@ class TransformerStreamingClassifier(TransformerClassifier, StreamingClassifier)
         ctx = [self._context_ids(c) for c in conversations]
         from swisscheese.classifiers.backends.transformer_torch import train_weights
 
-        self._set_weights(train_weights(self.config, seqs, y, ctx))
+        self._set_weights(train_weights(self.config, seqs, y, ctx, progress=self.progress))
         return self
 
     def predict_exchange(self, conversations: Sequence[Conversation],
