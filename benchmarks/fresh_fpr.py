@@ -8,14 +8,14 @@ bundle's data (`recipes/organism/benign.py`), with different seeds: one to calib
 (seed --calibration-seed), one to measure on (the default benign seed, or
 --measurement-seed), from which every conversation also in the first is dropped. For the
 input layer (the rendered conversation) and the output layer (the world's harmless reply
-streamed after it), with the bundle's own
-thresholds and with thresholds calibrated on the first set at --target-fpr, it reports:
-the FPR on the measurement set with a 95% Clopper-Pearson interval, the input TPR on the
-data's harmful test prompts of trained families, and the share of the world's harmful
-test replies the output layer flags; and both layers together (fully guarded: refused if
-either flags), with the bundle's thresholds and with the budget split evenly between the
-layers. Prints a table and writes OUT/fresh_fpr.json, and the calibration set as
-OUT/calibration.jsonl (what `swisscheese classifier calibrate --benign` reads).
+streamed after it), with the bundle's own thresholds and with thresholds calibrated on
+the first set at --target-fpr, it reports: the FPR on the measurement set with a 95%
+Clopper-Pearson interval, the input TPR on the data's harmful test prompts of trained
+families, and the share of the world's harmful test replies the output layer flags; and
+both layers together (fully guarded: refused if either flags), with the bundle's
+thresholds and with the budget split evenly between the layers. Prints a table and writes
+OUT/fresh_fpr.json, and the calibration set as OUT/calibration.jsonl (what `swisscheese
+classifier calibrate --benign` reads).
 """
 
 from __future__ import annotations
