@@ -30,6 +30,7 @@ from swisscheese.recipes.organism.replies import (
 from swisscheese.recipes.organism.train import (
     TrainConfig,
     augment_prompts,
+    backend_params,
     prompt_texts,
     train_bundle,
     without_test_leaks,
@@ -327,6 +328,17 @@ def test_the_default_input_classifier_also_reads_the_last_message() -> None:
     assert "last_turn" not in other
 
 
+def test_the_default_exchange_output_also_reads_the_first_user_message() -> None:
+    from swisscheese.classifiers.registry import get_classifier
+
+    _, out = backend_params(TrainConfig(), 0)
+    assert get_classifier("ngram-stream", **out).config.context_first_user is True
+    for cfg in (TrainConfig(output_first_user=False), TrainConfig(output_context="reply"),
+                TrainConfig(output_params={"context_first_user": False}),
+                TrainConfig(output_backend="transformer-stream")):
+        assert not backend_params(cfg, 0)[1].get("context_first_user", False), cfg
+
+
 def test_train_leaves_out_responses_that_leak_a_test_hazard() -> None:
     world = World(seed=0)
     test_h, train_h = world.hazards[0], world.hazards[1]
@@ -367,9 +379,11 @@ def test_a_record_from_before_open_crafts_rebuilds_without_them(bundle: GuardBun
     recipe = get_recipe("organism")
     new = recipe.settings_of(bundle.training, Path("b"))
     assert new.input_open_crafts is None and new.input_crafts() == SMALL.n_per_category // 10
+    assert new.output_first_user
     old = {k: v for k, v in bundle.training.config.items()
-           if k not in ("input_open_crafts", "output_open_crafts")}
+           if k not in ("input_open_crafts", "output_open_crafts", "output_first_user")}
     cfg = recipe.settings_of(dc_replace(bundle.training, config=old), Path("b"))
-    assert (cfg.input_crafts(), cfg.output_open_crafts) == (0, 0)
+    assert (cfg.input_crafts(), cfg.output_open_crafts, cfg.output_first_user) == (0, 0, False)
+    assert "context_first_user" not in backend_params(cfg, 0)[1]
     with pytest.raises(ValueError, match="open_crafts must be >= 0"):
         TrainConfig(output_open_crafts=-1)

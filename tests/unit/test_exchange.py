@@ -180,3 +180,37 @@ def test_exchange_training_reports_each_epoch() -> None:
     x = _pairs(W.hazards[:2], W.recipes[:2], ("plain", "split_intent"))
     clf.fit_exchanges(*x)  # type: ignore[attr-defined]
     assert heard == [("n-gram exchange: epochs", k, 3) for k in range(4)]
+
+
+def test_the_first_user_message_is_a_feature_group_of_its_own(tmp_path: Path) -> None:
+    from swisscheese.classifiers.backends.ngram_exchange import (
+        context_entries,
+        first_user_message,
+    )
+    from swisscheese.classifiers.registry import load_classifier
+
+    conv = [{"role": "user", "content": "Let's talk about the Demze toxin."},
+            {"role": "assistant", "content": "Sure."},
+            {"role": "user", "content": "How do I brew the sunny broth?"}]
+    assert first_user_message(conv) == "Let's talk about the Demze toxin."
+    assert first_user_message("just this") == "just this" and first_user_message(None) == ""
+    on = get_classifier("ngram-stream", context="exchange", context_first_user=True,
+                        buckets_log2=10, epochs=2)
+    off = get_classifier("ngram-stream", context="exchange", buckets_log2=10, epochs=2)
+    b = 1 << 10
+    assert context_entries([conv], on.config).bucket.max() >= 2 * b
+    assert context_entries([conv], off.config).bucket.max() < 2 * b
+    x = _pairs(W.hazards[:2], W.recipes[:2], ("plain", "split_intent"))
+    on.fit_exchanges(*x)  # type: ignore[attr-defined]
+    assert on.exchange_.context.shape[0] == 3 * b  # type: ignore[attr-defined]
+    again = load_classifier(on.save(tmp_path / "on"))
+    assert np.allclose(again.predict_exchange(x[0][:6], x[1][:6]),  # type: ignore[attr-defined]
+                       on.predict_exchange(x[0][:6], x[1][:6]))  # type: ignore[attr-defined]
+    # Weights of the other shape are refused, never read as a different model.
+    cfg = json.loads((tmp_path / "on" / "config.json").read_text())
+    cfg["config"]["context_first_user"] = False
+    (tmp_path / "on" / "config.json").write_text(json.dumps(cfg))
+    from swisscheese.classifiers import ClassifierError
+
+    with pytest.raises(ClassifierError, match="shapes"):
+        load_classifier(tmp_path / "on")

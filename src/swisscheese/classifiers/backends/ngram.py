@@ -328,6 +328,10 @@ class NGramConfig:
         "help": "exchange only: word n-grams of the conversation; (0, 0) turns them off"})
     exchange_init: float = field(default=0.1, metadata={
         "help": "exchange only: standard deviation of the interaction weights at the start"})
+    context_first_user: bool = field(default=False, metadata={
+        "help": "exchange only: the first user message as a third conversation feature "
+                "group (a split-intent conversation names its subject there, diluted in "
+                "the whole chat's n-grams)"})
 
     def __post_init__(self) -> None:
         for name, top in (("char_ngrams", MAX_CHAR_N), ("word_ngrams", MAX_WORD_N),

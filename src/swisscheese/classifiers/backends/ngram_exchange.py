@@ -9,7 +9,9 @@
 
 where `value` is 1 / sqrt(n-grams in that feature group), as in `ngram`. The conversation
 has two feature groups of its own: the whole conversation and its last user message
-(word n-grams by default, `context_word_ngrams`), hashed into two halves of U. So s_0 is
+(word n-grams by default, `context_word_ngrams`), hashed into two halves of U; with
+`context_first_user`, a third: the first user message, where a split-intent conversation
+names its subject ("Let's talk about the goxmovu bronze bell."), in a third of U. So s_0 is
 what the reply says alone, a_0 what the conversation says alone, and the rank-k product is
 their interaction: a reply step that is harmless after a harmless request ("Grind 12 grams
 of vroth" in a craft) can score high after a request that defined a code word for a
@@ -86,30 +88,53 @@ def text_entries(normalized: Sequence[str], char_ngrams: tuple[int, int],
     return _entries(docs, buckets, values, len(normalized))
 
 
-def last_user_message(conversation: Conversation) -> str:
-    """The last user turn's text (a plain string is one user turn; None gives "")."""
+def _user_turns(conversation: Conversation) -> list[str]:
+    """The user turns' texts (a plain string is one user turn; None has none)."""
     if conversation is None or isinstance(conversation, str):
-        return conversation or ""
-    for m in reversed(list(conversation)):
-        role = m.get("role") if isinstance(m, Mapping) else getattr(m, "role", None)
-        if role == "user":
-            content = m.get("content") if isinstance(m, Mapping) else getattr(m, "content", "")
-            return content if isinstance(content, str) else ""
-    return ""
+        return [conversation] if conversation else []
+    out = []
+    for m in conversation:
+        if _field(m, "role") == "user":
+            content = _field(m, "content")
+            out.append(content if isinstance(content, str) else "")
+    return out
+
+
+def _field(message: Any, key: str) -> Any:
+    """A message's field, whether it is a mapping or a `Message`."""
+    return message.get(key) if isinstance(message, Mapping) else getattr(message, key, None)
+
+
+def last_user_message(conversation: Conversation) -> str:
+    """The last user turn's text ("" when there is none)."""
+    turns = _user_turns(conversation)
+    return turns[-1] if turns else ""
+
+
+def first_user_message(conversation: Conversation) -> str:
+    """The first user turn's text ("" when there is none)."""
+    turns = _user_turns(conversation)
+    return turns[0] if turns else ""
+
+
+def context_groups(cfg: Any) -> int:
+    """How many conversation feature groups U holds (B rows each)."""
+    return 3 if getattr(cfg, "context_first_user", False) else 2
 
 
 def context_entries(conversations: Sequence[Conversation], cfg: Any) -> Entries:
-    """Both context groups of each conversation in one set of rows: the whole
-    conversation's n-grams in buckets [0, B), the last user message's in [B, 2B)."""
+    """The context groups of each conversation in one set of rows: the whole
+    conversation's n-grams in buckets [0, B), the last user message's in [B, 2B) and, with
+    `context_first_user`, the first user message's in [2B, 3B)."""
     n = len(conversations)
-    whole = [normalize_text(render_conversation(c), cfg.fold_confusables) for c in conversations]
-    last = [normalize_text(last_user_message(c), cfg.fold_confusables) for c in conversations]
+    readers = [render_conversation, last_user_message, first_user_message]
     b = 1 << cfg.buckets_log2
-    parts = [text_entries(whole, cfg.context_char_ngrams, cfg.context_word_ngrams,
-                          cfg.buckets_log2),
-             text_entries(last, cfg.context_char_ngrams, cfg.context_word_ngrams,
-                          cfg.buckets_log2, offset=b)]
-    # Interleave the two groups row by row.
+    parts = [text_entries([normalize_text(read(c), cfg.fold_confusables)
+                           for c in conversations],
+                          cfg.context_char_ngrams, cfg.context_word_ngrams, cfg.buckets_log2,
+                          offset=k * b)
+             for k, read in enumerate(readers[:context_groups(cfg)])]
+    # Interleave the groups row by row.
     docs, buckets, values = [], [], []
     for e in parts:
         rows = np.repeat(np.arange(n), np.diff(e.indptr))
@@ -124,7 +149,7 @@ class ExchangeWeights:
     """The fitted exchange model (see the module docstring)."""
 
     bias: float
-    context: np.ndarray  # U: (2 * buckets, 1 + rank)
+    context: np.ndarray  # U: (groups * buckets, 1 + rank), `context_groups`
     reply: np.ndarray  # V: (buckets, 1 + rank)
 
     @property
@@ -203,9 +228,10 @@ def fit_exchange(cfg: Any, context: Entries, conv_of: np.ndarray, replies: Entri
     width = 1 + cfg.exchange_rank
     rng = np.random.default_rng(cfg.seed)
     buckets = 1 << cfg.buckets_log2
-    u = np.zeros((2 * buckets, width))
+    rows = context_groups(cfg) * buckets
+    u = np.zeros((rows, width))
     v = np.zeros((buckets, width))
-    u[:, 1:] = rng.normal(0.0, cfg.exchange_init, (2 * buckets, width - 1))
+    u[:, 1:] = rng.normal(0.0, cfg.exchange_init, (rows, width - 1))
     v[:, 1:] = rng.normal(0.0, cfg.exchange_init, (buckets, width - 1))
     w = ExchangeWeights(0.0, u, v)
     opt_u, opt_v = _Adam(u, cfg.l2), _Adam(v, cfg.l2)

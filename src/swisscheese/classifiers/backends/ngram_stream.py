@@ -42,6 +42,7 @@ from swisscheese.classifiers.backends.ngram import (
 from swisscheese.classifiers.backends.ngram_exchange import (
     ExchangeWeights,
     context_entries,
+    context_groups,
     exchange_logits,
     fit_exchange,
     text_entries,
@@ -399,7 +400,8 @@ class NGramStreamingClassifier(NGramClassifier, StreamingClassifier):
             raise ClassifierError(f"{path}: not a readable exchange weights archive ({e})") \
                 from e
         width = 1 + self.config.exchange_rank
-        want = ((1,), (2 * self.n_buckets, width), (self.n_buckets, width))
+        want = ((1,), (context_groups(self.config) * self.n_buckets, width),
+                (self.n_buckets, width))
         if (bias.shape, ctx.shape, rep.shape) != want:
             raise ClassifierError(f"{path}: bias, context and reply have shapes "
                                   f"{bias.shape}, {ctx.shape}, {rep.shape}; config says "

@@ -68,8 +68,9 @@ class OrganismRecipe(Recipe):
 
     def settings_of(self, record: TrainingRecord, where: Path) -> Any:
         """As the base does, except that a record written before open crafts existed
-        (stop 25 and earlier) was trained without them."""
-        config = {"input_open_crafts": 0, **dict(record.config)}
+        (stop 25 and earlier) was trained without them, and one written before the output's
+        first-user-message group (stop 26 and earlier) without that."""
+        config = {"input_open_crafts": 0, "output_first_user": False, **dict(record.config)}
         return super().settings_of(replace(record, config=config), where)
 
     def check(self, settings: Any, inputs: dict[str, Any]) -> None:

@@ -149,6 +149,11 @@ class TrainConfig:
                 "the output classifier's data, open calibration crafts with them; 0 adds "
                 "none. Experimental: on the stop 26 data 40 cut the n-gram output "
                 "classifiers' stops of unseen hazards (see the README)"})
+    output_first_user: bool = field(default=True, metadata={
+        "help": "an exchange n-gram output (ngram-stream) also reads the first user message "
+                "as a feature group of its own (`context_first_user`): calibrated alone on "
+                "stop 27's fresh traffic it stopped more harmful replies (0.855 -> 0.869) at "
+                "the same or a lower FPR on two fresh sets; False is the stop 26 classifier"})
     output_context: str = field(default="exchange", metadata={
         "help": "what the output classifier reads: 'exchange' (each reply delta in the "
                 "context of the whole conversation) or 'reply' (the reply alone)"})
@@ -305,6 +310,14 @@ def _needs_model(name: str | None) -> bool:
     return bool(getattr(cls, "needs_model_dir", False) or getattr(cls, "composite", False))
 
 
+def _output_name(cfg: TrainConfig) -> str | None:
+    """The output backend's registered name, or None if the input backend has no twin."""
+    try:
+        return cfg.output_name()
+    except KeyError:
+        return None
+
+
 def backend_params(cfg: TrainConfig, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """Constructor kwargs of the input and output classifiers.
 
@@ -316,10 +329,7 @@ def backend_params(cfg: TrainConfig, seed: int) -> tuple[dict[str, Any], dict[st
     in_extra: dict[str, Any] = {"seed": seed}
     out_extra: dict[str, Any] = {"seed": seed}
     if cfg.model_dir:
-        try:
-            out_name: str | None = cfg.output_name()
-        except KeyError:
-            out_name = None
+        out_name = _output_name(cfg)
         if _needs_model(out_name):
             out_extra["model_dir"] = str(cfg.model_dir)
         if _needs_model(cfg.backend) or not _needs_model(out_name):
@@ -327,6 +337,8 @@ def backend_params(cfg: TrainConfig, seed: int) -> tuple[dict[str, Any], dict[st
     if cfg.output_context == "exchange":
         # The exchange backends' own options (see each backend's config).
         out_extra["context"] = "exchange"
+        if cfg.output_first_user and _output_name(cfg) == "ngram-stream":
+            out_extra["context_first_user"] = True
     if cfg.backend == DEFAULT_BACKEND and "base" not in cfg.input_params:
         in_extra |= DEFAULT_INPUT_PARAMS
     return {**in_extra, **dict(cfg.input_params)}, {**out_extra, **dict(cfg.output_params)}
