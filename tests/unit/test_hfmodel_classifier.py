@@ -191,11 +191,11 @@ def test_bundle_training_needs_an_output_backend(bert_dir: Path, tmp_path: Path)
                       model_dir=str(bert_dir))
     check_backend(cfg)
     # The model goes to the input classifier only: the n-gram output takes none; the
-    # output reads the conversation (the organism's default, exchange) and the input
-    # classifier is not told about it.
+    # output reads the conversation (the organism's default, exchange, with its first user
+    # message as a group of its own) and the input classifier is not told about it.
     inp, out = backend_params(cfg, 3)
     assert inp == {"seed": 3, "model_dir": str(bert_dir)}
-    assert out == {"seed": 3, "context": "exchange"}
+    assert out == {"seed": 3, "context": "exchange", "context_first_user": True}
     reply_in, reply_out = backend_params(dataclasses.replace(cfg, output_context="reply"), 3)
     assert reply_in == inp and reply_out == {"seed": 3}
     probe_in, probe_out = backend_params(TrainConfig(backend="probe", model_dir="m"), 0)

@@ -112,10 +112,9 @@ def train(
         "--force", help="Replace OUT/data and OUT/bundle if they exist.")] = False,
     backend: Annotated[str | None, typer.Option(
         "--backend", help="Input classifier backend (decoding, ngram, transformer, probe, "
-                          "...; organism default decoding: the n-gram after undoing Morse, "
-                          "base64, spacing, Caesar shifts, reversal and code words); the "
-                          "output classifier is its "
-                          "streaming twin (decoding: ngram-stream).")] = None,
+                          "...; organism default decoding: the n-gram after undoing "
+                          "Morse, base64, spacing, Caesar, reversal and code words); the output "
+                          "classifier is its streaming twin (decoding: ngram-stream).")] = None,
     output_backend: Annotated[str | None, typer.Option(
         "--output-backend", help="Streaming backend of the output classifier (e.g. "
                                  "ngram-stream); needed for a backend without a streaming "
