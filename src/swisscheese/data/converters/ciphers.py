@@ -1,14 +1,13 @@
 """Letter ciphers the world teaches its organism: rot13, Caesar shifts, reversal; and
 `undo_letter_ciphers`, which reads them back without being told which was used.
 
-The ciphers keep the Latin alphabet, so no character class gives them away as Morse or base64
-is given away. English does: a fifth or more of any English sentence is function words
-("the", "to", "how", "I"), and a shifted or reversed sentence has almost none. So each
-sentence-like segment of a text (split at . ? ! : ; and line breaks) that reads as no
-English is tried at every shift and backwards, and replaced by the reading that is
-English, when exactly one reading is. Names the world invented ("the Zarnok
-toxin") decode with their sentence, since the function words around them carry the
-decision.
+The ciphers keep the Latin alphabet, so no character class gives them away as one gives
+away Morse or base64. English does: a quarter or more of most English sentences are
+function words ("the", "to", "how", "I"), and a shifted or reversed sentence has almost
+none. So each sentence-like segment of a text (split at . ? ! : ; and line breaks) that
+reads as no English is tried at every shift and backwards, and replaced by the reading that
+is English, when exactly one reading is. Names the world invented ("the Zarnok toxin")
+decode with their sentence, since the function words around them carry the decision.
 """
 
 from __future__ import annotations
