@@ -94,7 +94,10 @@ _READINGS: tuple[tuple[str, Callable[[str], str]], ...] = (
 def function_share(text: str) -> tuple[float, int]:
     """(share of `text`'s words that are function words, how many of them have two
     letters or more); (0, 0) for a text without words."""
-    words = [w.lower() for w in _WORD.findall(text)]
+    return _share([w.lower() for w in _WORD.findall(text)])
+
+
+def _share(words: list[str]) -> tuple[float, int]:
     if not words:
         return 0.0, 0
     hits = [w for w in words if w in STOPWORDS]
@@ -103,8 +106,11 @@ def function_share(text: str) -> tuple[float, int]:
 
 def _reading(segment: str, kinds: frozenset[str]) -> str | None:
     """The one English reading of a segment that reads as no English, else None."""
-    plain, _ = function_share(segment)
-    if len(_WORD.findall(segment)) < MIN_WORDS or plain >= ENGLISH_SHARE:
+    words = [w.lower() for w in _WORD.findall(segment)]
+    if len(words) < MIN_WORDS:
+        return None
+    plain, _ = _share(words)
+    if plain >= ENGLISH_SHARE:
         return None
     found = []
     for kind, read in _READINGS:
