@@ -12,6 +12,9 @@ load from other processes falls on all of them alike:
     ngram-exchange + the n-gram exchange classifier: start(conversation) once per reply
                   (inside the timed hook), then update(delta) per token; its target is
                   <= 5% added wall time per token over the `ngram` arm, side by side
+    decoding-exchange + the same exchange classifier behind `decoding-stream` (the
+                  organism default: Caesar-shifted replies read back), so the reader's
+                  own cost is the difference between the two arms
     transformer   + the byte-level transformer's update(delta) per token
     probe         + the probe fed the hidden state the generation already computed
                   (`output_hidden_states=True`, then `update_hidden`: one dot product;
@@ -52,7 +55,8 @@ from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-ARMS = ("plain", "ngram", "ngram-exchange", "transformer", "probe", "probe-text")
+ARMS = ("plain", "ngram", "ngram-exchange", "decoding-exchange", "transformer", "probe",
+        "probe-text")
 TARGETS = {"ngram": 0.05, "transformer": 0.05, "probe": 0.01}
 EXCHANGE_TARGET = 0.05  # ngram-exchange over ngram
 NEVER = 1.5  # a threshold no probability reaches: no arm stops early
@@ -66,10 +70,19 @@ def _load_streaming(path: Path | None, want: str, kind: str = "reply") -> Any:
         return None
     p = path / "output" if (path / "bundle.json").is_file() else path
     clf = load_classifier(p)
+    if clf.name == "decoding-stream" and want != clf.name:
+        clf = clf.base  # the reader's base; the decoding-exchange arm wraps it again
     if clf.name != want or clf.output_context != kind:
         raise SystemExit(f"{p} holds a {clf.name!r} {clf.output_context} classifier, "
                          f"expected a {want!r} {kind} classifier")
     return clf
+
+
+def _over(rows: list[tuple[int, float, float]], base: list[tuple[int, float, float]]
+          ) -> list[float]:
+    """Per round, the wall time per token of one arm over another's, minus 1."""
+    return [(w / n) / (bw / bn) - 1.0 for (n, w, _), (bn, bw, _) in zip(rows, base,
+                                                                       strict=True)]
 
 
 def _sample_replies(n: int) -> tuple[list[str], list[int]]:
@@ -182,6 +195,7 @@ def main() -> int:
 
     import torch
 
+    from swisscheese.classifiers.backends.decoding_stream import DecodingStreamClassifier
     from swisscheese.classifiers.backends.ngram_stream import NGramStreamingClassifier
     from swisscheese.classifiers.backends.probe import ProbeStreamingClassifier
     from swisscheese.classifiers.backends.transformer import TransformerStreamingClassifier
@@ -245,6 +259,8 @@ def main() -> int:
         "plain": (False, None),
         "ngram": (False, text_hook(ngram)),
         "ngram-exchange": (False, text_hook(exch, context=True)),
+        "decoding-exchange": (False, text_hook(DecodingStreamClassifier.wrap(exch),
+                                               context=True)),
         "transformer": (False, text_hook(trans)),
         "probe": (True, hidden_hook),
         "probe-text": (False, text_hook(probe)),
@@ -319,7 +335,7 @@ def main() -> int:
             "pass_over_reply": statistics.median(over) <= EXCHANGE_TARGET})
     print(f"\nstreaming overhead on {args.model}: {len(prompts)} prompts x {args.rounds} rounds, "
           f"<= {args.tokens} tokens per reply, 1 thread, {elapsed:.0f} s")
-    head = (f"{'arm':<12} {'ms/token':>9} {'added (e2e)':>12} {'classifier':>11} "
+    head = (f"{'arm':<17} {'ms/token':>9} {'added (e2e)':>12} {'classifier':>11} "
             f"{'us/token':>9} {'target':>7}  result")
     print(head)
     print("-" * len(head))
@@ -328,7 +344,7 @@ def main() -> int:
         res = "" if goal is None else (
             f"{'PASS' if row['pass_classifier_share'] else 'MISS'} (classifier), "
             f"{'PASS' if row['pass_end_to_end'] else 'MISS'} (e2e)")
-        print(f"{a:<12} {row['ms_per_token_median']:>9.3f} "
+        print(f"{a:<17} {row['ms_per_token_median']:>9.3f} "
               f"{100 * row['added_time_median']:>+11.2f}% "
               f"{100 * row['classifier_share_median']:>10.2f}% "
               f"{row['classifier_us_per_token']:>9.1f} "
@@ -340,6 +356,12 @@ def main() -> int:
               f"{100 * x['added_over_reply_median']:+.2f}% wall per token, classifier "
               f"{100 * x['classifier_share_over_reply_median']:+.2f}% (target <= "
               f"{100 * EXCHANGE_TARGET:.0f}%): {'PASS' if x['pass_over_reply'] else 'MISS'}")
+    if "decoding-exchange" in results and "ngram-exchange" in results:
+        over = _over(per_round["decoding-exchange"], per_round["ngram-exchange"])
+        results["decoding-exchange"]["added_over_exchange_median"] = statistics.median(over)
+        results["decoding-exchange"]["added_over_exchange_rounds"] = over
+        print(f"decoding-exchange over ngram-exchange (side by side): "
+              f"{100 * statistics.median(over):+.2f}% wall per token")
     out = {
         "model": args.model,
         "arms": results,

@@ -112,10 +112,13 @@ def test_train_writes_a_bundle_that_loads(trained: Path, bundle: GuardBundle) ->
 
 
 def test_the_default_bundle_decodes_before_the_ngram(bundle: GuardBundle) -> None:
-    # The organism default: the n-gram behind the decoders, paired with its base's twin.
-    assert TrainConfig().backend == "decoding" and TrainConfig().output_name() == "ngram-stream"
+    # The organism default: the n-gram behind the decoders, paired with the n-gram stream
+    # behind the reader of Caesar-shifted replies.
+    assert TrainConfig().backend == "decoding"
+    assert TrainConfig().output_name() == "decoding-stream"
     assert bundle.input.name == "decoding" and bundle.input.base.name == "ngram"
-    assert bundle.output.name == "ngram-stream"
+    assert bundle.output.name == "decoding-stream"
+    assert bundle.output.base.name == "ngram-stream"
 
 
 def test_the_default_bundle_catches_heldout_morse(trained: Path, bundle: GuardBundle) -> None:
@@ -332,10 +335,13 @@ def test_the_default_exchange_output_also_reads_the_first_user_message() -> None
     from swisscheese.classifiers.registry import get_classifier
 
     _, out = backend_params(TrainConfig(), 0)
+    assert get_classifier("decoding-stream", **out).base.config.context_first_user is True
+    _, out = backend_params(TrainConfig(output_backend="ngram-stream"), 0)
     assert get_classifier("ngram-stream", **out).config.context_first_user is True
     for cfg in (TrainConfig(output_first_user=False), TrainConfig(output_context="reply"),
                 TrainConfig(output_params={"context_first_user": False}),
-                TrainConfig(output_backend="transformer-stream")):
+                TrainConfig(output_backend="transformer-stream"),
+                TrainConfig(output_params={"base": "transformer-stream"})):
         assert not backend_params(cfg, 0)[1].get("context_first_user", False), cfg
 
 

@@ -68,8 +68,10 @@ def test_a_disguise_never_trained_on_is_read_through(tmp_path: Path) -> None:
         DecodingClassifier(decoders=("rot47",))
 
 
-def test_its_output_twin_is_its_bases() -> None:
-    assert streaming_twin("decoding") == "ngram-stream"
+def test_its_output_twin_reads_ciphered_replies_or_is_its_bases() -> None:
+    # With its default base, the twin reads Caesar-shifted replies back before the n-gram.
+    assert streaming_twin("decoding") == "decoding-stream"
+    assert streaming_twin("decoding", {"base": "ngram"}) == "decoding-stream"
     assert streaming_twin("decoding", {"base": "transformer"}) == "transformer-stream"
     with pytest.raises(KeyError, match="no streaming classifier for backend 'hf-finetune'"):
         streaming_twin("decoding", {"base": "hf-finetune"})

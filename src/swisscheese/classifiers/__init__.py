@@ -3,9 +3,8 @@ calibration, metrics, persistence and text normalisation. Nothing here knows whe
 comes from (the recipes do).
 
     >>> from swisscheese.classifiers import get_classifier, list_classifiers
-    >>> list_classifiers()
-    ['decoding', 'hf-finetune', 'ngram', 'ngram-stream', 'probe', 'probe-stream', \
-'transformer', 'transformer-stream']
+    >>> list_classifiers()[:6]
+    ['cascade', 'cascade-stream', 'decoding', 'decoding-stream', 'encoder', 'encoder-stream']
 
 Backends live in `backends/` and are imported the first time the registry builds one, so
 importing this package stays cheap.

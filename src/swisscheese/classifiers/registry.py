@@ -34,6 +34,7 @@ for _name, _path in (
     ("probe-stream", f"{_B}.probe:ProbeStreamingClassifier"),
     ("hf-finetune", f"{_B}.hf_finetune:HFFinetuneClassifier"),
     ("decoding", f"{_B}.decoding:DecodingClassifier"),
+    ("decoding-stream", f"{_B}.decoding_stream:DecodingStreamClassifier"),
     ("encoder", f"{_B}.encoder:EncoderClassifier"),
     ("encoder-stream", f"{_B}.encoder:EncoderExchangeClassifier"),
     ("cascade", f"{_B}.cascade:CascadeClassifier"),
@@ -75,18 +76,21 @@ def streaming_names() -> list[str]:
 
 def streaming_twin(backend: str, params: Mapping[str, Any] | None = None) -> str:
     """The registered streaming twin of `backend` ("ngram" -> "ngram-stream"), or KeyError
-    listing the streaming backends. A wrapper backend with no twin of its own that names
-    the constructor option of the backend it wraps (`base_option`, e.g. 'decoding': "base")
-    has its base's twin; `params` are the wrapper's constructor options."""
+    listing the streaming backends. A wrapper backend that names the constructor option
+    of the backend it wraps (`base_option`, e.g. 'decoding': "base") has its own twin
+    ('decoding-stream') while it wraps its default base, and its base's twin when `params`
+    (the wrapper's constructor options) name another."""
+    cls = CLASSIFIERS.get(backend) if backend in CLASSIFIERS else None
+    option = getattr(cls, "base_option", None)
+    default = getattr(cls, "default_base", None)
+    base = (params or {}).get(option, default) if option is not None else None
+    if isinstance(base, str) and base not in (backend, default):
+        return streaming_twin(base)
     for name in (f"{backend}-stream", backend):
         if name in CLASSIFIERS and is_streaming(name):
             return name
-    cls = CLASSIFIERS.get(backend) if backend in CLASSIFIERS else None
-    option = getattr(cls, "base_option", None)
-    if option is not None:
-        base = (params or {}).get(option, getattr(cls, "default_base", None))
-        if isinstance(base, str) and base != backend:
-            return streaming_twin(base)
+    if isinstance(base, str) and base != backend:
+        return streaming_twin(base)
     raise UnknownPluginError(f"no streaming classifier for backend {backend!r}; pass an "
                              f"output backend, one of: {', '.join(streaming_names())}")
 

@@ -104,6 +104,12 @@ def _share(words: list[str]) -> tuple[float, int]:
     return len(hits) / len(words), sum(len(w) > 1 for w in hits)
 
 
+def _english(share_hits: tuple[float, int], plain: float) -> bool:
+    """Whether a reading with this (share, long hits) is English, beside a plain share."""
+    share, long_hits = share_hits
+    return share >= max(ENGLISH_SHARE, plain + MARGIN) and long_hits >= 2
+
+
 def _reading(segment: str, kinds: frozenset[str]) -> str | None:
     """The one English reading of a segment that reads as no English, else None."""
     words = [w.lower() for w in _WORD.findall(segment)]
@@ -117,8 +123,7 @@ def _reading(segment: str, kinds: frozenset[str]) -> str | None:
         if kind not in kinds:
             continue
         text = read(segment)
-        share, long_hits = function_share(text)
-        if share >= max(ENGLISH_SHARE, plain + MARGIN) and long_hits >= 2:
+        if _english(function_share(text), plain):
             found.append(text)
     # Two English readings of one segment mean the test cannot tell: leave it as it is.
     return found[0] if len(found) == 1 else None
@@ -134,3 +139,60 @@ def undo_letter_ciphers(text: str, kinds: Iterable[str] = ("caesar", "reversal")
         return m.group(0) if reading is None else reading
 
     return _SEGMENT.sub(fix, text)
+
+
+# A streamed reply is read at one Caesar shift (0: as written), chosen from its first
+# words: a shift maps each character on its own, so the rest of the stream is read back as
+# it comes (a reversal cannot be read before the reply ends). The choice is made at the
+# first word end where the words so far are English as written, or exactly one shift of
+# them is (from CIPHER_WORDS words on; fewer say too little), or at the first sentence end
+# after MIN_WORDS words, or DECISION_CHARS characters in, whichever comes first.
+DECISION_CHARS = 160
+CIPHER_WORDS = 5
+_SENTENCE_ENDS = frozenset(".?!:;\n")
+_WORD_END = re.compile(r"(?<=[^\W\d_])[\s.?!:;]")
+
+
+def _english_shift(words: list[str], plain: float) -> int | None:
+    """The one Caesar shift at which `words` read as English, else None."""
+    found = [s for s in range(1, 26)
+             if _english(_share([ciphers.caesar(w, s) for w in words]), plain)]
+    return found[0] if len(found) == 1 else None
+
+
+def _shift_at(words: list[str], final: bool) -> int | None:
+    """The shift to read a reply whose first words are `words` at, or None if they do not
+    decide yet (`final`: they must, as at a sentence end or at the end of the reply)."""
+    if len(words) < MIN_WORDS:
+        return 0 if final else None
+    plain = _share(words)
+    if _english(plain, 0.0):
+        return 0
+    shift = _english_shift(words, plain[0])
+    if shift is not None and (final or len(words) >= CIPHER_WORDS):
+        return shift
+    return 0 if final else None
+
+
+def _words(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def reply_shift(prefix: str, ended: bool, start: int = 0) -> tuple[int | None, int]:
+    """(the Caesar shift to read a reply at, 0 for as written, or None while its first
+    words do not decide; where a later call on a longer prefix may resume from).
+
+    The shift depends only on the prefix up to where it is decided, so a stream that calls
+    this after each delta (passing the position back) decides as one call on the whole
+    reply does (`ended`: the reply is complete, decide now)."""
+    head = prefix[:DECISION_CHARS]
+    for m in _WORD_END.finditer(head, start):
+        words = _words(head[:m.start()])
+        final = m.group(0) in _SENTENCE_ENDS and len(words) >= MIN_WORDS
+        shift = _shift_at(words, final)
+        if shift is not None:
+            return shift, m.end()
+        start = m.end()
+    if ended or len(prefix) >= DECISION_CHARS:
+        return _shift_at(_words(head), True), len(head)
+    return None, start

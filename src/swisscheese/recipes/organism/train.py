@@ -318,6 +318,14 @@ def _output_name(cfg: TrainConfig) -> str | None:
         return None
 
 
+def _reads_ngrams(cfg: TrainConfig) -> bool:
+    """Whether the output classifier is the n-gram stream (or reads the reply back
+    through 'decoding-stream' into one)."""
+    name = _output_name(cfg)
+    return name == "ngram-stream" or (name == "decoding-stream" and dict(
+        cfg.output_params).get("base", "ngram-stream") == "ngram-stream")
+
+
 def backend_params(cfg: TrainConfig, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """Constructor kwargs of the input and output classifiers.
 
@@ -337,7 +345,7 @@ def backend_params(cfg: TrainConfig, seed: int) -> tuple[dict[str, Any], dict[st
     if cfg.output_context == "exchange":
         # The exchange backends' own options (see each backend's config).
         out_extra["context"] = "exchange"
-        if cfg.output_first_user and _output_name(cfg) == "ngram-stream":
+        if cfg.output_first_user and _reads_ngrams(cfg):
             out_extra["context_first_user"] = True
     if cfg.backend == DEFAULT_BACKEND and "base" not in cfg.input_params:
         in_extra |= DEFAULT_INPUT_PARAMS

@@ -1,0 +1,220 @@
+"""An output classifier that reads a reply written in a Caesar shift back before scoring.
+
+    >>> clf = DecodingStreamClassifier(base="ngram-stream", context="exchange")  # doctest: +SKIP
+
+A model asked to "answer in rot13" writes a reply no output classifier reads unless its
+training showed that shift of that content: the default organism bundle stopped the
+world's harmless crafts answered in rot13 most often of its fresh-traffic false positives
+at the output (6 of 15 on one 20,000-conversation set), and a harmful answer in another
+shift would read as noise. A Caesar shift maps each character on its own, so a stream can
+be read back as it comes, once its first words say which shift it is in
+(`ciphers.reply_shift`: at the first word end where they read as English as written or at
+exactly one shift, else at the first sentence end or DECISION_CHARS characters in).
+
+Until then the reply is scored as written by the base (so nothing is held back for the
+choice, and what a guard releases meanwhile was scored below its threshold as written);
+once a shift is chosen the base starts over on the reply read back, and every later delta
+is read back before the base sees it. The score of a prefix is therefore a function of
+the prefix alone, and `predict_exchange` reads whole replies back in one go. A reply that
+switches cipher after its first words is read as it began. Reversal is not read (a stream
+cannot be read backwards before it ends).
+
+The saved directory holds config.json (the base's name) and base/, the base classifier
+in its own format.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+
+from swisscheese.classifiers.base import (
+    Classifier,
+    Conversation,
+    StreamingClassifier,
+    StreamState,
+    check_texts,
+)
+from swisscheese.classifiers.errors import ClassifierError
+from swisscheese.classifiers.persist import CONFIG_FILE, read_config, write_config
+from swisscheese.classifiers.registry import get_classifier, load_classifier
+
+FORMAT = "swisscheese.classifiers.decoding-stream"
+FORMAT_VERSION = 1
+BASE_DIR = "base"
+
+
+def read_back(reply: str) -> str:
+    """The whole reply as the wrapper's base reads it: at its chosen Caesar shift."""
+    from swisscheese.data.converters.ciphers import reply_shift
+    from swisscheese.world.ciphers import caesar
+
+    shift, _ = reply_shift(reply, ended=True)
+    return caesar(reply, shift) if shift else reply
+
+
+@dataclass
+class DecodingStreamState(StreamState):
+    """The base's state, and until a shift is chosen the raw reply so far and a copy of
+    the base's fresh state to start over from."""
+
+    base: StreamState = field(default_factory=StreamState)
+    fresh: StreamState | None = None
+    buffer: str = ""
+    shift: int | None = None  # None until chosen; 0 reads the reply as written
+    scanned: int = 0  # where `reply_shift` resumes
+
+
+class DecodingStreamClassifier(Classifier, StreamingClassifier):
+    """Streaming classifier: a base streaming backend reading the reply at the Caesar shift
+    its first words are in (see the module docstring).
+
+    `DecodingStreamClassifier(base="ngram-stream", **base_params)`: other keyword
+    arguments (`context`, `seed`, ...) go to the base's constructor; it reads what its
+    base reads (`output_context`).
+    """
+
+    name: ClassVar[str] = "decoding-stream"
+    contexts: ClassVar[tuple[str, ...]] = ("reply", "exchange")
+    base_option: ClassVar[str] = "base"
+    default_base: ClassVar[str] = "ngram-stream"
+
+    def __init__(self, base: str = "ngram-stream", **base_params: Any) -> None:
+        if base == self.name:
+            raise ValueError("the base of a decoding-stream classifier cannot be another one")
+        clf = get_classifier(base, **base_params)
+        if not isinstance(clf, StreamingClassifier):
+            raise ValueError(f"base {base!r} is not a streaming classifier")
+        self.base_name, self.base = base, clf
+
+    @classmethod
+    def wrap(cls, base: StreamingClassifier) -> Self:
+        """A reader around an already fitted streaming classifier (it is not copied)."""
+        if not isinstance(base, Classifier) or isinstance(base, cls):
+            raise ValueError(f"cannot wrap a {type(base).__name__}")
+        obj = cls.__new__(cls)
+        obj.base_name, obj.base = base.name, base
+        return obj
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base={self.base!r})"
+
+    @property  # type: ignore[override]
+    def progress(self) -> Any:
+        return self.base.progress  # type: ignore[attr-defined]
+
+    @progress.setter
+    def progress(self, value: Any) -> None:
+        self.base.progress = value  # type: ignore[attr-defined]
+
+    @property
+    def output_context(self) -> str:
+        return self.base.output_context
+
+    @property
+    def _base_clf(self) -> Classifier:
+        assert isinstance(self.base, Classifier)
+        return self.base
+
+    def read_back(self, replies: Sequence[str]) -> list[str]:
+        return [read_back(r) for r in check_texts(replies)]
+
+    def fit(self, texts: Sequence[str], labels: Sequence[int] | np.ndarray) -> Self:
+        self._base_clf.fit(self.read_back(texts), labels)
+        return self
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        return self._base_clf.predict_proba(self.read_back(texts))
+
+    def fit_exchanges(self, conversations: Sequence[Conversation], replies: Sequence[str],
+                      labels: Sequence[int] | np.ndarray) -> Self:
+        self.base.fit_exchanges(conversations, self.read_back(replies), labels)
+        return self
+
+    def predict_exchange(self, conversations: Sequence[Conversation],
+                         replies: Sequence[str]) -> np.ndarray:
+        return self.base.predict_exchange(conversations, self.read_back(replies))
+
+    def prefetch(self, replies: Sequence[str], conversations: Sequence[Conversation],
+                 chunk_chars: int) -> None:
+        self.base.prefetch(self.read_back(replies), conversations, chunk_chars)
+
+    def start(self, conversation: Conversation = None) -> DecodingStreamState:
+        base = self.base.start(conversation)
+        return DecodingStreamState(base=base, fresh=copy.deepcopy(base))
+
+    def pending_chars(self, state: StreamState) -> int:
+        assert isinstance(state, DecodingStreamState)
+        return self.base.pending_chars(state.base)
+
+    def _advance(self, state: StreamState, delta: str) -> float:
+        assert isinstance(state, DecodingStreamState)
+        if state.shift is not None:
+            return self._feed(state, delta)
+        from swisscheese.data.converters.ciphers import reply_shift
+
+        state.buffer += delta
+        shift, state.scanned = reply_shift(state.buffer, False, state.scanned)
+        if not shift:  # undecided, or as written: the base reads the delta as it is
+            score = self._feed(state, delta)
+            if shift == 0:
+                self._decide(state, 0)
+            return score
+        return self._restart(state, shift)
+
+    def finish(self, state: StreamState) -> tuple[StreamState, float]:
+        assert isinstance(state, DecodingStreamState)
+        if state.shift is None:
+            from swisscheese.data.converters.ciphers import reply_shift
+
+            shift, _ = reply_shift(state.buffer, True, state.scanned)
+            if shift:
+                state.max_score = max(state.max_score, self._restart(state, shift))
+            else:
+                self._decide(state, 0)
+        state.base, score = self.base.finish(state.base)
+        state.last_score = score
+        state.max_score = max(state.max_score, score)
+        return state, score
+
+    def _feed(self, state: DecodingStreamState, delta: str) -> float:
+        if state.shift:
+            from swisscheese.world.ciphers import caesar
+
+            delta = caesar(delta, state.shift)
+        state.base, score = self.base.update(state.base, delta)
+        return score
+
+    def _decide(self, state: DecodingStreamState, shift: int) -> None:
+        state.shift, state.buffer, state.fresh = shift, "", None
+
+    def _restart(self, state: DecodingStreamState, shift: int) -> float:
+        """The base starts over on the reply so far, read at `shift`."""
+        assert state.fresh is not None
+        text, state.base = state.buffer, state.fresh
+        self._decide(state, shift)
+        return self._feed(state, text)
+
+    def save(self, directory: str | Path) -> Path:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        self._base_clf.save(d / BASE_DIR)
+        write_config(d, {"name": self.name, "format": FORMAT,
+                         "format_version": FORMAT_VERSION, "base": self.base_name})
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Self:
+        d = Path(directory)
+        meta = read_config(d / CONFIG_FILE, FORMAT, FORMAT_VERSION)
+        base = load_classifier(d / BASE_DIR)
+        if base.name != meta.get("base") or not isinstance(base, StreamingClassifier):
+            raise ClassifierError(f"{d / BASE_DIR}: holds a {base.name!r} classifier, but "
+                                  f"{d / CONFIG_FILE} names the streaming base "
+                                  f"{meta.get('base')!r}")
+        return cls.wrap(base)
