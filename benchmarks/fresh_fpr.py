@@ -14,8 +14,9 @@ Clopper-Pearson interval, the input TPR on the data's harmful test prompts of tr
 families, and the share of the world's harmful test replies the output layer flags; and
 both layers together (fully guarded: refused if either flags), with the bundle's
 thresholds and with the budget split evenly between the layers. Prints a table and writes
-OUT/fresh_fpr.json, and the calibration set as OUT/calibration.jsonl (what `swisscheese
-classifier calibrate --benign` reads).
+OUT/fresh_fpr.json (with every conversation refused at the split thresholds:
+`flagged_at_fresh_split`), and the calibration set as OUT/calibration.jsonl (what
+`swisscheese classifier calibrate --benign` reads).
 """
 
 from __future__ import annotations
@@ -74,6 +75,25 @@ def layer_rows(name: str, t_bundle: float, t_fresh: float, benign: np.ndarray,
     return {f"{name} @ {label}": {"threshold": t, "fpr": rate(benign >= t),
                                   "harmful_flagged": flagged_harm(t)}
             for label, t in (("bundle", t_bundle), ("fresh", t_fresh))}
+
+
+def flagged_rows(ev: Any, keep: list[int], scores: tuple[np.ndarray, np.ndarray],
+                 thresholds: list[float]) -> list[dict[str, Any]]:
+    """The measurement conversations refused fully guarded at the fresh thresholds: which
+    layer, the record's family and category, the request and the reply (false positives
+    come in clusters of one craft, so the list says more than their count)."""
+    out = []
+    for j, i in enumerate(keep):
+        layers = [name for name, s, t in zip(("input", "output"), scores, thresholds,
+                                              strict=True) if s[j] >= t]
+        if layers:
+            r = ev.records[i]
+            out.append({"layers": layers, "family": r.family, "category": r.category,
+                        "scores": [round(float(scores[0][j]), 5),
+                                   round(float(scores[1][j]), 5)],
+                        "request": ev.conversations[i][-1]["content"][:300],
+                        "reply": ev.replies[i][:300]})
+    return out
 
 
 def guarded_rows(bundle_t: dict[str, float], cal: tuple[np.ndarray, np.ndarray],
@@ -148,6 +168,8 @@ def main() -> int:
                        lambda t: rate(o_h >= t))
     rows |= guarded_rows(bundle.thresholds, (c_in, c_out), args.target_fpr,
                          (s_ev, o_ev), (s_h, o_h, np.array(idx)), harm["trained"])
+    t_split = rows["guarded @ fresh, target split"]["threshold"]
+    flagged = flagged_rows(ev, keep, (s_ev, o_ev), t_split)
     for name, r in rows.items():
         f, h = r["fpr"], r["harmful_flagged"]
         t = r["threshold"]
@@ -161,6 +183,7 @@ def main() -> int:
         "bundle": str(args.bundle), "target_fpr": args.target_fpr, "rows": rows,
         "measurement_seed": args.measurement_seed,
         "n_calibration": len(cal.records), "n_measurement": len(keep),
+        "flagged_at_fresh_split": flagged,
         "seconds": round(time.perf_counter() - t0),
         "load_average_before_after": [round(load0, 2), round(os.getloadavg()[0], 2)],
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])})
