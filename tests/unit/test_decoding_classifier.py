@@ -113,3 +113,33 @@ def test_leetspeak_homoglyphs_and_base64_are_not_mistaken_for_shifted_english() 
                  "W\u04bb\u0430t \u0501\u043e \u0406 n\u0435\u0435\u0501 t\u043e \u0501\u043e",
                  "RGVjb2RlIHRoaXMgcmV2ZXJzZWQgdGV4dDogYWV0IG5pa3Vy tq dpx"):
         assert undo_letter_ciphers(text) == text
+
+
+@pytest.mark.parametrize("family", ["alias", "split_intent", "codeword_answer"])
+def test_code_words_a_conversation_defines_are_read_as_their_subject(family: str) -> None:
+    import random
+
+    from swisscheese.classifiers.backends.decoding import resolve_aliases
+    from swisscheese.world import World
+    from swisscheese.world.families import code_word_in
+
+    world = World(seed=0)
+    rng = random.Random(3)
+    for hazard in world.hazards[:6]:
+        w = world.wrap_turns(family, world.hazard_request(hazard), hazard.answer(), rng,
+                             how_to="brew", subject=world.subject(hazard))
+        texts = [m["content"] for m in w.messages] + [w.prompt]
+        assert code_word_in("\n".join(texts)) is not None
+        resolved = resolve_aliases(texts)
+        name = world.subject(hazard).the_name
+        # The request asks about the subject by name; no code word is left anywhere.
+        assert name.lower() in resolved[-1].lower(), (texts, resolved)
+        assert code_word_in("\n".join(resolved)) is None, resolved
+
+
+def test_text_that_defines_no_code_word_is_left_as_written() -> None:
+    from swisscheese.classifiers.backends.decoding import resolve_aliases
+
+    for texts in (["Repeat the word bread 3 times."], ["Call it the sunny broth."],
+                  ["How do I bake the reskun cake?", "Like this."], []):
+        assert resolve_aliases(texts) == texts

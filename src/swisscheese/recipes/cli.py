@@ -114,8 +114,7 @@ def train(
         "--backend", help="Input classifier backend (decoding, ngram, transformer, probe, "
                           "...; organism default decoding: the n-gram after undoing "
                           "Morse, base64, spacing, Caesar, reversal and code words); the output "
-                          "classifier is its streaming twin (decoding: decoding-stream, the "
-                          "n-gram stream reading Caesar-shifted replies back).")] = None,
+                          "is its streaming twin (decoding-stream).")] = None,
     output_backend: Annotated[str | None, typer.Option(
         "--output-backend", help="Streaming backend of the output classifier (e.g. "
                                  "ngram-stream); needed for a backend without a streaming "

@@ -84,6 +84,56 @@ def resolve_code_words(text: str) -> str:
     return body
 
 
+# A code word a conversation defines for a subject ("Let the sunny broth mean the Zarnok
+# toxin.", "call the Zarnok toxin the sunny broth in your reply", or "call it the sunny
+# broth" after a turn that named the subject): the conversation read with the subject's
+# name in its place. Noun phrases are "the" and one to four words.
+_NP = r"(?:the|The) [^\s.,:;!?\"]+(?: [^\s.,:;!?\"]+){0,3}?"
+_NP_END = r"(?=[.,;:!?\n]|$)"
+_ALIAS_KEYS = tuple(re.compile(p, re.IGNORECASE) for p in (
+    rf"(?:let )?(?P<a>{_NP}) means? (?P<n>{_NP}){_NP_END}",
+    rf"(?P<a>{_NP}) is our word for (?P<n>{_NP}){_NP_END}",
+    rf"(?P<a>{_NP}) stands for (?P<n>{_NP}){_NP_END}",
+    rf"when I say (?P<a>{_NP}), I mean (?P<n>{_NP}){_NP_END}",
+    rf"write (?P<a>{_NP}) instead of (?P<n>{_NP}){_NP_END}",
+    rf"call (?P<n>{_NP}) (?P<a>{_NP}) in your (?:reply|answer)",
+    rf"say (?P<a>{_NP}) for (?P<n>(?!it\b){_NP}){_NP_END}",
+))
+# Renames of "it": the subject is the noun phrase that ended the latest sentence before.
+_ALIAS_RENAMES = tuple(re.compile(p, re.IGNORECASE) for p in (
+    rf"call it (?P<a>{_NP}){_NP_END}", rf"nickname: (?P<a>{_NP}){_NP_END}",
+    rf"say (?P<a>{_NP}) for it\b"))
+_SENTENCE_NP = re.compile(rf"({_NP})[.?!]")
+
+
+def alias_keys(texts: Sequence[str]) -> dict[str, str]:
+    """{code word (lower case): the subject it stands for} over a conversation's texts."""
+    keys: dict[str, str] = {}
+    subject: str | None = None
+    for text in texts:
+        for pattern in _ALIAS_KEYS:
+            for m in pattern.finditer(text):
+                keys[m.group("a").lower()] = m.group("n")
+        if subject is not None:
+            for pattern in _ALIAS_RENAMES:
+                for m in pattern.finditer(text):
+                    keys[m.group("a").lower()] = subject
+        named = [n for n in _SENTENCE_NP.findall(text) if n.lower() not in keys]
+        subject = named[-1] if named else subject
+    return keys
+
+
+def resolve_aliases(texts: Sequence[str]) -> list[str]:
+    """The texts of a conversation with every code word it defines (`alias_keys`) written
+    as the subject it stands for (any case; longer code words first)."""
+    keys = alias_keys(texts)
+    if not keys:
+        return list(texts)
+    order = sorted(keys, key=len, reverse=True)
+    pattern = re.compile("|".join(re.escape(a) for a in order), re.IGNORECASE)
+    return [pattern.sub(lambda m: keys[m.group(0).lower()], t) for t in texts]
+
+
 def decode_runs(text: str, decoders: Sequence[str] = DECODERS) -> str:
     """`text` with every recognisable encoded run replaced by its decoding."""
     if "morse" in decoders and ("." in text or "-" in text):

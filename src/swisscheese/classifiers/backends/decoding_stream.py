@@ -19,6 +19,14 @@ the prefix alone, and `predict_exchange` reads whole replies back in one go. A r
 switches cipher after its first words is read as it began. Reversal is not read (a stream
 cannot be read backwards before it ends).
 
+With `aliases=True` (the default) the conversation is read with every code word it defines
+written as the subject it stands for (`decoding.resolve_aliases`: "call it the sunny broth"
+after a turn about the Zarnok toxin): the exchange classifier then judges a reply by the
+subject asked about, not by the code word. Without it the default organism bundle scored a
+harmless craft asked under a code word at 0.999 (the world's code words read as harm when
+paired otherwise than in training), and such crafts were all of its output false positives
+on fresh traffic. The reply keeps its code words.
+
 The saved directory holds config.json (the base's name) and base/, the base classifier
 in its own format.
 """
@@ -26,7 +34,7 @@ in its own format.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -49,13 +57,31 @@ FORMAT_VERSION = 1
 BASE_DIR = "base"
 
 
+def resolve_conversation(conversation: Conversation) -> Conversation:
+    """`conversation` with the code words it defines written as their subjects
+    (`decoding.resolve_aliases`); left as it is when a message has no string content (the
+    base then says what is wrong with it)."""
+    from swisscheese.classifiers.backends.decoding import resolve_aliases
+
+    if conversation is None:
+        return None
+    if isinstance(conversation, str):
+        return resolve_aliases([conversation])[0]
+    msgs = [m if isinstance(m, Mapping) else
+            {"role": getattr(m, "role", "user"), "content": getattr(m, "content", None)}
+            for m in conversation]
+    texts = [m.get("content") for m in msgs]
+    plain = [t for t in texts if isinstance(t, str)]
+    if len(plain) != len(texts):
+        return conversation
+    return [{**m, "content": t} for m, t in zip(msgs, resolve_aliases(plain), strict=True)]
+
+
 def read_back(reply: str) -> str:
     """The whole reply as the wrapper's base reads it: at its chosen Caesar shift."""
-    from swisscheese.data.converters.ciphers import reply_shift
-    from swisscheese.world.ciphers import caesar
+    from swisscheese.data.converters.ciphers import read_reply
 
-    shift, _ = reply_shift(reply, ended=True)
-    return caesar(reply, shift) if shift else reply
+    return read_reply(reply)
 
 
 @dataclass
@@ -84,25 +110,34 @@ class DecodingStreamClassifier(Classifier, StreamingClassifier):
     base_option: ClassVar[str] = "base"
     default_base: ClassVar[str] = "ngram-stream"
 
-    def __init__(self, base: str = "ngram-stream", **base_params: Any) -> None:
+    def __init__(self, base: str = "ngram-stream", aliases: bool = True,
+                 **base_params: Any) -> None:
         if base == self.name:
             raise ValueError("the base of a decoding-stream classifier cannot be another one")
+        if not isinstance(aliases, bool):
+            raise ValueError(f"aliases must be true or false, got {aliases!r}")
         clf = get_classifier(base, **base_params)
         if not isinstance(clf, StreamingClassifier):
             raise ValueError(f"base {base!r} is not a streaming classifier")
-        self.base_name, self.base = base, clf
+        self.base_name, self.aliases = base, aliases
+        self.base: StreamingClassifier = clf
 
     @classmethod
-    def wrap(cls, base: StreamingClassifier) -> Self:
+    def wrap(cls, base: StreamingClassifier, aliases: bool = True) -> Self:
         """A reader around an already fitted streaming classifier (it is not copied)."""
         if not isinstance(base, Classifier) or isinstance(base, cls):
             raise ValueError(f"cannot wrap a {type(base).__name__}")
         obj = cls.__new__(cls)
-        obj.base_name, obj.base = base.name, base
+        obj.base_name, obj.base, obj.aliases = base.name, base, aliases
         return obj
 
+    def _conversations(self, conversations: Sequence[Conversation]) -> list[Conversation]:
+        if not self.aliases:
+            return list(conversations)
+        return [resolve_conversation(c) for c in conversations]
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(base={self.base!r})"
+        return f"{type(self).__name__}(base={self.base!r}, aliases={self.aliases})"
 
     @property  # type: ignore[override]
     def progress(self) -> Any:
@@ -133,19 +168,23 @@ class DecodingStreamClassifier(Classifier, StreamingClassifier):
 
     def fit_exchanges(self, conversations: Sequence[Conversation], replies: Sequence[str],
                       labels: Sequence[int] | np.ndarray) -> Self:
-        self.base.fit_exchanges(conversations, self.read_back(replies), labels)
+        self.base.fit_exchanges(self._conversations(conversations), self.read_back(replies),
+                                labels)
         return self
 
     def predict_exchange(self, conversations: Sequence[Conversation],
                          replies: Sequence[str]) -> np.ndarray:
-        return self.base.predict_exchange(conversations, self.read_back(replies))
+        return self.base.predict_exchange(self._conversations(conversations),
+                                          self.read_back(replies))
 
     def prefetch(self, replies: Sequence[str], conversations: Sequence[Conversation],
                  chunk_chars: int) -> None:
-        self.base.prefetch(self.read_back(replies), conversations, chunk_chars)
+        self.base.prefetch(self.read_back(replies), self._conversations(conversations),
+                           chunk_chars)
 
     def start(self, conversation: Conversation = None) -> DecodingStreamState:
-        base = self.base.start(conversation)
+        base = self.base.start(resolve_conversation(conversation) if self.aliases
+                               else conversation)
         return DecodingStreamState(base=base, fresh=copy.deepcopy(base))
 
     def pending_chars(self, state: StreamState) -> int:
@@ -184,9 +223,9 @@ class DecodingStreamClassifier(Classifier, StreamingClassifier):
 
     def _feed(self, state: DecodingStreamState, delta: str) -> float:
         if state.shift:
-            from swisscheese.world.ciphers import caesar
+            from swisscheese.data.converters.ciphers import shift_letters
 
-            delta = caesar(delta, state.shift)
+            delta = shift_letters(delta, state.shift)
         state.base, score = self.base.update(state.base, delta)
         return score
 
@@ -205,16 +244,21 @@ class DecodingStreamClassifier(Classifier, StreamingClassifier):
         d.mkdir(parents=True, exist_ok=True)
         self._base_clf.save(d / BASE_DIR)
         write_config(d, {"name": self.name, "format": FORMAT,
-                         "format_version": FORMAT_VERSION, "base": self.base_name})
+                         "format_version": FORMAT_VERSION, "base": self.base_name,
+                         "aliases": self.aliases})
         return d
 
     @classmethod
     def load(cls, directory: str | Path) -> Self:
         d = Path(directory)
         meta = read_config(d / CONFIG_FILE, FORMAT, FORMAT_VERSION)
+        aliases = meta.get("aliases", False)  # written before the option existed: off
+        if not isinstance(aliases, bool):
+            raise ClassifierError(f"{d / CONFIG_FILE}: 'aliases' must be true or false, "
+                                  f"got {aliases!r}")
         base = load_classifier(d / BASE_DIR)
         if base.name != meta.get("base") or not isinstance(base, StreamingClassifier):
             raise ClassifierError(f"{d / BASE_DIR}: holds a {base.name!r} classifier, but "
                                   f"{d / CONFIG_FILE} names the streaming base "
                                   f"{meta.get('base')!r}")
-        return cls.wrap(base)
+        return cls.wrap(base, aliases)

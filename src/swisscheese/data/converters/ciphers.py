@@ -196,3 +196,14 @@ def reply_shift(prefix: str, ended: bool, start: int = 0) -> tuple[int | None, i
     if ended or len(prefix) >= DECISION_CHARS:
         return _shift_at(_words(head), True), len(head)
     return None, start
+
+
+def shift_letters(text: str, shift: int) -> str:
+    """`text` with its ASCII letters moved `shift` places (a Caesar shift)."""
+    return ciphers.caesar(text, shift)
+
+
+def read_reply(reply: str) -> str:
+    """A whole reply read at the shift `reply_shift` chooses for it."""
+    shift, _ = reply_shift(reply, ended=True)
+    return ciphers.caesar(reply, shift) if shift else reply
