@@ -15,6 +15,10 @@ English (`undo_letter_ciphers`). Before the "caesar" and "reversal" decoders the
 bundle flagged ciphered requests for harmless crafts most often of all fresh benign
 traffic (7 of its 15 false positives in 20,366 conversations).
 
+`resolve_aliases` reads a conversation with the code words it defines ("Let the sunny broth
+mean the Zarnok toxin.") written as their subjects; the output reader (`decoding_stream`)
+uses it on the conversation a reply is judged with.
+
 The saved directory holds config.json (the decoders and the base's name) and base/, the
 base classifier in its own format.
 """
