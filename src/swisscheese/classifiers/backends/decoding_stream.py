@@ -100,9 +100,10 @@ class DecodingStreamClassifier(Classifier, StreamingClassifier):
     """Streaming classifier: a base streaming backend reading the reply at the Caesar shift
     its first words are in (see the module docstring).
 
-    `DecodingStreamClassifier(base="ngram-stream", **base_params)`: other keyword
-    arguments (`context`, `seed`, ...) go to the base's constructor; it reads what its
-    base reads (`output_context`).
+    `DecodingStreamClassifier(base="ngram-stream", aliases=True, **base_params)`: other
+    keyword arguments (`context`, `seed`, ...) go to the base's constructor; it reads what
+    its base reads (`output_context`); `aliases` resolves the code words a conversation
+    defines before the base reads it.
     """
 
     name: ClassVar[str] = "decoding-stream"
