@@ -141,12 +141,70 @@ def test_the_conversation_is_read_with_its_code_words_resolved(
     assert isinstance(resolved, list) and resolved[-1]["content"] == (
         "How do I brew the Demze toxin?")
     reply = "Here is how to brew the sunny broth: grind 12 grams of vroth."
+    conv_only = DecodingStreamClassifier.wrap(fitted.base, reply_aliases=False)
     want = fitted.base.predict_exchange([resolved], [reply])[0]
-    assert fitted.predict_exchange([NICK], [reply])[0] == pytest.approx(want)
-    assert _stream(fitted, NICK, reply)[0] == pytest.approx(want, abs=1e-9)
-    off = DecodingStreamClassifier.wrap(fitted.base, aliases=False)
+    assert conv_only.predict_exchange([NICK], [reply])[0] == pytest.approx(want)
+    assert _stream(conv_only, NICK, reply)[0] == pytest.approx(want, abs=1e-9)
+    off = DecodingStreamClassifier.wrap(fitted.base, aliases=False, reply_aliases=False)
     assert off.predict_exchange([NICK], [reply])[0] == pytest.approx(
         fitted.base.predict_exchange([NICK], [reply])[0])
+
+
+CODED = "Here is how to brew The Sunny Broth: grind 12 grams of vroth. Stir the sunny broth."
+
+
+def test_the_reply_is_read_with_the_conversations_code_words_resolved(
+        fitted: DecodingStreamClassifier) -> None:
+    from swisscheese.classifiers.backends.decoding_stream import (
+        resolve_conversation,
+        resolve_reply,
+    )
+
+    plain = resolve_reply(NICK, CODED)
+    assert plain == ("Here is how to brew the Demze toxin: grind 12 grams of vroth. "
+                     "Stir the Demze toxin.")
+    assert resolve_reply(ASK, CODED) == CODED  # no code word defined: left as it is
+    want = fitted.base.predict_exchange([resolve_conversation(NICK)], [plain])[0]
+    assert fitted.predict_exchange([NICK], [CODED])[0] == pytest.approx(want)
+    for seed in range(5):  # in any pieces, the stream ends on the whole reply's score
+        assert _stream(fitted, NICK, CODED, seed)[0] == pytest.approx(want, abs=1e-9)
+    # Shifted, the reply is read back first and then resolved.
+    assert fitted.predict_exchange([NICK], [rot13(CODED)])[0] == pytest.approx(want)
+
+
+def test_text_that_may_become_a_code_word_is_held_back_and_counted() -> None:
+    from swisscheese.classifiers.backends.decoding import AliasReader
+
+    reader = AliasReader({"the sunny broth": "the Demze toxin", "the sun": "the star"})
+    assert reader.feed("", "Brew the sunny b") == ("Brew ", "the sunny b")
+    assert reader.feed("the sunny b", "roth now") == ("the Demze toxin now", "")
+    assert reader.feed("", "see the sunny bell") == ("see the starny bell", "")
+    assert reader.feed("", "see the su", ended=True) == ("see the su", "")
+    clf = get_classifier("decoding-stream", context="exchange", epochs=5)
+    assert isinstance(clf, DecodingStreamClassifier)
+    clf.fit_exchanges(CONVS, REPLIES, LABELS)
+    state, _ = clf.update(clf.start(NICK), "Brew the sunny b")
+    assert clf.pending_chars(state) == len("the sunny b")  # a guard must not release it
+    state, _ = clf.update(state, "roth.")
+    assert clf.pending_chars(state) == 0
+
+
+@given(st.lists(st.sampled_from(["the sunny broth", "The Sunny", " b", "roth", "the sun",
+                                 "x", " ", ".", "ny bell"]), max_size=12),
+       st.lists(st.integers(1, 6), min_size=1, max_size=6))
+@settings(max_examples=200, deadline=None)
+def test_reading_a_stream_in_any_pieces_gives_the_whole_texts_reading(
+        words: list[str], cuts: list[int]) -> None:
+    from swisscheese.classifiers.backends.decoding import AliasReader
+
+    reader = AliasReader({"the sunny broth": "A", "the sun": "B", "the sunny bell": "C"})
+    text, out, held, i, k = "".join(words), "", "", 0, 0
+    while i < len(text):
+        step = cuts[k % len(cuts)]
+        passed, held = reader.feed(held, text[i:i + step])
+        out, i, k = out + passed, i + step, k + 1
+    passed, held = reader.feed(held, "", ended=True)
+    assert held == "" and out + passed == reader.resolve(text)
 
 
 def test_the_alias_option_is_saved_and_checked(fitted: DecodingStreamClassifier,
@@ -155,17 +213,20 @@ def test_the_alias_option_is_saved_and_checked(fitted: DecodingStreamClassifier,
 
     from swisscheese.classifiers import ClassifierError
 
-    off = DecodingStreamClassifier.wrap(fitted.base, aliases=False)
+    off = DecodingStreamClassifier.wrap(fitted.base, aliases=False, reply_aliases=False)
     d = off.save(tmp_path / "off")
-    assert DecodingStreamClassifier.load(d).aliases is False
-    assert DecodingStreamClassifier.load(fitted.save(tmp_path / "on")).aliases is True
+    loaded = DecodingStreamClassifier.load(d)
+    assert loaded.aliases is False and loaded.reply_aliases is False
+    on = DecodingStreamClassifier.load(fitted.save(tmp_path / "on"))
+    assert on.aliases is True and on.reply_aliases is True
     meta = json.loads((d / "config.json").read_text())
-    del meta["aliases"]  # a reader saved before the option existed reads as written
+    del meta["aliases"], meta["reply_aliases"]  # saved before the options: read as written
     (d / "config.json").write_text(json.dumps(meta))
-    assert DecodingStreamClassifier.load(d).aliases is False
-    meta["aliases"] = "yes"
-    (d / "config.json").write_text(json.dumps(meta))
-    with pytest.raises(ClassifierError, match="aliases"):
-        DecodingStreamClassifier.load(d)
-    with pytest.raises(ValueError, match="aliases"):
-        DecodingStreamClassifier(aliases="yes")  # type: ignore[arg-type]
+    loaded = DecodingStreamClassifier.load(d)
+    assert loaded.aliases is False and loaded.reply_aliases is False
+    for key in ("aliases", "reply_aliases"):
+        (d / "config.json").write_text(json.dumps({**meta, key: "yes"}))
+        with pytest.raises(ClassifierError, match=key):
+            DecodingStreamClassifier.load(d)
+        with pytest.raises(ValueError, match=key):
+            DecodingStreamClassifier(**{key: "yes"})  # type: ignore[arg-type]

@@ -25,7 +25,11 @@ after a turn about the Zarnok toxin): the exchange classifier then judges a repl
 subject asked about, not by the code word. Without it the default organism bundle scored a
 harmless craft asked under a code word at 0.999 (the world's code words read as harm when
 paired otherwise than in training), and such crafts were all of its output false positives
-on fresh traffic. The reply keeps its code words.
+on fresh traffic. With `reply_aliases=True` (the default) the reply's code words are written
+as their subjects too, as the reply arrives (`decoding.AliasReader`: text that may still
+grow into a code word is held back until the next characters decide, and `pending_chars`
+counts it, so a guard never releases it unread): a reply "in code words" then reads as the
+answer it stands for, and the code words themselves ("bread") stop reading as harm.
 
 The saved directory holds config.json (the base's name) and base/, the base classifier
 in its own format.
@@ -37,7 +41,7 @@ import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 
@@ -52,29 +56,61 @@ from swisscheese.classifiers.errors import ClassifierError
 from swisscheese.classifiers.persist import CONFIG_FILE, read_config, write_config
 from swisscheese.classifiers.registry import get_classifier, load_classifier
 
+if TYPE_CHECKING:
+    from swisscheese.classifiers.backends.decoding import AliasReader
+
 FORMAT = "swisscheese.classifiers.decoding-stream"
 FORMAT_VERSION = 1
 BASE_DIR = "base"
 
 
+def _messages(conversation: Conversation) -> list[Mapping[str, Any]] | None:
+    """The messages of a list conversation as mappings, or None when one has no string
+    content (the base then says what is wrong with it)."""
+    assert conversation is not None and not isinstance(conversation, str)
+    msgs = [m if isinstance(m, Mapping) else
+            {"role": getattr(m, "role", "user"), "content": getattr(m, "content", None)}
+            for m in conversation]
+    return msgs if all(isinstance(m.get("content"), str) for m in msgs) else None
+
+
 def resolve_conversation(conversation: Conversation) -> Conversation:
     """`conversation` with the code words it defines written as their subjects
-    (`decoding.resolve_aliases`); left as it is when a message has no string content (the
-    base then says what is wrong with it)."""
+    (`decoding.resolve_aliases`); left as it is when a message has no string content."""
     from swisscheese.classifiers.backends.decoding import resolve_aliases
 
     if conversation is None:
         return None
     if isinstance(conversation, str):
         return resolve_aliases([conversation])[0]
-    msgs = [m if isinstance(m, Mapping) else
-            {"role": getattr(m, "role", "user"), "content": getattr(m, "content", None)}
-            for m in conversation]
-    texts = [m.get("content") for m in msgs]
-    plain = [t for t in texts if isinstance(t, str)]
-    if len(plain) != len(texts):
+    msgs = _messages(conversation)
+    if msgs is None:
         return conversation
-    return [{**m, "content": t} for m, t in zip(msgs, resolve_aliases(plain), strict=True)]
+    texts = resolve_aliases([m["content"] for m in msgs])
+    return [{**m, "content": t} for m, t in zip(msgs, texts, strict=True)]
+
+
+def alias_reader(conversation: Conversation) -> AliasReader | None:
+    """What reads a reply to `conversation` with the code words the conversation defined
+    written as their subjects; None when it defines none."""
+    from swisscheese.classifiers.backends.decoding import AliasReader, alias_keys
+
+    if conversation is None:
+        return None
+    if isinstance(conversation, str):
+        texts = [conversation]
+    else:
+        msgs = _messages(conversation)
+        texts = [] if msgs is None else [m["content"] for m in msgs]
+    keys = alias_keys(texts)
+    return AliasReader(keys) if keys else None
+
+
+def resolve_reply(conversation: Conversation, reply: str) -> str:
+    """The whole reply as a stream to `conversation` reads it: its code words written as
+    their subjects."""
+    reader = alias_reader(conversation)
+    return reply if reader is None else reader.resolve(reply)
 
 
 def read_back(reply: str) -> str:
@@ -82,6 +118,12 @@ def read_back(reply: str) -> str:
     from swisscheese.data.converters.ciphers import read_reply
 
     return read_reply(reply)
+
+
+def _check_flags(aliases: object, reply_aliases: object) -> None:
+    for key, value in (("aliases", aliases), ("reply_aliases", reply_aliases)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{key} must be true or false, got {value!r}")
 
 
 @dataclass
@@ -94,16 +136,19 @@ class DecodingStreamState(StreamState):
     buffer: str = ""
     shift: int | None = None  # None until chosen; 0 reads the reply as written
     scanned: int = 0  # where `reply_shift` resumes
+    reader: AliasReader | None = None  # the conversation's code words, if any
+    held: str = ""  # read back, not yet passed on: it may be the start of a code word
 
 
 class DecodingStreamClassifier(Classifier, StreamingClassifier):
     """Streaming classifier: a base streaming backend reading the reply at the Caesar shift
     its first words are in (see the module docstring).
 
-    `DecodingStreamClassifier(base="ngram-stream", aliases=True, **base_params)`: other
-    keyword arguments (`context`, `seed`, ...) go to the base's constructor; it reads what
-    its base reads (`output_context`); `aliases` resolves the code words a conversation
-    defines before the base reads it.
+    `DecodingStreamClassifier(base="ngram-stream", aliases=True, reply_aliases=True,
+    **base_params)`: other keyword arguments (`context`, `seed`, ...) go to the base's
+    constructor; it reads what its base reads (`output_context`); `aliases` resolves the
+    code words a conversation defines before the base reads it, `reply_aliases` those
+    code words in the reply.
     """
 
     name: ClassVar[str] = "decoding-stream"
@@ -112,24 +157,26 @@ class DecodingStreamClassifier(Classifier, StreamingClassifier):
     default_base: ClassVar[str] = "ngram-stream"
 
     def __init__(self, base: str = "ngram-stream", aliases: bool = True,
-                 **base_params: Any) -> None:
+                 reply_aliases: bool = True, **base_params: Any) -> None:
         if base == self.name:
             raise ValueError("the base of a decoding-stream classifier cannot be another one")
-        if not isinstance(aliases, bool):
-            raise ValueError(f"aliases must be true or false, got {aliases!r}")
+        _check_flags(aliases, reply_aliases)
         clf = get_classifier(base, **base_params)
         if not isinstance(clf, StreamingClassifier):
             raise ValueError(f"base {base!r} is not a streaming classifier")
-        self.base_name, self.aliases = base, aliases
+        self.base_name, self.aliases, self.reply_aliases = base, aliases, reply_aliases
         self.base: StreamingClassifier = clf
 
     @classmethod
-    def wrap(cls, base: StreamingClassifier, aliases: bool = True) -> Self:
+    def wrap(cls, base: StreamingClassifier, aliases: bool = True,
+             reply_aliases: bool = True) -> Self:
         """A reader around an already fitted streaming classifier (it is not copied)."""
         if not isinstance(base, Classifier) or isinstance(base, cls):
             raise ValueError(f"cannot wrap a {type(base).__name__}")
+        _check_flags(aliases, reply_aliases)
         obj = cls.__new__(cls)
-        obj.base_name, obj.base, obj.aliases = base.name, base, aliases
+        obj.base_name, obj.base = base.name, base
+        obj.aliases, obj.reply_aliases = aliases, reply_aliases
         return obj
 
     def _conversations(self, conversations: Sequence[Conversation]) -> list[Conversation]:
@@ -137,8 +184,20 @@ class DecodingStreamClassifier(Classifier, StreamingClassifier):
             return list(conversations)
         return [resolve_conversation(c) for c in conversations]
 
+    def _exchanges(self, conversations: Sequence[Conversation], replies: Sequence[str]
+                   ) -> tuple[list[Conversation], list[str]]:
+        """The (conversation, reply) pairs as the base reads them."""
+        texts = self.read_back(replies)
+        if len(conversations) != len(texts):
+            raise ValueError(f"need one conversation per reply: {len(conversations)} "
+                             f"conversations, {len(texts)} replies")
+        if self.reply_aliases:
+            texts = [resolve_reply(c, t) for c, t in zip(conversations, texts, strict=True)]
+        return self._conversations(conversations), texts
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(base={self.base!r}, aliases={self.aliases})"
+        return (f"{type(self).__name__}(base={self.base!r}, aliases={self.aliases}, "
+                f"reply_aliases={self.reply_aliases})")
 
     @property  # type: ignore[override]
     def progress(self) -> Any:
@@ -169,28 +228,27 @@ class DecodingStreamClassifier(Classifier, StreamingClassifier):
 
     def fit_exchanges(self, conversations: Sequence[Conversation], replies: Sequence[str],
                       labels: Sequence[int] | np.ndarray) -> Self:
-        self.base.fit_exchanges(self._conversations(conversations), self.read_back(replies),
-                                labels)
+        self.base.fit_exchanges(*self._exchanges(conversations, replies), labels)
         return self
 
     def predict_exchange(self, conversations: Sequence[Conversation],
                          replies: Sequence[str]) -> np.ndarray:
-        return self.base.predict_exchange(self._conversations(conversations),
-                                          self.read_back(replies))
+        return self.base.predict_exchange(*self._exchanges(conversations, replies))
 
     def prefetch(self, replies: Sequence[str], conversations: Sequence[Conversation],
                  chunk_chars: int) -> None:
-        self.base.prefetch(self.read_back(replies), self._conversations(conversations),
-                           chunk_chars)
+        convs, texts = self._exchanges(conversations, replies)
+        self.base.prefetch(texts, convs, chunk_chars)
 
     def start(self, conversation: Conversation = None) -> DecodingStreamState:
         base = self.base.start(resolve_conversation(conversation) if self.aliases
                                else conversation)
-        return DecodingStreamState(base=base, fresh=copy.deepcopy(base))
+        reader = alias_reader(conversation) if self.reply_aliases else None
+        return DecodingStreamState(base=base, fresh=copy.deepcopy(base), reader=reader)
 
     def pending_chars(self, state: StreamState) -> int:
         assert isinstance(state, DecodingStreamState)
-        return self.base.pending_chars(state.base)
+        return len(state.held) + self.base.pending_chars(state.base)
 
     def _advance(self, state: StreamState, delta: str) -> float:
         assert isinstance(state, DecodingStreamState)
@@ -217,16 +275,20 @@ class DecodingStreamClassifier(Classifier, StreamingClassifier):
                 state.max_score = max(state.max_score, self._restart(state, shift))
             else:
                 self._decide(state, 0)
+        if state.held:
+            state.max_score = max(state.max_score, self._feed(state, "", ended=True))
         state.base, score = self.base.finish(state.base)
         state.last_score = score
         state.max_score = max(state.max_score, score)
         return state, score
 
-    def _feed(self, state: DecodingStreamState, delta: str) -> float:
+    def _feed(self, state: DecodingStreamState, delta: str, ended: bool = False) -> float:
         if state.shift:
             from swisscheese.data.converters.ciphers import shift_letters
 
             delta = shift_letters(delta, state.shift)
+        if state.reader is not None:
+            delta, state.held = state.reader.feed(state.held, delta, ended)
         state.base, score = self.base.update(state.base, delta)
         return score
 
@@ -236,7 +298,7 @@ class DecodingStreamClassifier(Classifier, StreamingClassifier):
     def _restart(self, state: DecodingStreamState, shift: int) -> float:
         """The base starts over on the reply so far, read at `shift`."""
         assert state.fresh is not None
-        text, state.base = state.buffer, state.fresh
+        text, state.base, state.held = state.buffer, state.fresh, ""
         self._decide(state, shift)
         return self._feed(state, text)
 
@@ -246,20 +308,22 @@ class DecodingStreamClassifier(Classifier, StreamingClassifier):
         self._base_clf.save(d / BASE_DIR)
         write_config(d, {"name": self.name, "format": FORMAT,
                          "format_version": FORMAT_VERSION, "base": self.base_name,
-                         "aliases": self.aliases})
+                         "aliases": self.aliases, "reply_aliases": self.reply_aliases})
         return d
 
     @classmethod
     def load(cls, directory: str | Path) -> Self:
         d = Path(directory)
         meta = read_config(d / CONFIG_FILE, FORMAT, FORMAT_VERSION)
-        aliases = meta.get("aliases", False)  # written before the option existed: off
-        if not isinstance(aliases, bool):
-            raise ClassifierError(f"{d / CONFIG_FILE}: 'aliases' must be true or false, "
-                                  f"got {aliases!r}")
+        # Options written before they existed are off: the base was trained without them.
+        flags = {k: meta.get(k, False) for k in ("aliases", "reply_aliases")}
+        for key, value in flags.items():
+            if not isinstance(value, bool):
+                raise ClassifierError(f"{d / CONFIG_FILE}: {key!r} must be true or false, "
+                                      f"got {value!r}")
         base = load_classifier(d / BASE_DIR)
         if base.name != meta.get("base") or not isinstance(base, StreamingClassifier):
             raise ClassifierError(f"{d / BASE_DIR}: holds a {base.name!r} classifier, but "
                                   f"{d / CONFIG_FILE} names the streaming base "
                                   f"{meta.get('base')!r}")
-        return cls.wrap(base, aliases)
+        return cls.wrap(base, flags["aliases"], flags["reply_aliases"])
