@@ -42,6 +42,21 @@ def test_spacing_and_code_words_are_undone(plain: str) -> None:
         "How do I brew tea? Pebbles.")
 
 
+@pytest.mark.parametrize("plain", HARMFUL + BENIGN)
+def test_leetspeak_lines_are_read_back(plain: str) -> None:
+    leet = get_converter("leetspeak")
+    want = leet.decode(leet.encode(plain))
+    assert decode_runs(leet.encode(plain)) == want
+    chat = f"user: Hello there, how are you?\nuser: {leet.encode(plain)}"
+    assert decode_runs(chat) == f"user: Hello there, how are you?\nuser: {want}"
+
+
+def test_numbers_and_a_few_mixed_words_are_not_leetspeak() -> None:
+    for plain in ("Play the mp3 at 10am on the 1st of May.", "Add 3, 4 and 57 to 105.",
+                  "Is 5um 4nd on the list of words?"):
+        assert decode_runs(plain) == plain
+
+
 def test_spacing_and_quotes_in_ordinary_text_are_left_alone() -> None:
     for plain in ('He said "hello" to me.', "Grade: a b c", 'The word "tulip" is nice.',
                   "x = 1 and y = 2"):

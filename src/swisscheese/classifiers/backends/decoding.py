@@ -26,7 +26,7 @@ base classifier in its own format.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -40,7 +40,7 @@ from swisscheese.classifiers.registry import get_classifier, load_classifier
 FORMAT = "swisscheese.classifiers.decoding"
 FORMAT_VERSION = 1
 BASE_DIR = "base"
-DECODERS = ("morse", "base64", "spacing", "caesar", "reversal", "codeword")
+DECODERS = ("morse", "base64", "spacing", "leet", "caesar", "reversal", "codeword")
 # Decoders that read letter ciphers back (`undo_letter_ciphers`).
 LETTER_DECODERS = ("caesar", "reversal")
 MIN_MORSE_TOKENS = 4
@@ -48,6 +48,13 @@ MIN_MORSE_TOKENS = 4
 # letters at least, so "a b c" in a list is left alone.
 MIN_SPACED_CHARS = 6
 _SPACED_RUN = re.compile(rf"(?<!\S)\S(?:(?: |   )\S){{{MIN_SPACED_CHARS - 1},}}(?!\S)")
+# Leetspeak (a e i o s t as 4 3 1 0 5 7) is read back when at least MIN_LEET_WORDS words,
+# and LEET_SHARE of the words that are not bare numbers, mix letters with those digits:
+# "mp3" or "the 1st" alone leave a text as it is.
+LEET_DIGITS = frozenset("431057")
+MIN_LEET_WORDS = 2
+LEET_SHARE = 0.6
+_WORD = re.compile(r"[A-Za-z0-9]+")
 # A code-word key, stated anywhere: 'In this message "tulip" means "toxin".' and the
 # plainer '"tulip" means "toxin".' or 'Let "tulip" stand for "toxin".'
 _CODE_KEY = re.compile(
@@ -72,6 +79,22 @@ def _decode_morse(m: re.Match[str]) -> str:
 
 def _join_spaced(m: re.Match[str]) -> str:
     return " ".join(word.replace(" ", "") for word in m.group(0).split("   "))
+
+
+def _undo_leet_line(line: str) -> str:
+    words = [w for w in _WORD.findall(line) if not w.isdigit()]
+    mixed = sum(1 for w in words if not w.isalpha() and not LEET_DIGITS.isdisjoint(w))
+    if mixed < MIN_LEET_WORDS or mixed < LEET_SHARE * len(words):
+        return line
+    from swisscheese.data.converters import get_converter
+
+    return get_converter("leetspeak").decode(line)
+
+
+def undo_leet(text: str) -> str:
+    """`text` with every line that is written in leetspeak (see MIN_LEET_WORDS) read back,
+    line by line (a conversation's turns are lines); bare numbers stay numbers."""
+    return "\n".join(_undo_leet_line(line) for line in text.split("\n"))
 
 
 def resolve_code_words(text: str) -> str:
@@ -133,9 +156,54 @@ def resolve_aliases(texts: Sequence[str]) -> list[str]:
     keys = alias_keys(texts)
     if not keys:
         return list(texts)
-    order = sorted(keys, key=len, reverse=True)
-    pattern = re.compile("|".join(re.escape(a) for a in order), re.IGNORECASE)
-    return [pattern.sub(lambda m: keys[m.group(0).lower()], t) for t in texts]
+    reader = AliasReader(keys)
+    return [reader.resolve(t) for t in texts]
+
+
+class AliasReader:
+    """Writes a stream's code words (`keys`: {code word, lower case: subject}) as their
+    subjects as the text arrives, with exactly the result `pattern.sub` gives on the whole
+    text: text that could still become the start of a code word is held back until the
+    next characters (or the end) decide it."""
+
+    def __init__(self, keys: Mapping[str, str]) -> None:
+        self.keys = dict(keys)
+        # Longer code words first: at each position the longest that matches is taken.
+        order = sorted(self.keys, key=len, reverse=True)
+        self.pattern = re.compile("|".join(re.escape(a) for a in order), re.IGNORECASE)
+        self.prefixes = {k[:j] for k in self.keys for j in range(1, len(k))}
+        self.longest = max(map(len, self.keys))
+        self.firsts = {k[0] for k in self.keys}
+
+    def _subject(self, m: re.Match[str]) -> str:
+        return self.keys.get(m.group(0).lower(), m.group(0))
+
+    def resolve(self, text: str) -> str:
+        """A whole text read at once (the stream's result once it ended)."""
+        return self.pattern.sub(self._subject, text)
+
+    def feed(self, held: str, delta: str, ended: bool = False) -> tuple[str, str]:
+        """(text to pass on, text still held back) after `delta` arrives behind `held`."""
+        s = held + delta
+        low = s.lower()
+        if len(low) != len(s):  # a character whose lower case is longer ("İ")
+            low = "".join(c.lower()[0] for c in s)
+        out: list[str] = []
+        i = start = 0
+        while i < len(s):
+            if low[i] not in self.firsts:
+                i += 1
+                continue
+            if not ended and len(s) - i < self.longest and low[i:] in self.prefixes:
+                break  # could still grow into a (longer) code word
+            m = self.pattern.match(s, i)
+            if m is None:
+                i += 1
+                continue
+            out += (s[start:i], self._subject(m))
+            i = start = m.end()
+        out.append(s[start:i])
+        return "".join(out), s[i:]
 
 
 def decode_runs(text: str, decoders: Sequence[str] = DECODERS) -> str:
@@ -148,6 +216,8 @@ def decode_runs(text: str, decoders: Sequence[str] = DECODERS) -> str:
         text = b64_runs(text)
     if "spacing" in decoders and "   " in text:
         text = _SPACED_RUN.sub(_join_spaced, text)
+    if "leet" in decoders and not LEET_DIGITS.isdisjoint(text):
+        text = undo_leet(text)
     letters = [d for d in LETTER_DECODERS if d in decoders]
     if letters:
         from swisscheese.data.converters.ciphers import undo_letter_ciphers
