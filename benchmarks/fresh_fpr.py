@@ -3,10 +3,14 @@ calibrated on a second fresh set at a low target (issue 13: 0.05% benign refusal
 
     .venv/bin/python benchmarks/fresh_fpr.py --bundle runs/classifier/bundle --n 20000
 
-Draws two sets of `--n` harmless organism conversations that are in no split of the
-bundle's data (`recipes/organism/benign.py`), with different seeds: one to calibrate on
-(seed --calibration-seed), one to measure on (the default benign seed, or
---measurement-seed), from which every conversation also in the first is dropped. For the
+    python benchmarks/fresh_fpr.py --bundle B --measurement-seed 4242 9001 --target-fpr .0005 .0003
+
+Draws sets of `--n` harmless organism conversations that are in no split of the bundle's
+data (`recipes/organism/benign.py`), with different seeds: one to calibrate on (seed
+--calibration-seed), and one or more to measure on (the default benign seed, or each of
+--measurement-seed), from each of which every conversation also in the first is dropped.
+The calibration set and the harmful test records are scored once for all the measurement
+sets and targets (`runs` in the JSON: one entry per seed and target). For the
 input layer (the rendered conversation) and the output layer (the world's harmless reply
 streamed after it), with the bundle's own thresholds and with thresholds calibrated on
 the first set at --target-fpr, it reports: the FPR on the measurement set with a 95%
@@ -36,19 +40,15 @@ from guard_cost import harmful_test, rate  # noqa: E402
 CALIBRATION_SEED = 1234
 
 
-def fresh_sets(bundle_dir: Path, bundle: Any, n: int, seed: int, out: Path,
-               measurement_seed: int | None = None) -> tuple[Any, Any, list[int]]:
-    """(calibration set, measurement set, indices of the measurement set not in the
-    calibration set)."""
+def fresh_set(bundle_dir: Path, bundle: Any, n: int, seed: int | None, out: Path) -> Any:
+    """`n` harmless organism conversations in no split of the bundle's data, drawn with
+    `seed` (None: the benign traffic's own default seed)."""
     from swisscheese.recipes.organism.benign import DEFAULT_SEED, benign_traffic
     from swisscheese.recipes.organism.evaluate import resolve_data_dir
 
     data = resolve_data_dir(bundle_dir, bundle, None)
-    cal = benign_traffic(data, bundle.constitution, n, out / "calibration", seed=seed)
-    ev = benign_traffic(data, bundle.constitution, n, out / "measurement",
-                        seed=DEFAULT_SEED if measurement_seed is None else measurement_seed)
-    seen = {r.key for r in cal.records}
-    return cal, ev, [i for i, r in enumerate(ev.records) if r.key not in seen]
+    return benign_traffic(data, bundle.constitution, n, out,
+                          seed=DEFAULT_SEED if seed is None else seed)
 
 
 def write_benign_jsonl(traffic: Any, path: Path) -> None:
@@ -122,54 +122,7 @@ def guarded_rows(bundle_t: dict[str, float], cal: tuple[np.ndarray, np.ndarray],
     return out
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bundle", type=Path, default=Path("runs/classifier/bundle"))
-    ap.add_argument("--n", type=int, default=20_000)
-    ap.add_argument("--target-fpr", type=float, default=0.0005)
-    ap.add_argument("--calibration-seed", type=int, default=CALIBRATION_SEED)
-    ap.add_argument("--measurement-seed", type=int, default=None, help=(
-        "seed of the measurement set (default: the benign traffic's own); another one "
-        "draws a set that no earlier run has looked at, to confirm a threshold chosen "
-        "after looking at the default set"))
-    ap.add_argument("--out", type=Path, default=Path("runs/bench-fresh-fpr"))
-    args = ap.parse_args()
-    if not (args.bundle / "bundle.json").is_file():
-        print(f"error: no bundle in {args.bundle}", file=sys.stderr)
-        return 1
-    from swisscheese.bundles import load_bundle
-    from swisscheese.bundles.build import calibrate
-    from swisscheese.fileio import atomic_write_json
-    from swisscheese.recipes.organism.train import prompt_texts
-
-    load0, t0 = os.getloadavg()[0], time.perf_counter()
-    bundle = load_bundle(args.bundle)
-    cal, ev, keep = fresh_sets(args.bundle, bundle, args.n, args.calibration_seed, args.out,
-                               args.measurement_seed)
-    harm = harmful_test(args.bundle)
-    write_benign_jsonl(cal, args.out / "calibration.jsonl")
-    print(f"calibration {len(cal.records)}, measurement {len(keep)} (of {len(ev.records)}: "
-          "the rest are also in the calibration set)", flush=True)
-    ev_prompts = prompt_texts(ev.records)
-    s_ev = bundle.input_scores([ev_prompts[i] for i in keep])
-    s_h = bundle.input_scores(harm["prompts"])
-    c_in = bundle.input_scores(prompt_texts(cal.records))
-    t_in = calibrate(c_in, args.target_fpr, "input")
-    rows = layer_rows("input", bundle.thresholds["input"], t_in, s_ev,
-                      lambda t: rate((s_h >= t)[harm["trained"]]))
-    idx = [i for i, r in enumerate(harm["replies"]) if r is not None]
-    o_h = output_scores(bundle, [harm["replies"][i] for i in idx],
-                        [harm["convs"][i] for i in idx])
-    o_ev = output_scores(bundle, [ev.replies[i] for i in keep],
-                         [ev.conversations[i] for i in keep])
-    c_out = output_scores(bundle, cal.replies, cal.conversations)
-    t_out = calibrate(c_out, args.target_fpr, "output")
-    rows |= layer_rows("output", bundle.thresholds["output"], t_out, o_ev,
-                       lambda t: rate(o_h >= t))
-    rows |= guarded_rows(bundle.thresholds, (c_in, c_out), args.target_fpr,
-                         (s_ev, o_ev), (s_h, o_h, np.array(idx)), harm["trained"])
-    t_split = rows["guarded @ fresh, target split"]["threshold"]
-    flagged = flagged_rows(ev, keep, (s_ev, o_ev), t_split)
+def _print_rows(rows: dict[str, dict[str, Any]]) -> None:
     for name, r in rows.items():
         f, h = r["fpr"], r["harmful_flagged"]
         t = r["threshold"]
@@ -179,11 +132,96 @@ def main() -> int:
               f"harmful flagged {h['rate']:.4f} (n {h['n']})"
               + (f", all families {r['harmful_flagged_all']['rate']:.4f}"
                  if "harmful_flagged_all" in r else ""))
+
+
+class Scored:
+    """The bundle's scores on the calibration set and the harmful test records, computed
+    once and shared by every measurement set and target."""
+
+    def __init__(self, bundle_dir: Path, bundle: Any, cal: Any) -> None:
+        from swisscheese.recipes.organism.train import prompt_texts
+
+        self.bundle, self.harm = bundle, harmful_test(bundle_dir)
+        self.s_h = bundle.input_scores(self.harm["prompts"])
+        self.c_in = bundle.input_scores(prompt_texts(cal.records))
+        self.idx = [i for i, r in enumerate(self.harm["replies"]) if r is not None]
+        self.o_h = output_scores(bundle, [self.harm["replies"][i] for i in self.idx],
+                                 [self.harm["convs"][i] for i in self.idx])
+        self.c_out = output_scores(bundle, cal.replies, cal.conversations)
+
+    def rows(self, target: float, s_ev: np.ndarray, o_ev: np.ndarray
+             ) -> dict[str, dict[str, Any]]:
+        from swisscheese.bundles.build import calibrate
+
+        b, harm = self.bundle, self.harm
+        rows = layer_rows("input", b.thresholds["input"], calibrate(self.c_in, target, "input"),
+                          s_ev, lambda t: rate((self.s_h >= t)[harm["trained"]]))
+        rows |= layer_rows("output", b.thresholds["output"],
+                           calibrate(self.c_out, target, "output"), o_ev,
+                           lambda t: rate(self.o_h >= t))
+        return rows | guarded_rows(b.thresholds, (self.c_in, self.c_out), target,
+                                   (s_ev, o_ev), (self.s_h, self.o_h, np.array(self.idx)),
+                                   harm["trained"])
+
+
+def measure(args: argparse.Namespace, scored: Scored, cal: Any, seed: int | None
+            ) -> list[dict[str, Any]]:
+    """Every target's rows on the measurement set drawn with `seed`."""
+    from swisscheese.recipes.organism.train import prompt_texts
+
+    bundle = scored.bundle
+    ev = fresh_set(args.bundle, bundle, args.n, seed,
+                   args.out / ("measurement" if seed is None else f"measurement-{seed}"))
+    seen = {r.key for r in cal.records}
+    keep = [i for i, r in enumerate(ev.records) if r.key not in seen]
+    print(f"measurement seed {seed}: {len(keep)} of {len(ev.records)} (the rest are also "
+          "in the calibration set)", flush=True)
+    ev_prompts = prompt_texts(ev.records)
+    s_ev = bundle.input_scores([ev_prompts[i] for i in keep])
+    o_ev = output_scores(bundle, [ev.replies[i] for i in keep],
+                         [ev.conversations[i] for i in keep])
+    runs = []
+    for target in args.target_fpr:
+        rows = scored.rows(target, s_ev, o_ev)
+        print(f"-- measurement seed {seed}, target FPR {target}")
+        _print_rows(rows)
+        t_split = rows["guarded @ fresh, target split"]["threshold"]
+        runs.append({"measurement_seed": seed, "target_fpr": target,
+                     "n_measurement": len(keep), "rows": rows,
+                     "flagged_at_fresh_split": flagged_rows(ev, keep, (s_ev, o_ev), t_split)})
+    return runs
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bundle", type=Path, default=Path("runs/classifier/bundle"))
+    ap.add_argument("--n", type=int, default=20_000)
+    ap.add_argument("--target-fpr", type=float, nargs="+", default=[0.0005],
+                    help="one or more targets, each calibrated on the same calibration set")
+    ap.add_argument("--calibration-seed", type=int, default=CALIBRATION_SEED)
+    ap.add_argument("--measurement-seed", type=int, nargs="+", default=[None], help=(
+        "seeds of the measurement sets (default: the benign traffic's own); another one "
+        "draws a set that no earlier run has looked at, to confirm a threshold chosen "
+        "after looking at the default set"))
+    ap.add_argument("--out", type=Path, default=Path("runs/bench-fresh-fpr"))
+    args = ap.parse_args()
+    if not (args.bundle / "bundle.json").is_file():
+        print(f"error: no bundle in {args.bundle}", file=sys.stderr)
+        return 1
+    from swisscheese.bundles import load_bundle
+    from swisscheese.fileio import atomic_write_json
+
+    load0, t0 = os.getloadavg()[0], time.perf_counter()
+    bundle = load_bundle(args.bundle)
+    cal = fresh_set(args.bundle, bundle, args.n, args.calibration_seed,
+                    args.out / "calibration")
+    write_benign_jsonl(cal, args.out / "calibration.jsonl")
+    print(f"calibration {len(cal.records)} (seed {args.calibration_seed})", flush=True)
+    scored = Scored(args.bundle, bundle, cal)
+    runs = [r for seed in args.measurement_seed for r in measure(args, scored, cal, seed)]
     atomic_write_json(args.out / "fresh_fpr.json", {
-        "bundle": str(args.bundle), "target_fpr": args.target_fpr, "rows": rows,
-        "measurement_seed": args.measurement_seed,
-        "n_calibration": len(cal.records), "n_measurement": len(keep),
-        "flagged_at_fresh_split": flagged,
+        "bundle": str(args.bundle), "n_calibration": len(cal.records),
+        "calibration_seed": args.calibration_seed, "runs": runs,
         "seconds": round(time.perf_counter() - t0),
         "load_average_before_after": [round(load0, 2), round(os.getloadavg()[0], 2)],
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])})
